@@ -1,0 +1,312 @@
+"""``check``: convert a model under each recipe, run every candidate on the same batches as the
+reference, and measure the gap.
+
+Pipeline: load the source → read and split the data → convert each recipe (calibrating on the
+calibration rows) → start one worker process per candidate → stream the evaluation rows batch
+by batch (reference outputs computed once per batch, shared by every candidate) → finish the
+running statistics into one ``CandidateResult`` per candidate.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import compare, sources
+from . import data as data_module
+from . import recipes as recipes_module
+from .errors import DataError, LiteparityError
+from .results import CandidateResult, CheckResult, Metric, ReferenceResult
+from .workers import Worker
+
+#: ``progress(stage, done, total)``: the CLI turns it into a progress bar.
+Progress = Callable[[str, int, int], None]
+
+#: Rows read from the data per step: large enough for the interpreter's best batch size.
+BATCH_ROWS = 256
+
+
+def _no_progress(stage: str, done: int, total: int) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A ``.tflite`` to measure: converted by a recipe or given by the user."""
+
+    name: str
+    recipe: str | None
+    content: bytes | None = None
+    path: str | None = None
+    error: str | None = None
+
+
+@dataclass
+class _Run:
+    """One candidate's worker and running statistics during evaluation."""
+
+    candidate: Candidate
+    worker: Worker | None
+    order: list[int] = field(default_factory=list)
+    errors: compare.ErrorAccumulator = field(default_factory=compare.ErrorAccumulator)
+    task: compare.TaskAccumulator | None = None
+    batch_size: int | None = None
+    latency_ms: float | None = None
+    error: str | None = None
+
+    def fail(self, exc: Exception) -> None:
+        self.error = str(exc)
+        if self.worker is not None:
+            self.worker.close()
+            self.worker = None
+
+
+def check(
+    model: str | os.PathLike[str] | sources.Source,
+    *,
+    data: Any,
+    calibration_data: Any = None,
+    recipes: Sequence[str] | None = None,
+    candidates: Sequence[str | os.PathLike[str]] = (),
+    inputs: list[str] | None = None,
+    outputs: list[str] | None = None,
+    input_shapes: list[tuple[int, ...]] | None = None,
+    legacy: recipes_module.LegacySettings | None = None,
+    calibration_samples: int = 200,
+    max_samples: int | None = None,
+    seed: int = 0,
+    save_dir: str | os.PathLike[str] | None = None,
+    unsafe: bool = False,
+    image_size: tuple[int, int] | None = None,
+    scale: float | None = None,
+    label_column: int | None = None,
+    progress: Progress | None = None,
+) -> CheckResult:
+    """Measure how far each TFLite candidate of ``model`` is from the model itself.
+
+    ``recipes`` defaults to ``["all"]`` when no ``candidates`` are given. ``data`` and
+    ``calibration_data`` take paths or arrays (see ``liteparity.data.load``); without
+    ``calibration_data`` a seeded, disjoint split of ``data`` calibrates.
+    """
+    progress = progress or _no_progress
+    recipe_names = list(recipes) if recipes is not None else ([] if candidates else ["all"])
+    source = model if isinstance(model, sources.Source) else sources.load(
+        model, inputs=inputs, outputs=outputs, input_shapes=input_shapes, unsafe=unsafe
+    )
+    try:
+        chosen = recipes_module.resolve(recipe_names, source, legacy)
+        user_files = [_read_candidate(path) for path in candidates]
+        load_kwargs = {"image_size": image_size, "scale": scale, "label_column": label_column}
+        dataset = data_module.load(data, **load_kwargs)
+        binding = _bind(dataset, source)
+        if calibration_data is not None:
+            cal_binding = _bind(data_module.load(calibration_data, **load_kwargs), source)
+            cal_rows = data_module.sample_rows(len(cal_binding.dataset), calibration_samples, seed)
+            eval_rows = np.arange(len(dataset))
+        else:
+            cal_binding = binding
+            cal_rows, eval_rows = data_module.split(len(dataset), calibration_samples, seed)
+        if max_samples is not None:
+            eval_rows = eval_rows[data_module.sample_rows(len(eval_rows), max_samples, seed)]
+        converted = _convert_all(source, chosen, cal_binding, cal_rows, legacy, save_dir, progress)
+        runs = _evaluate(source, [*converted, *user_files], binding, eval_rows, progress)
+    finally:
+        source.close()
+    return runs
+
+
+def _bind(dataset: data_module.Dataset, source: sources.Source) -> data_module.Binding:
+    io = source.io
+    return data_module.bind(dataset, io.input_names, io.sample_shapes, io.input_dtypes)
+
+
+def _read_candidate(path: str | os.PathLike[str]) -> Candidate:
+    name = f"tflite:{Path(path).name}"
+    try:
+        content = sources.read_tflite(path)
+    except LiteparityError as exc:
+        if not Path(path).exists():
+            raise
+        return Candidate(name, None, path=str(path), error=str(exc))
+    return Candidate(name, None, content=content, path=str(path))
+
+
+def _convert_all(
+    source: sources.Source,
+    chosen: list[recipes_module.Recipe],
+    binding: data_module.Binding,
+    rows: np.ndarray,
+    legacy: recipes_module.LegacySettings | None,
+    save_dir: str | os.PathLike[str] | None,
+    progress: Progress,
+) -> list[Candidate]:
+    calibration = None
+    if any(r.needs_calibration for r in chosen):
+        batches = [inputs for inputs, _ in binding.batches(rows, BATCH_ROWS)]
+        calibration = recipes_module.calibration_from(batches)
+    out = []
+    for done, recipe in enumerate(chosen):
+        progress(f"converting {recipe.name}", done, len(chosen))
+        try:
+            content = recipes_module.convert(source, recipe, calibration, legacy)
+        except LiteparityError as exc:
+            out.append(Candidate(recipe.name, recipe.name, error=str(exc)))
+            continue
+        path = None
+        if save_dir is not None:
+            path = str(write_atomic(Path(save_dir) / f"{recipe.name}.tflite", content))
+        out.append(Candidate(recipe.name, recipe.name, content=content, path=path))
+    progress("converted", len(chosen), len(chosen))
+    return out
+
+
+def write_atomic(path: Path, content: bytes) -> Path:
+    """Write to a temporary file beside ``path`` and rename it: never a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(content)
+    tmp.replace(path)
+    return path
+
+
+def _input_order(reference_names: Sequence[str], names: Sequence[str]) -> list[int]:
+    """For each candidate input, the index of the reference input that feeds it."""
+    if sorted(names) == sorted(reference_names):
+        return [list(reference_names).index(n) for n in names]
+    if len(names) == len(reference_names):
+        return list(range(len(names)))
+    raise DataError(
+        f"the candidate has inputs {list(names)} but the reference has {list(reference_names)}"
+    )
+
+
+def _start(candidate: Candidate, reference: sources.Source, kind: str, classify: bool) -> _Run:
+    run = _Run(candidate, None, task=compare.TaskAccumulator(kind),
+               errors=compare.ErrorAccumulator(classify=classify))
+    if candidate.error:
+        run.error = candidate.error
+        return run
+    assert candidate.content is not None
+    try:
+        run.worker = Worker(candidate.name, candidate.content)
+        info = run.worker.info
+        run.order = _input_order(reference.io.input_names, [i.name for i in info.inputs])
+        if len(info.outputs) != len(reference.io.output_names):
+            raise DataError(
+                f"the candidate has {len(info.outputs)} output(s), the reference "
+                f"{len(reference.io.output_names)}"
+            )
+    except LiteparityError as exc:
+        run.fail(exc)
+    return run
+
+
+def _evaluate(
+    source: sources.Source,
+    candidates: list[Candidate],
+    binding: data_module.Binding,
+    rows: np.ndarray,
+    progress: Progress,
+) -> CheckResult:
+    kind = compare.task_kind(binding.dataset.labels)
+    reference_task = compare.TaskAccumulator(kind)
+    reference_power = [0.0, 0]  # Σref² and count over the first output
+    runs: list[_Run] = []
+    total = len(rows)
+    progress("starting interpreters", 0, total)
+    try:
+        for start in range(0, total, BATCH_ROWS):
+            inputs, labels = binding.take(rows[start : start + BATCH_ROWS])
+            if not runs:
+                first_out = source.predict([x[:1] for x in inputs])[0]
+                classify = kind == compare.ACCURACY or first_out.reshape(1, -1).shape[1] > 1
+                runs = [_start(c, source, kind, classify) for c in candidates]
+                _each(runs, lambda r: r.worker.tune_batch_size(_ordered(inputs, r.order)),
+                      lambda r, size: setattr(r, "batch_size", size))
+            live = [r for r in runs if r.worker is not None]
+            for run in live:
+                try:
+                    run.worker.submit(_ordered(inputs, run.order))
+                except LiteparityError as exc:
+                    run.fail(exc)
+            reference = source.predict(inputs)
+            reference_task.update(reference[0], labels, reference[0])
+            reference_power[0] += float(np.sum(reference[0].astype(np.float64) ** 2))
+            reference_power[1] += reference[0].size
+            for run in live:
+                if run.worker is None:
+                    continue
+                try:
+                    outputs = run.worker.receive()
+                    _check_shapes(reference, outputs)
+                except LiteparityError as exc:
+                    run.fail(exc)
+                    continue
+                run.errors.update(reference, outputs)
+                run.task.update(outputs[0], labels, reference[0])
+            progress("evaluating", min(start + BATCH_ROWS, total), total)
+        sample = binding.take(rows[:1])[0]
+        for run in runs:  # one at a time: parallel runs would disturb each other's timing
+            if run.worker is not None:
+                try:
+                    run.latency_ms = run.worker.latency_ms(_ordered(sample, run.order))
+                except LiteparityError as exc:
+                    run.fail(exc)
+    finally:
+        for run in runs:
+            if run.worker is not None:
+                run.worker.close()
+    ref_value = 0.0 if kind == compare.MSE_VS_REFERENCE else reference_task.value
+    power = reference_power[0] / reference_power[1] if reference_power[1] else None
+    results = tuple(_result(run, kind, ref_value, power) for run in runs)
+    io = source.to_dict()
+    reference_result = ReferenceResult(
+        path=source.path, format=source.format, size_bytes=source.size_bytes(),
+        metric=Metric(kind, ref_value), inputs=io["inputs"], outputs=io["outputs"],
+    )
+    data_info = {**binding.dataset.to_dict(), "evaluation_samples": int(total)}
+    return CheckResult(reference_result, data_info, results)
+
+
+def _each(
+    runs: list[_Run], request: Callable[[_Run], Any], keep: Callable[[_Run, Any], None]
+) -> None:
+    """Ask every live worker the same thing and keep each answer (failures fail that run)."""
+    for run in runs:
+        if run.worker is not None:
+            try:
+                keep(run, request(run))
+            except LiteparityError as exc:
+                run.fail(exc)
+
+
+def _ordered(inputs: list[np.ndarray], order: list[int]) -> list[np.ndarray]:
+    return [inputs[i] for i in order]
+
+
+def _check_shapes(reference: list[np.ndarray], outputs: list[np.ndarray]) -> None:
+    for i, (r, o) in enumerate(zip(reference, outputs, strict=True)):
+        if r.shape != o.shape:
+            raise DataError(
+                f"output {i} has shape {o.shape[1:]} per sample, the reference {r.shape[1:]}"
+            )
+
+
+def _result(run: _Run, kind: str, reference: float | None, power: float | None) -> CandidateResult:
+    c = run.candidate
+    size = len(c.content) if c.content is not None else None
+    if run.error:
+        return CandidateResult(c.name, c.recipe, c.path, size, error=run.error)
+    value = run.task.value if run.task else None
+    delta = value - reference if value is not None and reference is not None else None
+    return CandidateResult(
+        name=c.name, recipe=c.recipe, path=c.path, size_bytes=size, latency_ms=run.latency_ms,
+        metric=Metric(kind, value), metric_delta=delta,
+        drop=compare.drop(kind, reference, value, power), batch_size=run.batch_size,
+        **run.errors.metrics(),
+    )

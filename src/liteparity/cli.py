@@ -1,0 +1,352 @@
+"""The ``liteparity`` command: a thin shell over the Python API.
+
+Library errors (``LiteparityError``) become one red line and their exit code here, and nowhere
+else; ``--debug`` shows the traceback. Exit codes: 0 fine, 1 a budget is broken, 2 bad input
+or a candidate that could not be measured, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from . import __version__
+from .errors import LiteparityError, UsageError
+
+app = typer.Typer(
+    name="liteparity",
+    help="Find, explain and fix the accuracy gap between a TensorFlow/Keras model and its "
+    "TensorFlow Lite (LiteRT) conversion.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+out = Console(width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True)
+
+Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")]
+
+
+def _fail(message: str, code: int) -> None:
+    err.print(f"[bold red]liteparity:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn library errors into one line and an exit code (tracebacks with --debug)."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except LiteparityError as exc:
+            if kwargs.get("debug"):
+                raise
+            _fail(str(exc), exc.exit_code)
+        except KeyboardInterrupt:
+            _fail("interrupted; no partial output was written", 130)
+
+    return wrapper
+
+
+@contextmanager
+def progress_bar() -> Iterator[Callable[[str, int, int], None]]:
+    """A rich progress bar fed by the library's ``progress(stage, done, total)`` callback."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    bar = Progress(
+        TextColumn("{task.description:<24}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+        console=err, transient=True, disable=not err.is_terminal,
+    )
+    task = bar.add_task("loading model", total=None)
+
+    def update(stage: str, done: int, total: int) -> None:
+        bar.update(task, description=stage, completed=done, total=total or None)
+
+    with bar:
+        yield update
+
+
+def _split(values: list[str] | None) -> list[str] | None:
+    """``--recipes a,b --recipes c`` → ``[a, b, c]``."""
+    if not values:
+        return None
+    return [v.strip() for value in values for v in value.split(",") if v.strip()]
+
+
+def _shapes(values: list[str] | None) -> list[tuple[int, ...]] | None:
+    if not values:
+        return None
+    try:
+        return [tuple(int(d) for d in v.replace("x", ",").split(",")) for v in values]
+    except ValueError:
+        raise UsageError(f"--input-shapes {values}: expected comma-separated integers, "
+                         "e.g. 1,28,28,1") from None
+
+
+def _image_size(value: str | None) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    try:
+        h, w = (int(v) for v in value.lower().replace(",", "x").split("x"))
+    except ValueError:
+        raise UsageError(f"--image-size {value!r}: expected HEIGHTxWIDTH, e.g. 28x28") from None
+    return h, w
+
+
+def write_output(path: Path, text: str) -> None:
+    """Write via a temporary file and a rename, so no half-written file is ever left."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def _report_check(result: Any, json_path: Path | None, max_drop: float | None,
+                  min_agreement: float | None) -> None:
+    out.print(result)
+    if json_path is not None:
+        write_output(json_path, result.to_json())
+        err.print(f"wrote {json_path}")
+    failed = [c for c in result.candidates if c.error]
+    broken = result.violations(max_drop, min_agreement)
+    for line in broken:
+        err.print(f"[bold yellow]budget:[/] {line}", highlight=False)
+    if failed:
+        raise typer.Exit(2)
+    if broken:
+        raise typer.Exit(1)
+
+
+@app.command()
+@handle_errors
+def check(
+    model: Annotated[str, typer.Argument(help="Reference model: .keras, .h5, SavedModel dir, "
+                                         "frozen .pb or float .tflite.")],
+    data: Annotated[str, typer.Option("--data", "-d", help="Evaluation data: .npz (x, y), "
+                                      ".npy, .csv[.gz] or an image folder.")],
+    calibration_data: Annotated[str | None, typer.Option(
+        help="Calibration data (default: a seeded split of --data).")] = None,
+    recipes: Annotated[list[str] | None, typer.Option(
+        "--recipes", "-r", help="Recipes, comma-separated, or 'all' (the default without "
+        "--candidate).")] = None,
+    candidate: Annotated[list[Path] | None, typer.Option(
+        help="A .tflite to compare with the reference (repeatable).")] = None,
+    inputs: Annotated[list[str] | None, typer.Option(help="Frozen graph input names.")] = None,
+    outputs: Annotated[list[str] | None, typer.Option(help="Frozen graph output names.")] = None,
+    input_shapes: Annotated[list[str] | None, typer.Option(
+        help="Frozen graph input shapes, e.g. 1,784 (repeat per input).")] = None,
+    mean: Annotated[float | None, typer.Option(help="legacy-uint8: quantized_input_stats "
+                                               "mean (real = (q - mean) / std).")] = None,
+    std: Annotated[float | None, typer.Option(help="legacy-uint8: quantized_input_stats "
+                                              "std_dev.")] = None,
+    default_ranges: Annotated[tuple[float, float] | None, typer.Option(
+        help="legacy-uint8: default_ranges_stats MIN MAX.")] = None,
+    calibration_samples: Annotated[int, typer.Option(help="Calibration samples.")] = 200,
+    max_samples: Annotated[int | None, typer.Option(
+        help="Evaluate on at most this many samples (seeded choice).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of every data split.")] = 0,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the result as "
+                                                   "JSON.")] = None,
+    save_models: Annotated[Path | None, typer.Option(
+        help="Directory to write each converted .tflite to.")] = None,
+    max_drop: Annotated[float | None, typer.Option(
+        help="Exit 1 when a candidate loses more than this many accuracy points (or % MSE).")]
+    = None,
+    min_agreement: Annotated[float | None, typer.Option(
+        help="Exit 1 when a candidate's top-1 agreement is below this fraction.")] = None,
+    image_size: Annotated[str | None, typer.Option(help="Image folders: resize to HxW.")]
+    = None,
+    scale: Annotated[float | None, typer.Option(help="Image folders: multiply pixels by this "
+                                                "(e.g. 0.00392156862745098 for [0, 1]).")] = None,
+    label_column: Annotated[int | None, typer.Option(help="CSV: column holding the label "
+                                                     "(-1: last).")] = None,
+    unsafe: Annotated[bool, typer.Option(help="Allow Keras Lambda/custom layers (runs code "
+                                         "from the model file).")] = False,
+    debug: Debug = False,
+) -> None:
+    """Convert MODEL under each recipe, run every candidate on LiteRT, and measure the gap.
+
+    [dim]Examples:[/]
+      liteparity check model.keras --data eval.npz --calibration-data cal.npz --recipes all
+      liteparity check float.tflite --candidate quant.tflite --data eval.npz
+      liteparity check graph.pb --inputs input --outputs output --recipes legacy-uint8 \\
+          --mean 128 --std 128 --default-ranges 0 6 --data eval.npz
+    """
+    from .check import check as run_check
+    from .recipes import LegacySettings
+
+    legacy = None
+    if mean is not None or std is not None:
+        if mean is None or std is None:
+            raise UsageError("--mean and --std go together (TF1 quantized_input_stats)")
+        legacy = LegacySettings(mean, std, default_ranges)
+    elif default_ranges is not None:
+        raise UsageError("--default-ranges needs --mean and --std (the legacy-uint8 recipe)")
+    with progress_bar() as progress:
+        result = run_check(
+            model, data=data, calibration_data=calibration_data, recipes=_split(recipes),
+            candidates=candidate or (), inputs=_split(inputs), outputs=_split(outputs),
+            input_shapes=_shapes(input_shapes), legacy=legacy,
+            calibration_samples=calibration_samples, max_samples=max_samples, seed=seed,
+            save_dir=save_models, unsafe=unsafe, image_size=_image_size(image_size),
+            scale=scale, label_column=label_column, progress=progress,
+        )
+    _report_check(result, json_path, max_drop, min_agreement)
+
+
+@app.command()
+@handle_errors
+def qparams(
+    model: Annotated[Path | None, typer.Argument(
+        help="A .tflite: show the real range each input and output covers.")] = None,
+    mean: Annotated[float | None, typer.Option(help="TF1 mean (zero point).")] = None,
+    std: Annotated[float | None, typer.Option(help="TF1 std_dev (1 / scale).")] = None,
+    scale: Annotated[float | None, typer.Option(help="Scale.")] = None,
+    zero_point: Annotated[int | None, typer.Option(help="Zero point.")] = None,
+    min_: Annotated[float | None, typer.Option("--min", help="Smallest real value.")] = None,
+    max_: Annotated[float | None, typer.Option("--max", help="Largest real value.")] = None,
+    dtype: Annotated[str, typer.Option(help="uint8, int8 or int16.")] = "uint8",
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    debug: Debug = False,
+) -> None:
+    """Convert between (mean, std_dev), (scale, zero_point) and (min, max).
+
+    [dim]Examples:[/]
+      liteparity qparams --mean 128 --std 128 --dtype uint8
+      liteparity qparams --min 0 --max 1
+      liteparity qparams --scale 0.0039215686 --zero-point 0
+      liteparity qparams model.tflite
+    """
+    from . import qparams as qp
+
+    given = {"--mean/--std": (mean, std), "--scale/--zero-point": (scale, zero_point),
+             "--min/--max": (min_, max_)}
+    used = [k for k, pair in given.items() if any(v is not None for v in pair)]
+    if model is not None:
+        if used:
+            raise UsageError(f"give a .tflite or {used[0]}, not both")
+        rows = _tflite_qparams(model)
+    else:
+        if len(used) != 1:
+            raise UsageError("give exactly one of --mean/--std, --scale/--zero-point, "
+                             "--min/--max, or a .tflite path")
+        pair = given[used[0]]
+        if any(v is None for v in pair):
+            raise UsageError(f"{used[0]} needs both values")
+        if used[0] == "--mean/--std":
+            params = qp.from_mean_std(mean, std, dtype)  # type: ignore[arg-type]
+        elif used[0] == "--scale/--zero-point":
+            params = qp.QParams(scale, zero_point, dtype)  # type: ignore[arg-type]
+        else:
+            params = qp.from_min_max(min_, max_, dtype)  # type: ignore[arg-type]
+        rows = [{"tensor": None, **params.to_dict()}]
+    if json_out:
+        payload = rows[0] if model is None else rows
+        if model is None:
+            payload.pop("tensor")
+        out.print_json(json.dumps(payload))
+        return
+    _print_qparams(rows)
+
+
+def _tflite_qparams(path: Path) -> list[dict[str, Any]]:
+    from .sources import read_tflite
+    from .workers import Worker
+
+    with Worker(path.name, read_tflite(path)) as worker:
+        info = worker.info
+    rows = []
+    for role, tensors in (("input", info.inputs), ("output", info.outputs)):
+        for t in tensors:
+            q = t.quantization.to_dict() if t.quantization else {"dtype": t.dtype}
+            rows.append({"tensor": f"{role} {t.name}", **q})
+    return rows
+
+
+def _print_qparams(rows: list[dict[str, Any]]) -> None:
+    from rich.table import Table
+
+    table = Table()
+    keys = ["dtype", "scale", "zero_point", "mean", "std_dev", "min", "max"]
+    if rows[0]["tensor"] is not None:
+        table.add_column("tensor")
+    for key in keys:
+        table.add_column(key, justify="right")
+    for row in rows:
+        cells = [_fmt(row.get(k, "float (not quantized)" if k == "scale" else "")) for k in keys]
+        table.add_row(*([row["tensor"]] if row["tensor"] is not None else []), *cells)
+    out.print(table)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.8g}"
+    if isinstance(value, list):
+        return f"{len(value)} channels"
+    return str(value)
+
+
+@app.command()
+@handle_errors
+def demo(
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the result as "
+                                                   "JSON.")] = None,
+    debug: Debug = False,
+) -> None:
+    """Train (once, cached) a small CNN on real MNIST digits and check every recipe on it.
+
+    The table includes legacy-uint8 with the seeds' settings (mean 0, std 255,
+    default_ranges 0 6): the classic "my uint8 model is garbage" case.
+    """
+    from .check import check as run_check
+    from .demo import cache_dir, prepare
+    from .recipes import LegacySettings
+
+    err.print(f"demo files: {cache_dir() / 'demo'}")
+    with progress_bar() as progress:
+        progress("training the demo CNN (first run only)", 0, 0)
+        files = prepare()
+        result = run_check(
+            str(files.model), data=str(files.eval_data),
+            calibration_data=str(files.calibration_data), recipes=["all"],
+            legacy=LegacySettings(0.0, 255.0, (0.0, 6.0)), progress=progress,
+        )
+    _report_check(result, json_path, None, None)
+
+
+def version_callback(value: bool) -> None:
+    if value:
+        out.print(f"liteparity {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", callback=version_callback,
+                                          is_eager=True, help="Show the version.")] = False,
+) -> None:
+    """Find, explain and fix the accuracy gap between a Keras/TF model and its TFLite twin."""
+
+
+def main() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.exit(app())

@@ -1,0 +1,130 @@
+"""Output and task metrics, accumulated batch by batch (memory does not grow with the data).
+
+Error metrics are over every output value of every output: ``max_abs_error``, ``rmse``,
+``sqnr_db = 10·log10(Σref² / Σ(ref−cand)²)`` and ``cosine`` (the mean over samples of the
+cosine between the reference's and the candidate's output vectors). The task metric and top-1
+``agreement`` read the first output.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+#: Task metric names: accuracy against integer labels, MSE against float labels or, with no
+#: labels, MSE against the reference's own outputs.
+ACCURACY, MSE, MSE_VS_REFERENCE = "accuracy", "mse", "mse_vs_reference"
+
+
+def task_kind(labels: np.ndarray | None) -> str:
+    """Which task metric fits the labels (integer class ids → accuracy)."""
+    if labels is None:
+        return MSE_VS_REFERENCE
+    return ACCURACY if np.issubdtype(np.asarray(labels).dtype, np.integer) else MSE
+
+
+def classes(output: np.ndarray) -> np.ndarray:
+    """Top-1 class per sample: argmax over the last axis, or ``> 0.5`` for one sigmoid unit."""
+    flat = output.reshape(len(output), -1)
+    if flat.shape[1] == 1:
+        return (flat[:, 0] > 0.5).astype(np.int64)
+    return flat.argmax(axis=1)
+
+
+@dataclass
+class TaskAccumulator:
+    """Running task metric for one model (the reference or a candidate)."""
+
+    kind: str
+    count: int = 0
+    total: float = 0.0  # correct predictions, or summed squared error
+
+    def update(self, output: np.ndarray, labels: np.ndarray | None, reference: np.ndarray) -> None:
+        if self.kind == ACCURACY:
+            assert labels is not None
+            self.total += float(np.sum(classes(output) == labels.reshape(len(labels))))
+            self.count += len(output)
+        else:
+            target = reference if self.kind == MSE_VS_REFERENCE else labels
+            diff = output.astype(np.float64) - np.asarray(target, np.float64).reshape(output.shape)
+            self.total += float(np.sum(diff * diff))
+            self.count += diff.size
+
+    @property
+    def value(self) -> float | None:
+        return self.total / self.count if self.count else None
+
+
+@dataclass
+class ErrorAccumulator:
+    """Running error statistics of candidate outputs against reference outputs."""
+
+    values: int = 0
+    samples: int = 0
+    sum_sq_err: float = 0.0
+    sum_sq_ref: float = 0.0
+    max_abs: float = 0.0
+    cosine_sum: float = 0.0
+    agree: int = 0
+    classify: bool = True  # top-1 agreement makes sense (a class vector, or labelled 0/1)
+
+    def update(self, reference: list[np.ndarray], candidate: list[np.ndarray]) -> None:
+        refs = [r.reshape(len(r), -1).astype(np.float64) for r in reference]
+        cands = [c.reshape(len(c), -1).astype(np.float64) for c in candidate]
+        ref, cand = np.concatenate(refs, axis=1), np.concatenate(cands, axis=1)
+        diff = cand - ref
+        self.values += diff.size
+        self.samples += len(ref)
+        self.sum_sq_err += float(np.sum(diff * diff))
+        self.sum_sq_ref += float(np.sum(ref * ref))
+        self.max_abs = max(self.max_abs, float(np.max(np.abs(diff), initial=0.0)))
+        norms = np.linalg.norm(ref, axis=1) * np.linalg.norm(cand, axis=1)
+        dots = np.sum(ref * cand, axis=1)
+        both_zero = norms == 0
+        cos = np.where(both_zero, 1.0, dots / np.where(both_zero, 1.0, norms))
+        self.cosine_sum += float(np.sum(cos))
+        if self.classify:
+            self.agree += int(np.sum(classes(reference[0]) == classes(candidate[0])))
+
+    def metrics(self) -> dict[str, float | None]:
+        if not self.values:
+            return dict.fromkeys(("agreement", "max_abs_error", "rmse", "sqnr_db", "cosine"))
+        if self.sum_sq_err == 0:
+            sqnr = math.inf
+        elif self.sum_sq_ref == 0:
+            sqnr = -math.inf
+        else:
+            sqnr = 10 * math.log10(self.sum_sq_ref / self.sum_sq_err)
+        return {
+            "agreement": self.agree / self.samples if self.classify else None,
+            "max_abs_error": self.max_abs,
+            "rmse": math.sqrt(self.sum_sq_err / self.values),
+            "sqnr_db": sqnr,
+            "cosine": self.cosine_sum / self.samples,
+        }
+
+
+def drop(kind: str, reference: float | None, candidate: float | None,
+         reference_power: float | None = None) -> float | None:
+    """How much worse a candidate is, in points: accuracy points lost, or the percent increase
+    of MSE (against labels), or MSE as a percent of the reference's mean square (no labels)."""
+    if candidate is None or reference is None:
+        return None
+    if kind == ACCURACY:
+        return 100.0 * (reference - candidate)
+    if kind == MSE:
+        return 100.0 * (candidate - reference) / reference if reference else math.inf
+    return 100.0 * candidate / reference_power if reference_power else math.inf
+
+
+def json_number(value: Any) -> Any:
+    """JSON has no infinity: ``inf`` becomes a string, NaN becomes null."""
+    if isinstance(value, float):
+        if math.isnan(value):
+            return None
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+    return value

@@ -1,0 +1,314 @@
+"""Datasets: ``.npz``, ``.npy``, CSV, image folders and in-memory arrays, read in batches.
+
+Data always holds *real* values, the ones the reference model takes; candidates with integer
+inputs get them quantized by ``LiteModel``. Columns are read lazily by row index (``.npy`` is
+memory-mapped, images are decoded per batch), so memory does not grow with the dataset.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from .errors import DataError
+
+#: npz keys (and CSV headers) taken as labels.
+LABEL_KEYS = ("y", "label", "labels", "target")
+#: npz key taken as the input of a single-input model.
+INPUT_KEY = "x"
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+
+
+class Column(Protocol):
+    """Anything with a length, a shape and fancy indexing by row: arrays, memmaps, images."""
+
+    shape: tuple[int, ...]
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, rows: Any) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Named input columns and optional labels, all of the same length."""
+
+    columns: Mapping[str, Column]
+    labels: np.ndarray | None = None
+    source: str = "arrays"
+    flat: bool = False  # rows are flat vectors (CSV): reshaped to the model's input shape
+    _sizes: tuple[int, ...] = field(init=False, repr=False, default=())
+
+    def __post_init__(self) -> None:
+        if not self.columns:
+            raise DataError(f"{self.source}: no input arrays found")
+        sizes = {name: len(col) for name, col in self.columns.items()}
+        if len(set(sizes.values())) > 1:
+            raise DataError(f"{self.source}: inputs have different sample counts {sizes}")
+        n = next(iter(sizes.values()))
+        if n == 0:
+            raise DataError(f"{self.source}: the dataset is empty (0 samples)")
+        if self.labels is not None and len(self.labels) != n:
+            raise DataError(
+                f"{self.source}: {len(self.labels)} labels for {n} samples: expected one label "
+                "per sample"
+            )
+
+    def __len__(self) -> int:
+        return len(next(iter(self.columns.values())))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "samples": len(self),
+            "inputs": {name: list(col.shape) for name, col in self.columns.items()},
+            "labels": self.labels is not None,
+        }
+
+    def fingerprint(self) -> str:
+        """A short hash of the source and shapes, for reports and caches."""
+        text = repr(self.to_dict()).encode()
+        return hashlib.sha256(text).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Binding:
+    """Which dataset column feeds which model input, and how rows are shaped."""
+
+    dataset: Dataset
+    columns: tuple[Column, ...]
+    sample_shapes: tuple[tuple[int, ...], ...]
+    dtypes: tuple[str, ...]
+
+    def take(self, rows: np.ndarray) -> tuple[list[np.ndarray], np.ndarray | None]:
+        """Inputs (in model order) and labels for the given row indices."""
+        inputs = []
+        for col, shape, dtype in zip(self.columns, self.sample_shapes, self.dtypes, strict=True):
+            x = np.asarray(col[rows])
+            if self.dataset.flat and x.ndim == 2 and x.shape[1:] != shape:
+                x = x.reshape((len(x), *shape))
+            x = x.astype(dtype, copy=False)
+            if np.issubdtype(x.dtype, np.floating):
+                bad = ~np.isfinite(x.reshape(len(x), -1)).all(axis=1)
+                if bad.any():
+                    where = ", ".join(str(int(r)) for r in rows[bad][:5])
+                    raise DataError(
+                        f"{self.dataset.source}: NaN or Inf in sample(s) {where}"
+                        f"{' …' if bad.sum() > 5 else ''}: clean or drop those rows"
+                    )
+            inputs.append(x)
+        labels = None if self.dataset.labels is None else self.dataset.labels[rows]
+        return inputs, labels
+
+    def batches(
+        self, rows: np.ndarray, batch_rows: int
+    ) -> Iterator[tuple[list[np.ndarray], np.ndarray | None]]:
+        for start in range(0, len(rows), batch_rows):
+            yield self.take(rows[start : start + batch_rows])
+
+
+def bind(
+    dataset: Dataset,
+    names: Sequence[str],
+    sample_shapes: Sequence[tuple[int, ...]],
+    dtypes: Sequence[str],
+) -> Binding:
+    """Match dataset columns to model inputs: by name, or the only column to the only input."""
+    cols = dict(dataset.columns)
+    if len(names) == 1 and len(cols) == 1:
+        chosen = list(cols.values())
+    else:
+        missing = [n for n in names if n not in cols]
+        if missing:
+            raise DataError(
+                f"{dataset.source}: the model has inputs {list(names)} but the data has "
+                f"{sorted(cols)}: name one array per input (e.g. np.savez(path, "
+                f"{', '.join(f'{n}=...' for n in names)}, y=...))"
+            )
+        chosen = [cols[n] for n in names]
+    dtypes = tuple("float32" if np.dtype(d).kind == "f" else np.dtype(d).name for d in dtypes)
+    for name, col, shape in zip(names, chosen, sample_shapes, strict=True):
+        got = tuple(col.shape[1:])
+        fits = len(got) == len(shape) and all(w in (-1, g) for w, g in zip(shape, got))
+        flat_fits = (
+            dataset.flat and len(got) == 1 and all(d > 0 for d in shape)
+            and int(np.prod(shape)) == got[0]
+        )
+        if not (fits or flat_fits):
+            shown = ", ".join(str(d) if d > 0 else "?" for d in shape)
+            raise DataError(
+                f"{dataset.source}: input {name!r} expects samples of shape ({shown}) but the "
+                f"data has {got}: reshape the data to (N, {shown})"
+            )
+    shapes = tuple(tuple(int(d) for d in s) for s in sample_shapes)
+    return Binding(dataset, tuple(chosen), shapes, dtypes)
+
+
+def split(n: int, calibration_samples: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Disjoint, seeded calibration and evaluation rows (each sorted, for memmap locality)."""
+    if n < 2:
+        raise DataError(f"cannot split {n} sample(s) into calibration and evaluation sets")
+    k = min(calibration_samples, n // 2)
+    order = np.random.default_rng(seed).permutation(n)
+    return np.sort(order[:k]), np.sort(order[k:])
+
+
+def sample_rows(n: int, k: int, seed: int = 0) -> np.ndarray:
+    """``k`` seeded rows out of ``n`` (all of them when ``k >= n``)."""
+    if k >= n:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=k, replace=False))
+
+
+# -- loading ---------------------------------------------------------------------------------
+def load(
+    spec: Any,
+    *,
+    image_size: tuple[int, int] | None = None,
+    scale: float | None = None,
+    label_column: int | None = None,
+) -> Dataset:
+    """A ``Dataset`` from a path (``.npz``, ``.npy``, ``.csv[.gz]``, image folder), an array,
+    an ``(x, y)`` tuple, a dict of arrays (with an optional ``y``) or a ``Dataset``."""
+    if isinstance(spec, Dataset):
+        return spec
+    if isinstance(spec, np.ndarray):
+        return Dataset({INPUT_KEY: spec})
+    if isinstance(spec, tuple) and len(spec) == 2:
+        x, y = spec
+        columns = dict(x) if isinstance(x, Mapping) else {INPUT_KEY: np.asarray(x)}
+        return Dataset(columns, _labels(y, "labels"))
+    if isinstance(spec, Mapping):
+        return _from_mapping(dict(spec), "arrays")
+    if isinstance(spec, (str, Path)):
+        path = Path(spec)
+        if not path.exists():
+            raise DataError(f"data file not found: {path}")
+        if path.is_dir():
+            return _load_images(path, image_size, scale)
+        name = path.name.lower()
+        if name.endswith(".npz"):
+            return _load_npz(path)
+        if name.endswith(".npy"):
+            return Dataset({INPUT_KEY: _np_load(path, mmap_mode="r")}, source=str(path))
+        if name.endswith((".csv", ".csv.gz")):
+            return _load_csv(path, label_column)
+        raise DataError(
+            f"{path}: unknown data format: expected .npz, .npy, .csv, .csv.gz or a folder of "
+            "images"
+        )
+    raise DataError(
+        f"cannot read data of type {type(spec).__name__}: expected a path, an array, "
+        "an (x, y) tuple or a dict of arrays"
+    )
+
+
+def _np_load(path: Path, **kwargs: Any) -> Any:
+    try:
+        return np.load(path, allow_pickle=False, **kwargs)
+    except ValueError as exc:
+        raise DataError(f"{path}: cannot read it without pickle ({exc})") from exc
+    except OSError as exc:
+        raise DataError(f"{path}: not a numpy file ({exc})") from exc
+
+
+def _labels(y: Any, source: str) -> np.ndarray:
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] > 1:  # one-hot
+        y = y.argmax(axis=1)
+    return y.reshape(len(y)) if y.ndim > 1 and y.size == len(y) else y
+
+
+def _from_mapping(arrays: dict[str, Any], source: str) -> Dataset:
+    labels = None
+    for key in LABEL_KEYS:
+        if key in arrays:
+            labels = _labels(arrays.pop(key), source)
+            break
+    columns = {k: np.asarray(v) if not hasattr(v, "shape") else v for k, v in arrays.items()}
+    return Dataset(columns, labels, source=source)
+
+
+def _load_npz(path: Path) -> Dataset:
+    with _np_load(path) as archive:
+        arrays = {key: archive[key] for key in archive.files}
+    return _from_mapping(arrays, str(path))
+
+
+def _load_csv(path: Path, label_column: int | None) -> Dataset:
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rt") as fh:
+        first = fh.readline().strip().split(",")
+    header = not _is_number(first[0]) if first and first[0] else False
+    try:
+        table = np.loadtxt(path, delimiter=",", skiprows=1 if header else 0, ndmin=2,
+                           dtype=np.float32)
+    except ValueError as exc:
+        raise DataError(f"{path}: not a numeric CSV ({exc})") from exc
+    if header and label_column is None:
+        names = [h.strip().lower() for h in first]
+        label_column = next((names.index(k) for k in LABEL_KEYS if k in names), None)
+    labels = None
+    if label_column is not None:
+        labels = table[:, label_column].astype(np.int64)
+        table = np.delete(table, label_column, axis=1)
+    return Dataset({INPUT_KEY: table}, labels, source=str(path), flat=True)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+class ImageFolder:
+    """Images decoded per batch: ``folder/<class>/<image>`` (labels) or ``folder/<image>``."""
+
+    def __init__(
+        self, files: list[Path], size: tuple[int, int] | None, scale: float | None
+    ) -> None:
+        from PIL import Image
+
+        self._files, self._scale = files, scale
+        with Image.open(files[0]) as first:
+            self._mode = "L" if first.mode in ("L", "1", "I;16", "I") else "RGB"
+            self._size = size or first.size[::-1]  # PIL is (width, height)
+        channels = 1 if self._mode == "L" else 3
+        self.shape = (len(files), *self._size, channels)
+
+    def __len__(self) -> int:
+        return len(self._files)
+
+    def __getitem__(self, rows: Any) -> np.ndarray:
+        from PIL import Image
+
+        out = np.empty((len(rows), *self.shape[1:]), dtype=np.float32)
+        for i, row in enumerate(np.asarray(rows)):
+            with Image.open(self._files[row]) as img:
+                img = img.convert(self._mode).resize(self._size[::-1])
+                out[i] = np.asarray(img, dtype=np.float32).reshape(self.shape[1:])
+        return out * self._scale if self._scale is not None else out
+
+
+def _load_images(folder: Path, size: tuple[int, int] | None, scale: float | None) -> Dataset:
+    classes = sorted(p for p in folder.iterdir() if p.is_dir())
+
+    def images(d: Path) -> list[Path]:
+        return sorted(p for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+    files, labels = images(folder), None
+    if classes:
+        per_class = [images(c) for c in classes]
+        files = [f for group in per_class for f in group]
+        labels = np.repeat(np.arange(len(classes)), [len(g) for g in per_class])
+    if not files:
+        raise DataError(f"{folder}: no images found (expected {', '.join(sorted(IMAGE_SUFFIXES))})")
+    return Dataset({INPUT_KEY: ImageFolder(files, size, scale)}, labels, source=str(folder))

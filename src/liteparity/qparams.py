@@ -1,0 +1,169 @@
+"""Quantization arithmetic: ``(scale, zero_point)`` ⇄ ``(mean, std_dev)`` ⇄ ``(min, max)``.
+
+The seeds' users hand-code these formulas again and again and get them wrong; here they live
+once, as plain numpy functions over one frozen value, and everything else calls them.
+
+    real = (q − zero_point) · scale            q = clamp(round(real / scale) + zero_point)
+    TF1 ``quantized_input_stats = (mean, std_dev)``:  real = (q − mean) / std_dev
+    so  scale = 1 / std_dev,  zero_point = mean  (rounded: the converter "nudges" it)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .errors import UsageError
+
+#: Integer types a TFLite tensor can be quantized to, with their code range.
+DTYPE_RANGES: dict[str, tuple[int, int]] = {
+    "uint8": (0, 255),
+    "int8": (-128, 127),
+    "int16": (-32768, 32767),
+    "int32": (-(2**31), 2**31 - 1),
+}
+
+
+def dtype_range(dtype: str) -> tuple[int, int]:
+    """The smallest and largest code of ``dtype``; a clear error for any other type."""
+    try:
+        return DTYPE_RANGES[np.dtype(dtype).name]
+    except (KeyError, TypeError):
+        raise UsageError(
+            f"unknown quantized type {dtype!r}: expected one of {', '.join(DTYPE_RANGES)}"
+        ) from None
+
+
+@dataclass(frozen=True, eq=False)
+class QParams:
+    """Quantization parameters of one tensor: per-tensor (one scale) or per-channel (``axis``)."""
+
+    scale: np.ndarray
+    zero_point: np.ndarray
+    dtype: str
+    axis: int | None = None
+
+    def __post_init__(self) -> None:
+        scale = np.atleast_1d(np.asarray(self.scale, dtype=np.float64))
+        zero_point = np.atleast_1d(np.asarray(self.zero_point, dtype=np.int64))
+        if scale.shape != zero_point.shape:
+            raise UsageError(
+                f"{scale.size} scales but {zero_point.size} zero points: expected one each"
+            )
+        if np.any(scale <= 0) or not np.all(np.isfinite(scale)):
+            raise UsageError(f"scale must be a positive finite number, got {scale.tolist()}")
+        qmin, qmax = dtype_range(self.dtype)
+        if np.any(zero_point < qmin) or np.any(zero_point > qmax):
+            raise UsageError(
+                f"zero point {zero_point.tolist()} lies outside {self.dtype}'s [{qmin}, {qmax}]"
+            )
+        object.__setattr__(self, "scale", scale)
+        object.__setattr__(self, "zero_point", zero_point)
+        object.__setattr__(self, "dtype", np.dtype(self.dtype).name)
+
+    @property
+    def per_channel(self) -> bool:
+        return self.scale.size > 1
+
+    @property
+    def mean(self) -> np.ndarray:
+        """TF1's ``mean``: the code that stands for real 0."""
+        return self.zero_point.astype(np.float64)
+
+    @property
+    def std_dev(self) -> np.ndarray:
+        """TF1's ``std_dev``: codes per real unit."""
+        return 1.0 / self.scale
+
+    @property
+    def min(self) -> np.ndarray:
+        """The smallest real value the codes can represent."""
+        return (dtype_range(self.dtype)[0] - self.zero_point) * self.scale
+
+    @property
+    def max(self) -> np.ndarray:
+        """The largest real value the codes can represent."""
+        return (dtype_range(self.dtype)[1] - self.zero_point) * self.scale
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values; scalars for a per-tensor tensor, lists per channel."""
+
+        def plain(a: np.ndarray) -> Any:
+            return a.item() if a.size == 1 else a.tolist()
+
+        return {
+            "dtype": self.dtype,
+            "scale": plain(self.scale),
+            "zero_point": plain(self.zero_point),
+            "mean": plain(self.mean),
+            "std_dev": plain(self.std_dev),
+            "min": plain(self.min),
+            "max": plain(self.max),
+            **({"axis": self.axis} if self.per_channel else {}),
+        }
+
+
+def from_mean_std(mean: float, std_dev: float, dtype: str = "uint8") -> QParams:
+    """TF1's ``quantized_input_stats``: ``real = (q − mean) / std_dev``."""
+    if std_dev <= 0:
+        raise UsageError(f"std_dev must be positive, got {std_dev}")
+    return QParams(1.0 / std_dev, round(mean), dtype)
+
+
+def from_min_max(minimum: float, maximum: float, dtype: str = "uint8") -> QParams:
+    """The parameters that cover ``[minimum, maximum]``, with the zero point nudged so that
+    real 0 is exactly representable (what TFLite's converter does)."""
+    if not minimum < maximum:
+        raise UsageError(f"min must be below max, got min={minimum}, max={maximum}")
+    qmin, qmax = dtype_range(dtype)
+    # Real zero must be representable (zero padding, ReLU): widen the range to include it.
+    minimum, maximum = min(minimum, 0.0), max(maximum, 0.0)
+    scale = (maximum - minimum) / (qmax - qmin)
+    zero_point = int(np.clip(round(qmin - minimum / scale), qmin, qmax))
+    return QParams(scale, zero_point, dtype)
+
+
+def from_details(details: dict[str, Any]) -> QParams | None:
+    """Parameters of a LiteRT tensor-details dict; ``None`` for a float tensor (scale 0)."""
+    qp = details.get("quantization_parameters") or {}
+    scales = np.asarray(qp.get("scales", []), dtype=np.float64)
+    if scales.size == 0 or not np.any(scales):
+        scale, zero_point = details.get("quantization", (0.0, 0))
+        if not scale:
+            return None
+        scales, zero_points = np.array([scale]), np.array([zero_point])
+    else:
+        zero_points = np.asarray(qp["zero_points"])
+    dtype = np.dtype(details["dtype"]).name
+    if dtype not in DTYPE_RANGES:
+        return None
+    axis = int(qp.get("quantized_dimension", 0)) if scales.size > 1 else None
+    return QParams(scales, zero_points, dtype, axis)
+
+
+def _broadcast(values: np.ndarray, qp: QParams, ndim: int) -> np.ndarray:
+    """Shape per-channel values so they line up with ``qp.axis`` of an ``ndim`` array."""
+    if not qp.per_channel:
+        return values.reshape(())
+    shape = [1] * ndim
+    shape[qp.axis if qp.axis is not None else 0] = values.size
+    return values.reshape(shape)
+
+
+def quantize(real: np.ndarray, qp: QParams) -> np.ndarray:
+    """``q = clamp(round(real / scale) + zero_point)`` in the tensor's integer type."""
+    real = np.asarray(real, dtype=np.float64)
+    scale = _broadcast(qp.scale, qp, real.ndim)
+    zero_point = _broadcast(qp.zero_point, qp, real.ndim)
+    qmin, qmax = dtype_range(qp.dtype)
+    return np.clip(np.round(real / scale) + zero_point, qmin, qmax).astype(qp.dtype)
+
+
+def dequantize(codes: np.ndarray, qp: QParams) -> np.ndarray:
+    """``real = (q − zero_point) · scale`` as float32 (the precision TFLite computes in)."""
+    codes = np.asarray(codes)
+    scale = _broadcast(qp.scale, qp, codes.ndim)
+    zero_point = _broadcast(qp.zero_point, qp, codes.ndim)
+    return ((codes.astype(np.float64) - zero_point) * scale).astype(np.float32)

@@ -1,0 +1,1 @@
+"""Rendering of results: terminal tables, HTML, JSON. Rendering never computes."""

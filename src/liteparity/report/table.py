@@ -1,0 +1,97 @@
+"""The ``check`` table, for the terminal (rich) and for notebooks (HTML)."""
+
+from __future__ import annotations
+
+import html
+import math
+from typing import Any
+
+from ..compare import ACCURACY
+from ..results import CandidateResult, CheckResult
+
+COLUMNS = ("candidate", "metric", "Δ", "agreement", "max|err|", "RMSE", "SQNR dB", "cosine",
+           "size", "latency ms")
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "–"
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return str(n)
+
+
+def _num(x: float | None, fmt: str = ".3g") -> str:
+    if x is None:
+        return "–"
+    if isinstance(x, float) and math.isinf(x):
+        return "∞" if x > 0 else "−∞"
+    return format(x, fmt)
+
+
+def _metric(name: str, value: float | None) -> str:
+    if value is None:
+        return "–"
+    return f"{100 * value:.2f}%" if name == ACCURACY else f"{value:.3g}"
+
+
+def _delta(name: str, delta: float | None) -> str:
+    if delta is None:
+        return "–"
+    return f"{100 * delta:+.2f} pt" if name == ACCURACY else f"{delta:+.3g}"
+
+
+def cells(c: CandidateResult) -> list[str]:
+    """The table cells of one candidate row (shared by the terminal and HTML renderings)."""
+    if c.error:
+        return [c.name, f"error: {c.error}", *[""] * (len(COLUMNS) - 2)]
+    name = c.metric.name if c.metric else ""
+    return [
+        c.name,
+        _metric(name, c.metric.value if c.metric else None),
+        _delta(name, c.metric_delta),
+        _num(c.agreement, ".4f"),
+        _num(c.max_abs_error),
+        _num(c.rmse),
+        _num(c.sqnr_db, ".1f"),
+        _num(c.cosine, ".6f"),
+        _size(c.size_bytes),
+        _num(c.latency_ms, ".3f"),
+    ]
+
+
+def reference_cells(result: CheckResult) -> list[str]:
+    ref = result.reference
+    if ref is None:
+        return []
+    return [f"reference ({ref.format})", _metric(ref.metric.name, ref.metric.value),
+            "", "", "", "", "", "", _size(ref.size_bytes), ""]
+
+
+def check_table(result: CheckResult) -> Any:
+    from rich.table import Table
+
+    metric = result.reference.metric.name if result.reference else "metric"
+    samples = result.data.get("evaluation_samples")
+    table = Table(title=f"liteparity check — {metric} on {samples} samples", title_justify="left")
+    for i, col in enumerate(COLUMNS):
+        table.add_column(metric if col == "metric" else col, justify="left" if i == 0 else "right",
+                         no_wrap=i == 0)
+    if result.reference:
+        table.add_row(*reference_cells(result), style="dim")
+    for c in result.candidates:
+        table.add_row(*cells(c), style="red" if c.error else None)
+    return table
+
+
+def check_html(result: CheckResult) -> str:
+    metric = result.reference.metric.name if result.reference else "metric"
+    head = "".join(f"<th>{html.escape(metric if c == 'metric' else c)}</th>" for c in COLUMNS)
+    rows = [reference_cells(result)] if result.reference else []
+    rows += [cells(c) for c in result.candidates]
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>" for row in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"

@@ -1,0 +1,441 @@
+"""Reference models: load a source file and run it in TensorFlow.
+
+Supported: Keras 3 ``.keras``, Keras 2 ``.h5`` (loaded by ``tf_keras`` in a child process and
+handed back as a SavedModel, so the user's Keras is never switched), SavedModel directories,
+TF1 frozen graphs ``.pb`` and float ``.tflite`` files. Every source answers the same few
+questions: its inputs (names, per-sample shapes, dtypes), its outputs, ``predict`` on a batch,
+and, when it can be converted, a TFLite converter and a frozen graph (for the TF1 recipes).
+
+Only this module and ``recipes`` import TensorFlow, and only when a source is loaded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import subprocess
+import sys
+import tempfile
+import warnings
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import ModelError, UsageError
+from .litemodel import first_line, natural_key
+
+TFLITE_IDENTIFIER = b"TFL3"
+
+
+def import_tensorflow() -> Any:
+    """TensorFlow, imported on first use (it costs seconds) with its C++ chatter hushed."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    return tf
+
+
+@contextlib.contextmanager
+def quiet() -> Any:
+    """Swallow what TensorFlow, Keras and the converter's C++ print ("Saved artifact at ...",
+    "fully_quantize: 0, ...") and their warnings; errors still arrive as exceptions."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    with tempfile.TemporaryFile() as sink, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        os.dup2(sink.fileno(), 1)
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                yield
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
+
+
+@dataclass(frozen=True)
+class IOSpec:
+    """Names, shapes (batch first, -1 where free) and dtypes of a model's inputs/outputs."""
+
+    input_names: tuple[str, ...]
+    input_shapes: tuple[tuple[int, ...], ...]
+    input_dtypes: tuple[str, ...]
+    output_names: tuple[str, ...]
+
+    @property
+    def sample_shapes(self) -> tuple[tuple[int, ...], ...]:
+        return tuple(shape[1:] for shape in self.input_shapes)
+
+
+class Source:
+    """A loaded reference model. Subclasses fill ``io`` and implement ``predict``."""
+
+    format: str = ""
+    convertible: bool = True
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.io: IOSpec
+
+    def predict(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        raise NotImplementedError
+
+    def converter(self) -> Any:
+        """A ``tf.lite.TFLiteConverter`` for this model (v2 API, or v1 for frozen graphs)."""
+        raise NotImplementedError
+
+    def frozen_graph(self) -> tuple[Any, list[str], list[str]]:
+        """``(graph_def, input op names, output op names)`` for the TF1 converter."""
+        raise NotImplementedError
+
+    def size_bytes(self) -> int:
+        path = Path(self.path)
+        if path.is_dir():
+            return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+        return path.stat().st_size
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "format": self.format,
+            "inputs": [
+                {"name": n, "shape": list(s), "dtype": d}
+                for n, s, d in zip(
+                    self.io.input_names, self.io.input_shapes, self.io.input_dtypes, strict=True
+                )
+            ],
+            "outputs": list(self.io.output_names),
+        }
+
+    def close(self) -> None:
+        """Release processes or temporary files the source holds."""
+
+
+def _shape(dims: Any) -> tuple[int, ...]:
+    return tuple(-1 if d is None else int(d) for d in dims)
+
+
+def _freeze(function: Any) -> tuple[Any, list[str], list[str]]:
+    from tensorflow.python.framework.convert_to_constants import (
+        convert_variables_to_constants_v2,
+    )
+
+    frozen = convert_variables_to_constants_v2(function)
+    graph_def = frozen.graph.as_graph_def()
+    names = [t.name.split(":")[0] for t in frozen.inputs if t.dtype.name != "resource"]
+    outputs = [t.name.split(":")[0] for t in frozen.outputs]
+    return graph_def, names, outputs
+
+
+class KerasSource(Source):
+    """A Keras 3 ``.keras`` file."""
+
+    format = "keras"
+
+    def __init__(self, path: str, *, unsafe: bool = False, model: Any = None) -> None:
+        super().__init__(path)
+        import_tensorflow()
+        import keras
+
+        if model is None:
+            try:
+                model = keras.saving.load_model(path, safe_mode=not unsafe, compile=False)
+            except Exception as exc:
+                text = str(exc)
+                if "safe_mode" in text or "Lambda" in text or "lambda" in text:
+                    raise ModelError(
+                        f"{path}: the model contains a Lambda or custom layer that Keras will "
+                        "not deserialize in safe mode: pass --unsafe (unsafe=True) if you "
+                        "trust the file"
+                    ) from exc
+                raise ModelError(f"{path}: Keras cannot load it: {first_line(text)}") from exc
+        self.model = model
+        inputs = list(model.inputs)
+        self.io = IOSpec(
+            input_names=tuple(t.name for t in inputs),
+            input_shapes=tuple(_shape(t.shape) for t in inputs),
+            input_dtypes=tuple(str(t.dtype) for t in inputs),
+            output_names=tuple(f"output_{i}" for i in range(len(model.outputs))),
+        )
+        self._predict = None
+
+    def predict(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        out = self.model.predict_on_batch(inputs[0] if len(inputs) == 1 else inputs)
+        if isinstance(out, dict):
+            out = list(out.values())
+        if not isinstance(out, (list, tuple)):
+            out = [out]
+        return [np.asarray(o) for o in out]
+
+    def converter(self) -> Any:
+        tf = import_tensorflow()
+        with quiet():
+            return tf.lite.TFLiteConverter.from_keras_model(self.model)
+
+    def frozen_graph(self) -> tuple[Any, list[str], list[str]]:
+        tf = import_tensorflow()
+        specs = [
+            tf.TensorSpec([None if d < 0 else d for d in shape], dtype, name=name)
+            for name, shape, dtype in zip(
+                self.io.input_names, self.io.input_shapes, self.io.input_dtypes, strict=True
+            )
+        ]
+        model = self.model
+
+        def call(*args: Any) -> Any:
+            return model(list(args) if len(args) > 1 else args[0], training=False)
+
+        return _freeze(tf.function(call).get_concrete_function(*specs))
+
+
+class SavedModelSource(Source):
+    """A SavedModel directory, run through its ``serving_default`` signature."""
+
+    format = "saved_model"
+
+    def __init__(self, path: str, *, format: str | None = None, keep: Any = None) -> None:
+        super().__init__(path)
+        tf = import_tensorflow()
+        self._keep = keep  # a TemporaryDirectory that must live as long as this source
+        if format:
+            self.format = format
+        try:
+            loaded = tf.saved_model.load(path)
+        except Exception as exc:
+            raise ModelError(f"{path}: not a loadable SavedModel: {first_line(exc)}") from exc
+        signatures = dict(loaded.signatures)
+        if not signatures:
+            raise ModelError(f"{path}: the SavedModel has no serving signature")
+        key = "serving_default" if "serving_default" in signatures else next(iter(signatures))
+        self._loaded, self._fn = loaded, signatures[key]
+        specs = self._fn.structured_input_signature[1]
+        names = sorted(specs, key=natural_key)
+        outputs = sorted(self._fn.structured_outputs, key=natural_key)
+        self.io = IOSpec(
+            input_names=tuple(names),
+            input_shapes=tuple(_shape(specs[n].shape) for n in names),
+            input_dtypes=tuple(specs[n].dtype.name for n in names),
+            output_names=tuple(outputs),
+        )
+
+    def predict(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        out = self._fn(**dict(zip(self.io.input_names, inputs, strict=True)))
+        return [out[name].numpy() for name in self.io.output_names]
+
+    def converter(self) -> Any:
+        tf = import_tensorflow()
+        return tf.lite.TFLiteConverter.from_saved_model(self.path)
+
+    def frozen_graph(self) -> tuple[Any, list[str], list[str]]:
+        return _freeze(self._fn)
+
+    def close(self) -> None:
+        if self._keep is not None:
+            self._keep.cleanup()
+            self._keep = None
+
+
+class FrozenGraphSource(Source):
+    """A TF1 frozen ``GraphDef`` (``.pb``), with input and output names."""
+
+    format = "frozen_graph"
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        inputs: list[str] | None = None,
+        outputs: list[str] | None = None,
+        input_shapes: list[tuple[int, ...]] | None = None,
+    ) -> None:
+        super().__init__(path)
+        tf = import_tensorflow()
+        graph_def = tf.compat.v1.GraphDef()
+        try:
+            graph_def.ParseFromString(Path(path).read_bytes())
+        except Exception as exc:
+            raise ModelError(f"{path}: not a frozen GraphDef (.pb): {first_line(exc)}") from exc
+        nodes = {node.name: node for node in graph_def.node}
+        if not nodes:
+            raise ModelError(f"{path}: the graph is empty")
+        placeholders = [n for n, node in nodes.items() if node.op == "Placeholder"]
+        inputs = list(inputs or placeholders)
+        if not inputs:
+            raise UsageError(f"{path}: the graph has no Placeholder: name its inputs (--inputs)")
+        consumed = {
+            i.split(":")[0].lstrip("^") for node in graph_def.node for i in node.input
+        }
+        if not outputs:
+            sinks = [
+                n for n, node in nodes.items()
+                if n not in consumed and node.op not in ("NoOp", "Const", "Placeholder")
+            ]
+            if len(sinks) != 1:
+                raise UsageError(
+                    f"{path}: name the graph's outputs (--outputs); candidates: "
+                    f"{', '.join(sinks[:10]) or 'none found'}"
+                )
+            outputs = sinks
+        for name in [*inputs, *outputs]:
+            if name.split(":")[0] not in nodes:
+                raise UsageError(f"{path}: no node named {name!r} in the graph")
+        self.graph_def = graph_def
+        self._graph = tf.Graph()
+        with self._graph.as_default():
+            tf.compat.v1.import_graph_def(graph_def, name="")
+        self._session = tf.compat.v1.Session(graph=self._graph)
+        self._in = [self._graph.get_tensor_by_name(_tensor(n)) for n in inputs]
+        self._out = [self._graph.get_tensor_by_name(_tensor(n)) for n in outputs]
+        shapes = list(input_shapes) if input_shapes else [None] * len(inputs)
+        if len(shapes) != len(inputs):
+            raise UsageError(f"{len(shapes)} input shapes for {len(inputs)} inputs")
+        resolved = []
+        for tensor, given in zip(self._in, shapes, strict=True):
+            dims = _shape(given) if given is not None else _shape(tensor.shape.as_list() or [])
+            if any(d < 0 for d in dims[1:]) or not dims:
+                raise UsageError(
+                    f"{path}: input {tensor.op.name!r} has shape {list(dims)}: give it with "
+                    "--input-shapes (e.g. 1,28,28,1)"
+                )
+            resolved.append(dims)
+        self._names = [t.op.name for t in self._in], [t.op.name for t in self._out]
+        self.io = IOSpec(
+            input_names=tuple(self._names[0]),
+            input_shapes=tuple(resolved),
+            input_dtypes=tuple(t.dtype.name for t in self._in),
+            output_names=tuple(self._names[1]),
+        )
+        self._per_sample = False
+
+    def predict(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        if not self._per_sample:
+            try:
+                return self._run(inputs)
+            except Exception:
+                if len(inputs[0]) == 1:
+                    raise
+                self._per_sample = True  # batch 1 baked into a reshape: go one by one
+        parts = [self._run([x[i : i + 1] for x in inputs]) for i in range(len(inputs[0]))]
+        return [np.concatenate(chunk) for chunk in zip(*parts, strict=True)]
+
+    def _run(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        feed = dict(zip(self._in, inputs, strict=True))
+        return [np.asarray(o) for o in self._session.run(self._out, feed_dict=feed)]
+
+    def converter(self) -> Any:
+        tf = import_tensorflow()
+        shapes = {
+            name: [1, *shape[1:]]
+            for name, shape in zip(self.io.input_names, self.io.input_shapes, strict=True)
+        }
+        return tf.compat.v1.lite.TFLiteConverter.from_frozen_graph(
+            self.path, list(self._names[0]), list(self._names[1]), input_shapes=shapes
+        )
+
+    def frozen_graph(self) -> tuple[Any, list[str], list[str]]:
+        return self.graph_def, list(self._names[0]), list(self._names[1])
+
+    def close(self) -> None:
+        self._session.close()
+
+
+class TFLiteSource(Source):
+    """A float ``.tflite`` used as the reference; it runs in a worker process like any
+    candidate, so a crashing file cannot take liteparity down."""
+
+    format = "tflite"
+    convertible = False
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        from .workers import Worker
+
+        self.content = read_tflite(path)
+        self.worker = Worker(Path(path).name, self.content)
+        info = self.worker.info
+        self.io = IOSpec(
+            input_names=tuple(i.name for i in info.inputs),
+            input_shapes=tuple(i.shape for i in info.inputs),
+            input_dtypes=tuple(
+                "float32" if i.quantization is not None else i.dtype for i in info.inputs
+            ),
+            output_names=tuple(o.name for o in info.outputs),
+        )
+
+    def predict(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        self.worker.submit(inputs)
+        return self.worker.receive()
+
+    def close(self) -> None:
+        self.worker.close()
+
+
+def read_tflite(path: str | Path) -> bytes:
+    """The bytes of a ``.tflite`` file, refusing anything that is not a TFLite flatbuffer."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"model file not found: {path}")
+    content = path.read_bytes()
+    if len(content) < 8 or content[4:8] != TFLITE_IDENTIFIER:
+        raise ModelError(
+            f"{path}: not a TFLite flatbuffer (no 'TFL3' identifier at byte 4): is the file "
+            "truncated or of another kind?"
+        )
+    return content
+
+
+def load(
+    path: str | Path,
+    *,
+    inputs: list[str] | None = None,
+    outputs: list[str] | None = None,
+    input_shapes: list[tuple[int, ...]] | None = None,
+    unsafe: bool = False,
+) -> Source:
+    """Load the reference model at ``path``, choosing the loader by what the file is."""
+    p = Path(path)
+    if not p.exists():
+        raise ModelError(f"model file not found: {p}")
+    name = p.name.lower()
+    if p.is_dir():
+        if not (p / "saved_model.pb").exists() and not (p / "saved_model.pbtxt").exists():
+            raise ModelError(f"{p}: a directory without saved_model.pb is not a SavedModel")
+        return SavedModelSource(str(p))
+    if name.endswith(".keras"):
+        if not zipfile.is_zipfile(p):
+            raise ModelError(f"{p}: not a Keras 3 .keras file (it is not a zip archive)")
+        return KerasSource(str(p), unsafe=unsafe)
+    if name.endswith((".h5", ".hdf5")):
+        return _load_keras2(p)
+    if name.endswith(".tflite"):
+        return TFLiteSource(str(p))
+    if name.endswith((".pb", ".pbtxt")):
+        return FrozenGraphSource(str(p), inputs=inputs, outputs=outputs, input_shapes=input_shapes)
+    raise ModelError(
+        f"{p}: unknown model format: expected .keras, .h5, a SavedModel directory, a frozen "
+        ".pb graph or a .tflite file"
+    )
+
+
+def _load_keras2(path: Path) -> SavedModelSource:
+    """Export a Keras 2 ``.h5`` through ``tf_keras`` in a child process (it needs
+    ``TF_USE_LEGACY_KERAS=1`` before TensorFlow is imported), then load the SavedModel."""
+    keep = tempfile.TemporaryDirectory(prefix="liteparity-h5-")
+    out = Path(keep.name) / "saved_model"
+    env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")
+    proc = subprocess.run(
+        [sys.executable, "-m", "liteparity.keras2", str(path), str(out)],
+        env=env, capture_output=True, text=True, check=False,
+    )
+    if proc.returncode != 0:
+        keep.cleanup()
+        lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+        raise ModelError(f"{path}: tf_keras cannot load it: {lines[-1] if lines else 'unknown'}")
+    return SavedModelSource(str(out), format="keras2_h5", keep=keep)
+
+
+def _tensor(name: str) -> str:
+    return name if ":" in name else f"{name}:0"

@@ -1,0 +1,176 @@
+"""Run each ``.tflite`` in its own child process.
+
+A LiteRT interpreter can abort or segfault on a bad model; in a worker that becomes a clear
+``InterpreterError`` for that one model ("interpreter crashed (signal 11, SIGSEGV) ...") while
+the others go on. Workers import numpy, ``ai_edge_litert`` and ``liteparity.litemodel`` only:
+they start fast and never load TensorFlow. Several workers run at once, one core each.
+
+Children are started as ``python -m liteparity.workers FD`` (not with multiprocessing's spawn,
+which re-imports the user's ``__main__`` script) and talk over a socket pair.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any
+
+import numpy as np
+
+from . import errors
+from .litemodel import LiteModel, TensorInfo
+
+#: How long a worker may stay silent while alive; generous, LiteRT can be slow on big models.
+_POLL_S = 0.05
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a worker reports after loading its model."""
+
+    inputs: tuple[TensorInfo, ...]
+    outputs: tuple[TensorInfo, ...]
+    op_names: frozenset[str]
+    resource_variables: bool
+
+
+def _serve(conn: Any) -> None:
+    """Worker loop: load one model, then answer ``run``/``tune``/``latency`` requests."""
+    model: LiteModel | None = None
+    while True:
+        try:
+            request, payload = conn.recv()
+        except (EOFError, KeyboardInterrupt):
+            return
+        try:
+            if request == "load":
+                model = LiteModel(payload)
+                reply: Any = ModelInfo(
+                    tuple(model.inputs), tuple(model.outputs), model.op_names,
+                    model.resource_variables,
+                )
+            elif request == "run":
+                reply = model.run(payload)  # type: ignore[union-attr]
+            elif request == "tune":
+                reply = model.tune_batch_size(payload)  # type: ignore[union-attr]
+            elif request == "latency":
+                reply = model.latency_ms(payload)  # type: ignore[union-attr]
+            else:
+                return
+            conn.send(("ok", reply))
+        except errors.LiteparityError as exc:
+            conn.send(("error", type(exc).__name__, str(exc)))
+        except Exception as exc:  # a LiteRT failure that is not ours: still one clear line
+            conn.send(("error", "InterpreterError", f"{type(exc).__name__}: {exc}"))
+
+
+class Worker:
+    """One model in one child process; requests go one at a time, in order."""
+
+    def __init__(self, name: str, content: bytes) -> None:
+        self.name = name
+        parent, child = socket.socketpair()
+        self._stderr = tempfile.TemporaryFile()
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "liteparity.workers", str(child.fileno())],
+            pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=self._stderr, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+        )
+        child.close()
+        self._conn = Connection(parent.detach())
+        self._doing = "loading the model"
+        self._send("load", content)
+        self.info: ModelInfo = self.receive()
+
+    def _send(self, request: str, payload: Any) -> None:
+        try:
+            self._conn.send((request, payload))
+        except (BrokenPipeError, OSError):
+            raise self._crash() from None
+
+    def submit(self, inputs: Sequence[np.ndarray]) -> None:
+        """Start running a batch; collect the outputs with ``receive``."""
+        self._doing = "running a batch"
+        self._send("run", list(inputs))
+
+    def receive(self) -> Any:
+        """The answer to the last request, or the error it raised, or the crash."""
+        while not self._conn.poll(_POLL_S):
+            if self._process.poll() is not None:
+                raise self._crash()
+        try:
+            message = self._conn.recv()
+        except (EOFError, OSError):
+            raise self._crash() from None
+        if message[0] == "ok":
+            return message[1]
+        _, kind, text = message
+        cls = getattr(errors, kind, errors.InterpreterError)
+        raise cls(text)
+
+    def run(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        self.submit(inputs)
+        return self.receive()
+
+    def tune_batch_size(self, inputs: Sequence[np.ndarray]) -> int:
+        self._doing = "measuring batch sizes"
+        self._send("tune", list(inputs))
+        return self.receive()
+
+    def latency_ms(self, inputs: Sequence[np.ndarray]) -> float:
+        self._doing = "measuring latency"
+        self._send("latency", [x[:1] for x in inputs])
+        return self.receive()
+
+    def _crash(self) -> errors.InterpreterError:
+        try:
+            code = self._process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            code = self._process.wait()
+        if code < 0:
+            try:
+                how = f"signal {-code}, {signal.Signals(-code).name}"
+            except ValueError:
+                how = f"signal {-code}"
+        else:
+            how = f"exit code {code}"
+        self._stderr.seek(0)
+        said = [ln for ln in self._stderr.read().decode(errors="replace").splitlines()
+                if ln.strip() and not ln.startswith("INFO:")]
+        last = f": {said[-1].strip()}" if said else ""
+        return errors.InterpreterError(f"interpreter crashed ({how}) while {self._doing}{last}")
+
+    def close(self) -> None:
+        if self._process.poll() is None:
+            try:
+                self._conn.send(("stop", None))
+            except (BrokenPipeError, OSError):
+                pass
+            try:
+                self._process.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        self._conn.close()
+        self._stderr.close()
+
+    def __enter__(self) -> Worker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+if __name__ == "__main__":
+    # Serve from the package's own module, so replies unpickle as liteparity.workers types.
+    from liteparity import workers
+
+    workers._serve(Connection(int(sys.argv[1])))
