@@ -22,7 +22,7 @@ from . import data as data_module
 from . import recipes as recipes_module
 from .errors import DataError, LiteparityError
 from .results import CandidateResult, CheckResult, Metric, ReferenceResult
-from .workers import Worker
+from .workers import SharedInputs, SharedSlots, Worker
 
 #: ``progress(stage, done, total)``: the CLI turns it into a progress bar.
 Progress = Callable[[str, int, int], None]
@@ -95,8 +95,12 @@ def check(
     """
     progress = progress or _no_progress
     recipe_names = list(recipes) if recipes is not None else ([] if candidates else ["all"])
-    source = model if isinstance(model, sources.Source) else sources.load(
-        model, inputs=inputs, outputs=outputs, input_shapes=input_shapes, unsafe=unsafe
+    source = (
+        model
+        if isinstance(model, sources.Source)
+        else sources.load(
+            model, inputs=inputs, outputs=outputs, input_shapes=input_shapes, unsafe=unsafe
+        )
     )
     try:
         chosen = recipes_module.resolve(recipe_names, source, legacy)
@@ -104,20 +108,30 @@ def check(
         load_kwargs = {"image_size": image_size, "scale": scale, "label_column": label_column}
         dataset = data_module.load(data, **load_kwargs)
         binding = _bind(dataset, source)
+        cal_binding, cal_rows, eval_rows = binding, np.arange(0), np.arange(len(dataset))
         if calibration_data is not None:
             cal_binding = _bind(data_module.load(calibration_data, **load_kwargs), source)
             cal_rows = data_module.sample_rows(len(cal_binding.dataset), calibration_samples, seed)
-            eval_rows = np.arange(len(dataset))
-        else:
-            cal_binding = binding
+        elif any(r.needs_calibration for r in chosen):
+            # Calibrate on a seeded split of the data and evaluate on the rest only.
             cal_rows, eval_rows = data_module.split(len(dataset), calibration_samples, seed)
         if max_samples is not None:
             eval_rows = eval_rows[data_module.sample_rows(len(eval_rows), max_samples, seed)]
         converted = _convert_all(source, chosen, cal_binding, cal_rows, legacy, save_dir, progress)
-        runs = _evaluate(source, [*converted, *user_files], binding, eval_rows, progress)
+        reference, results = _evaluate(
+            source, [*converted, *user_files], binding, eval_rows, progress
+        )
     finally:
         source.close()
-    return runs
+    data_info = {
+        **dataset.to_dict(),
+        "evaluation_samples": len(eval_rows),
+        "calibration": {"source": cal_binding.dataset.source, "samples": len(cal_rows)}
+        if len(cal_rows)
+        else None,
+        "seed": seed,
+    }
+    return CheckResult(reference, data_info, results)
 
 
 def _bind(dataset: data_module.Dataset, source: sources.Source) -> data_module.Binding:
@@ -185,15 +199,21 @@ def _input_order(reference_names: Sequence[str], names: Sequence[str]) -> list[i
     )
 
 
-def _start(candidate: Candidate, reference: sources.Source, kind: str, classify: bool) -> _Run:
-    run = _Run(candidate, None, task=compare.TaskAccumulator(kind),
-               errors=compare.ErrorAccumulator(classify=classify))
+def _start(
+    candidate: Candidate, reference: sources.Source, kind: str, classify: bool, threads: int
+) -> _Run:
+    run = _Run(
+        candidate,
+        None,
+        task=compare.TaskAccumulator(kind),
+        errors=compare.ErrorAccumulator(classify=classify),
+    )
     if candidate.error:
         run.error = candidate.error
         return run
     assert candidate.content is not None
     try:
-        run.worker = Worker(candidate.name, candidate.content)
+        run.worker = Worker(candidate.name, candidate.content, threads)
         info = run.worker.info
         run.order = _input_order(reference.io.input_names, [i.name for i in info.inputs])
         if len(info.outputs) != len(reference.io.output_names):
@@ -212,44 +232,35 @@ def _evaluate(
     binding: data_module.Binding,
     rows: np.ndarray,
     progress: Progress,
-) -> CheckResult:
+) -> tuple[ReferenceResult, tuple[CandidateResult, ...]]:
+    """Stream ``rows`` through the reference and every candidate. Workers get batch k+1
+    before the main process folds batch k into the statistics, so they are never idle."""
     kind = compare.task_kind(binding.dataset.labels)
     reference_task = compare.TaskAccumulator(kind)
-    reference_power = [0.0, 0]  # Σref² and count over the first output
-    runs: list[_Run] = []
     total = len(rows)
     progress("starting interpreters", 0, total)
+    batches = binding.batches(rows, BATCH_ROWS)
+    current = next(batches)
+    runs = _start_all(candidates, source, kind, current[0])
+    slots = SharedSlots()
     try:
-        for start in range(0, total, BATCH_ROWS):
-            inputs, labels = binding.take(rows[start : start + BATCH_ROWS])
-            if not runs:
-                first_out = source.predict([x[:1] for x in inputs])[0]
-                classify = kind == compare.ACCURACY or first_out.reshape(1, -1).shape[1] > 1
-                runs = [_start(c, source, kind, classify) for c in candidates]
-                _each(runs, lambda r: r.worker.tune_batch_size(_ordered(inputs, r.order)),
-                      lambda r, size: setattr(r, "batch_size", size))
-            live = [r for r in runs if r.worker is not None]
-            for run in live:
-                try:
-                    run.worker.submit(_ordered(inputs, run.order))
-                except LiteparityError as exc:
-                    run.fail(exc)
-            reference = source.predict(inputs)
+        shared = slots.put(current[0])
+        _submit(runs, shared)
+        done = 0
+        while current is not None:
+            inputs, labels = current
+            reference = source.predict(inputs, shared)
+            outputs = _collect(runs, reference)
+            current = next(batches, None)
+            if current is not None:
+                shared = slots.put(current[0])
+                _submit(runs, shared)
             reference_task.update(reference[0], labels, reference[0])
-            reference_power[0] += float(np.sum(reference[0].astype(np.float64) ** 2))
-            reference_power[1] += reference[0].size
-            for run in live:
-                if run.worker is None:
-                    continue
-                try:
-                    outputs = run.worker.receive()
-                    _check_shapes(reference, outputs)
-                except LiteparityError as exc:
-                    run.fail(exc)
-                    continue
-                run.errors.update(reference, outputs)
-                run.task.update(outputs[0], labels, reference[0])
-            progress("evaluating", min(start + BATCH_ROWS, total), total)
+            for run, out in outputs:
+                run.errors.update(reference, out)
+                run.task.update(out[0], labels, reference[0])
+            done += len(labels) if labels is not None else len(inputs[0])
+            progress("evaluating", done, total)
         sample = binding.take(rows[:1])[0]
         for run in runs:  # one at a time: parallel runs would disturb each other's timing
             if run.worker is not None:
@@ -258,31 +269,65 @@ def _evaluate(
                 except LiteparityError as exc:
                     run.fail(exc)
     finally:
+        slots.close()
         for run in runs:
             if run.worker is not None:
                 run.worker.close()
     ref_value = 0.0 if kind == compare.MSE_VS_REFERENCE else reference_task.value
-    power = reference_power[0] / reference_power[1] if reference_power[1] else None
-    results = tuple(_result(run, kind, ref_value, power) for run in runs)
+    results = tuple(_result(run, kind, ref_value, reference_task.reference_power) for run in runs)
     io = source.to_dict()
     reference_result = ReferenceResult(
-        path=source.path, format=source.format, size_bytes=source.size_bytes(),
-        metric=Metric(kind, ref_value), inputs=io["inputs"], outputs=io["outputs"],
+        path=source.path,
+        format=source.format,
+        size_bytes=source.size_bytes(),
+        metric=Metric(kind, ref_value),
+        inputs=io["inputs"],
+        outputs=io["outputs"],
     )
-    data_info = {**binding.dataset.to_dict(), "evaluation_samples": int(total)}
-    return CheckResult(reference_result, data_info, results)
+    return reference_result, results
 
 
-def _each(
-    runs: list[_Run], request: Callable[[_Run], Any], keep: Callable[[_Run, Any], None]
-) -> None:
-    """Ask every live worker the same thing and keep each answer (failures fail that run)."""
+def _start_all(
+    candidates: list[Candidate], source: sources.Source, kind: str, inputs: list[np.ndarray]
+) -> list[_Run]:
+    """One worker per candidate, each with its fastest batch size measured on ``inputs``."""
+    source.warm_up(inputs)
+    first = source.predict([x[:1] for x in inputs])[0]
+    classify = kind == compare.ACCURACY or first.reshape(1, -1).shape[1] > 1
+    # Candidates and the reference run at once: share the cores between them.
+    threads = max(1, (os.cpu_count() or 1) // (len(candidates) + 1))
+    runs = [_start(c, source, kind, classify, threads) for c in candidates]
     for run in runs:
         if run.worker is not None:
             try:
-                keep(run, request(run))
+                run.batch_size = run.worker.tune_batch_size(_ordered(inputs, run.order))
             except LiteparityError as exc:
                 run.fail(exc)
+    return runs
+
+
+def _submit(runs: list[_Run], inputs: SharedInputs) -> None:
+    for run in runs:
+        if run.worker is not None:
+            try:
+                run.worker.submit(inputs.select(run.order))
+            except LiteparityError as exc:
+                run.fail(exc)
+
+
+def _collect(runs: list[_Run], reference: list[np.ndarray]) -> list[tuple[_Run, list]]:
+    """Each live worker's outputs for the batch in flight; a failure fails only that run."""
+    outputs = []
+    for run in runs:
+        if run.worker is not None:
+            try:
+                out = run.worker.receive()
+                _check_shapes(reference, out)
+            except LiteparityError as exc:
+                run.fail(exc)
+                continue
+            outputs.append((run, out))
+    return outputs
 
 
 def _ordered(inputs: list[np.ndarray], order: list[int]) -> list[np.ndarray]:
@@ -305,8 +350,14 @@ def _result(run: _Run, kind: str, reference: float | None, power: float | None) 
     value = run.task.value if run.task else None
     delta = value - reference if value is not None and reference is not None else None
     return CandidateResult(
-        name=c.name, recipe=c.recipe, path=c.path, size_bytes=size, latency_ms=run.latency_ms,
-        metric=Metric(kind, value), metric_delta=delta,
-        drop=compare.drop(kind, reference, value, power), batch_size=run.batch_size,
+        name=c.name,
+        recipe=c.recipe,
+        path=c.path,
+        size_bytes=size,
+        latency_ms=run.latency_ms,
+        metric=Metric(kind, value),
+        metric_delta=delta,
+        drop=compare.drop(kind, reference, value, power),
+        batch_size=run.batch_size,
         **run.errors.metrics(),
     )

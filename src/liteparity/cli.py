@@ -72,9 +72,15 @@ def progress_bar() -> Iterator[Callable[[str, int, int], None]]:
     )
 
     bar = Progress(
-        TextColumn("{task.description:<24}"), BarColumn(), MofNCompleteColumn(),
-        TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-        console=err, transient=True, disable=not err.is_terminal,
+        TextColumn("{task.description:<24}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal,
     )
     task = bar.add_task("loading model", total=None)
 
@@ -98,8 +104,9 @@ def _shapes(values: list[str] | None) -> list[tuple[int, ...]] | None:
     try:
         return [tuple(int(d) for d in v.replace("x", ",").split(",")) for v in values]
     except ValueError:
-        raise UsageError(f"--input-shapes {values}: expected comma-separated integers, "
-                         "e.g. 1,28,28,1") from None
+        raise UsageError(
+            f"--input-shapes {values}: expected comma-separated integers, e.g. 1,28,28,1"
+        ) from None
 
 
 def _image_size(value: str | None) -> tuple[int, int] | None:
@@ -120,8 +127,9 @@ def write_output(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
-def _report_check(result: Any, json_path: Path | None, max_drop: float | None,
-                  min_agreement: float | None) -> None:
+def _report_check(
+    result: Any, json_path: Path | None, max_drop: float | None, min_agreement: float | None
+) -> None:
     out.print(result)
     if json_path is not None:
         write_output(json_path, result.to_json())
@@ -139,48 +147,83 @@ def _report_check(result: Any, json_path: Path | None, max_drop: float | None,
 @app.command()
 @handle_errors
 def check(
-    model: Annotated[str, typer.Argument(help="Reference model: .keras, .h5, SavedModel dir, "
-                                         "frozen .pb or float .tflite.")],
-    data: Annotated[str, typer.Option("--data", "-d", help="Evaluation data: .npz (x, y), "
-                                      ".npy, .csv[.gz] or an image folder.")],
-    calibration_data: Annotated[str | None, typer.Option(
-        help="Calibration data (default: a seeded split of --data).")] = None,
-    recipes: Annotated[list[str] | None, typer.Option(
-        "--recipes", "-r", help="Recipes, comma-separated, or 'all' (the default without "
-        "--candidate).")] = None,
-    candidate: Annotated[list[Path] | None, typer.Option(
-        help="A .tflite to compare with the reference (repeatable).")] = None,
+    model: Annotated[
+        str,
+        typer.Argument(
+            help="Reference model: .keras, .h5, SavedModel dir, frozen .pb or float .tflite."
+        ),
+    ],
+    data: Annotated[
+        str,
+        typer.Option(
+            "--data", "-d", help="Evaluation data: .npz (x, y), .npy, .csv[.gz] or an image folder."
+        ),
+    ],
+    calibration_data: Annotated[
+        str | None, typer.Option(help="Calibration data (default: a seeded split of --data).")
+    ] = None,
+    recipes: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--recipes",
+            "-r",
+            help="Recipes, comma-separated, or 'all' (the default without --candidate).",
+        ),
+    ] = None,
+    candidate: Annotated[
+        list[Path] | None,
+        typer.Option(help="A .tflite to compare with the reference (repeatable)."),
+    ] = None,
     inputs: Annotated[list[str] | None, typer.Option(help="Frozen graph input names.")] = None,
     outputs: Annotated[list[str] | None, typer.Option(help="Frozen graph output names.")] = None,
-    input_shapes: Annotated[list[str] | None, typer.Option(
-        help="Frozen graph input shapes, e.g. 1,784 (repeat per input).")] = None,
-    mean: Annotated[float | None, typer.Option(help="legacy-uint8: quantized_input_stats "
-                                               "mean (real = (q - mean) / std).")] = None,
-    std: Annotated[float | None, typer.Option(help="legacy-uint8: quantized_input_stats "
-                                              "std_dev.")] = None,
-    default_ranges: Annotated[tuple[float, float] | None, typer.Option(
-        help="legacy-uint8: default_ranges_stats MIN MAX.")] = None,
+    input_shapes: Annotated[
+        list[str] | None,
+        typer.Option(help="Frozen graph input shapes, e.g. 1,784 (repeat per input)."),
+    ] = None,
+    mean: Annotated[
+        float | None,
+        typer.Option(help="legacy-uint8: quantized_input_stats mean (real = (q - mean) / std)."),
+    ] = None,
+    std: Annotated[
+        float | None, typer.Option(help="legacy-uint8: quantized_input_stats std_dev.")
+    ] = None,
+    default_ranges: Annotated[
+        tuple[float, float] | None, typer.Option(help="legacy-uint8: default_ranges_stats MIN MAX.")
+    ] = None,
     calibration_samples: Annotated[int, typer.Option(help="Calibration samples.")] = 200,
-    max_samples: Annotated[int | None, typer.Option(
-        help="Evaluate on at most this many samples (seeded choice).")] = None,
+    max_samples: Annotated[
+        int | None, typer.Option(help="Evaluate on at most this many samples (seeded choice).")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of every data split.")] = 0,
-    json_path: Annotated[Path | None, typer.Option("--json", help="Write the result as "
-                                                   "JSON.")] = None,
-    save_models: Annotated[Path | None, typer.Option(
-        help="Directory to write each converted .tflite to.")] = None,
-    max_drop: Annotated[float | None, typer.Option(
-        help="Exit 1 when a candidate loses more than this many accuracy points (or % MSE).")]
-    = None,
-    min_agreement: Annotated[float | None, typer.Option(
-        help="Exit 1 when a candidate's top-1 agreement is below this fraction.")] = None,
-    image_size: Annotated[str | None, typer.Option(help="Image folders: resize to HxW.")]
-    = None,
-    scale: Annotated[float | None, typer.Option(help="Image folders: multiply pixels by this "
-                                                "(e.g. 0.00392156862745098 for [0, 1]).")] = None,
-    label_column: Annotated[int | None, typer.Option(help="CSV: column holding the label "
-                                                     "(-1: last).")] = None,
-    unsafe: Annotated[bool, typer.Option(help="Allow Keras Lambda/custom layers (runs code "
-                                         "from the model file).")] = False,
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="Write the result as JSON.")
+    ] = None,
+    save_models: Annotated[
+        Path | None, typer.Option(help="Directory to write each converted .tflite to.")
+    ] = None,
+    max_drop: Annotated[
+        float | None,
+        typer.Option(
+            help="Exit 1 when a candidate loses more than this many accuracy points (or % MSE)."
+        ),
+    ] = None,
+    min_agreement: Annotated[
+        float | None,
+        typer.Option(help="Exit 1 when a candidate's top-1 agreement is below this fraction."),
+    ] = None,
+    image_size: Annotated[str | None, typer.Option(help="Image folders: resize to HxW.")] = None,
+    scale: Annotated[
+        float | None,
+        typer.Option(
+            help="Image folders: multiply pixels by this (e.g. 0.00392156862745098 for [0, 1])."
+        ),
+    ] = None,
+    label_column: Annotated[
+        int | None, typer.Option(help="CSV: column holding the label (-1: last).")
+    ] = None,
+    unsafe: Annotated[
+        bool, typer.Option(help="Allow Keras Lambda/custom layers (runs code from the model file).")
+    ] = False,
     debug: Debug = False,
 ) -> None:
     """Convert MODEL under each recipe, run every candidate on LiteRT, and measure the gap.
@@ -203,12 +246,24 @@ def check(
         raise UsageError("--default-ranges needs --mean and --std (the legacy-uint8 recipe)")
     with progress_bar() as progress:
         result = run_check(
-            model, data=data, calibration_data=calibration_data, recipes=_split(recipes),
-            candidates=candidate or (), inputs=_split(inputs), outputs=_split(outputs),
-            input_shapes=_shapes(input_shapes), legacy=legacy,
-            calibration_samples=calibration_samples, max_samples=max_samples, seed=seed,
-            save_dir=save_models, unsafe=unsafe, image_size=_image_size(image_size),
-            scale=scale, label_column=label_column, progress=progress,
+            model,
+            data=data,
+            calibration_data=calibration_data,
+            recipes=_split(recipes),
+            candidates=candidate or (),
+            inputs=_split(inputs),
+            outputs=_split(outputs),
+            input_shapes=_shapes(input_shapes),
+            legacy=legacy,
+            calibration_samples=calibration_samples,
+            max_samples=max_samples,
+            seed=seed,
+            save_dir=save_models,
+            unsafe=unsafe,
+            image_size=_image_size(image_size),
+            scale=scale,
+            label_column=label_column,
+            progress=progress,
         )
     _report_check(result, json_path, max_drop, min_agreement)
 
@@ -216,8 +271,10 @@ def check(
 @app.command()
 @handle_errors
 def qparams(
-    model: Annotated[Path | None, typer.Argument(
-        help="A .tflite: show the real range each input and output covers.")] = None,
+    model: Annotated[
+        Path | None,
+        typer.Argument(help="A .tflite: show the real range each input and output covers."),
+    ] = None,
     mean: Annotated[float | None, typer.Option(help="TF1 mean (zero point).")] = None,
     std: Annotated[float | None, typer.Option(help="TF1 std_dev (1 / scale).")] = None,
     scale: Annotated[float | None, typer.Option(help="Scale.")] = None,
@@ -238,8 +295,11 @@ def qparams(
     """
     from . import qparams as qp
 
-    given = {"--mean/--std": (mean, std), "--scale/--zero-point": (scale, zero_point),
-             "--min/--max": (min_, max_)}
+    given = {
+        "--mean/--std": (mean, std),
+        "--scale/--zero-point": (scale, zero_point),
+        "--min/--max": (min_, max_),
+    }
     used = [k for k, pair in given.items() if any(v is not None for v in pair)]
     if model is not None:
         if used:
@@ -247,8 +307,10 @@ def qparams(
         rows = _tflite_qparams(model)
     else:
         if len(used) != 1:
-            raise UsageError("give exactly one of --mean/--std, --scale/--zero-point, "
-                             "--min/--max, or a .tflite path")
+            raise UsageError(
+                "give exactly one of --mean/--std, --scale/--zero-point, "
+                "--min/--max, or a .tflite path"
+            )
         pair = given[used[0]]
         if any(v is None for v in pair):
             raise UsageError(f"{used[0]} needs both values")
@@ -308,8 +370,9 @@ def _fmt(value: Any) -> str:
 @app.command()
 @handle_errors
 def demo(
-    json_path: Annotated[Path | None, typer.Option("--json", help="Write the result as "
-                                                   "JSON.")] = None,
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="Write the result as JSON.")
+    ] = None,
     debug: Debug = False,
 ) -> None:
     """Train (once, cached) a small CNN on real MNIST digits and check every recipe on it.
@@ -326,9 +389,12 @@ def demo(
         progress("training the demo CNN (first run only)", 0, 0)
         files = prepare()
         result = run_check(
-            str(files.model), data=str(files.eval_data),
-            calibration_data=str(files.calibration_data), recipes=["all"],
-            legacy=LegacySettings(0.0, 255.0, (0.0, 6.0)), progress=progress,
+            str(files.model),
+            data=str(files.eval_data),
+            calibration_data=str(files.calibration_data),
+            recipes=["all"],
+            legacy=LegacySettings(0.0, 255.0, (0.0, 6.0)),
+            progress=progress,
         )
     _report_check(result, json_path, None, None)
 
@@ -341,8 +407,12 @@ def version_callback(value: bool) -> None:
 
 @app.callback()
 def _main(
-    version: Annotated[bool, typer.Option("--version", callback=version_callback,
-                                          is_eager=True, help="Show the version.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=version_callback, is_eager=True, help="Show the version."
+        ),
+    ] = False,
 ) -> None:
     """Find, explain and fix the accuracy gap between a Keras/TF model and its TFLite twin."""
 

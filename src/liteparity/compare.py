@@ -41,8 +41,12 @@ class TaskAccumulator:
     kind: str
     count: int = 0
     total: float = 0.0  # correct predictions, or summed squared error
+    sum_sq_ref: float = 0.0  # Σref² of the reference's first output, for relative MSE
+    ref_values: int = 0
 
     def update(self, output: np.ndarray, labels: np.ndarray | None, reference: np.ndarray) -> None:
+        self.sum_sq_ref += float(np.sum(np.square(reference, dtype=np.float64)))
+        self.ref_values += reference.size
         if self.kind == ACCURACY:
             assert labels is not None
             self.total += float(np.sum(classes(output) == labels.reshape(len(labels))))
@@ -56,6 +60,11 @@ class TaskAccumulator:
     @property
     def value(self) -> float | None:
         return self.total / self.count if self.count else None
+
+    @property
+    def reference_power(self) -> float | None:
+        """Mean square of the reference output: the scale of "MSE vs reference"."""
+        return self.sum_sq_ref / self.ref_values if self.ref_values else None
 
 
 @dataclass
@@ -107,8 +116,12 @@ class ErrorAccumulator:
         }
 
 
-def drop(kind: str, reference: float | None, candidate: float | None,
-         reference_power: float | None = None) -> float | None:
+def drop(
+    kind: str,
+    reference: float | None,
+    candidate: float | None,
+    reference_power: float | None = None,
+) -> float | None:
     """How much worse a candidate is, in points: accuracy points lost, or the percent increase
     of MSE (against labels), or MSE as a percent of the reference's mean square (no labels)."""
     if candidate is None or reference is None:

@@ -135,19 +135,27 @@ def bind(
     dtypes = tuple("float32" if np.dtype(d).kind == "f" else np.dtype(d).name for d in dtypes)
     for name, col, shape in zip(names, chosen, sample_shapes, strict=True):
         got = tuple(col.shape[1:])
-        fits = len(got) == len(shape) and all(w in (-1, g) for w, g in zip(shape, got))
         flat_fits = (
-            dataset.flat and len(got) == 1 and all(d > 0 for d in shape)
+            dataset.flat
+            and len(got) == 1
+            and all(d > 0 for d in shape)
             and int(np.prod(shape)) == got[0]
         )
-        if not (fits or flat_fits):
-            shown = ", ".join(str(d) if d > 0 else "?" for d in shape)
-            raise DataError(
-                f"{dataset.source}: input {name!r} expects samples of shape ({shown}) but the "
-                f"data has {got}: reshape the data to (N, {shown})"
-            )
+        if not flat_fits:
+            check_sample_shape(name, shape, got, f"{dataset.source}: ")
     shapes = tuple(tuple(int(d) for d in s) for s in sample_shapes)
     return Binding(dataset, tuple(chosen), shapes, dtypes)
+
+
+def check_sample_shape(name: str, want: Sequence[int], got: Sequence[int], where: str = "") -> None:
+    """A ``DataError`` saying how to reshape, unless ``got`` fits ``want`` (-1: any size)."""
+    if len(want) == len(got) and all(w in (-1, g) for w, g in zip(want, got, strict=True)):
+        return
+    shown = ", ".join(str(d) if d >= 0 else "?" for d in want)
+    raise DataError(
+        f"{where}input {name!r} expects samples of shape ({shown}) but the data has "
+        f"{tuple(got)}: reshape the data to (N, {shown})"
+    )
 
 
 def split(n: int, calibration_samples: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -200,8 +208,7 @@ def load(
         if name.endswith((".csv", ".csv.gz")):
             return _load_csv(path, label_column)
         raise DataError(
-            f"{path}: unknown data format: expected .npz, .npy, .csv, .csv.gz or a folder of "
-            "images"
+            f"{path}: unknown data format: expected .npz, .npy, .csv, .csv.gz or a folder of images"
         )
     raise DataError(
         f"cannot read data of type {type(spec).__name__}: expected a path, an array, "
@@ -247,8 +254,9 @@ def _load_csv(path: Path, label_column: int | None) -> Dataset:
         first = fh.readline().strip().split(",")
     header = not _is_number(first[0]) if first and first[0] else False
     try:
-        table = np.loadtxt(path, delimiter=",", skiprows=1 if header else 0, ndmin=2,
-                           dtype=np.float32)
+        table = np.loadtxt(
+            path, delimiter=",", skiprows=1 if header else 0, ndmin=2, dtype=np.float32
+        )
     except ValueError as exc:
         raise DataError(f"{path}: not a numeric CSV ({exc})") from exc
     if header and label_column is None:

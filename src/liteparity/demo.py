@@ -60,9 +60,9 @@ def build_cnn(input_shape: tuple[int, ...], classes: int = 10) -> Any:
     return keras.Sequential(
         [
             keras.Input(input_shape, name="image"),
-            keras.layers.Conv2D(8, 3, activation="relu", name="conv_a"),
+            keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="conv_a"),
             keras.layers.MaxPooling2D(name="pool_a"),
-            keras.layers.Conv2D(16, 3, activation="relu", name="conv_b"),
+            keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="conv_b"),
             keras.layers.MaxPooling2D(name="pool_b"),
             keras.layers.Flatten(name="flatten"),
             keras.layers.Dense(classes, activation="softmax", name="logits"),
@@ -74,8 +74,9 @@ def build_cnn(input_shape: tuple[int, ...], classes: int = 10) -> Any:
 def prepare(directory: Path | None = None) -> DemoFiles:
     """Train (once) and cache the demo model and its evaluation/calibration files."""
     directory = directory or cache_dir() / "demo"
-    files = DemoFiles(directory / "mnist_cnn.keras", directory / "eval.npz",
-                      directory / "calibration.npz")
+    files = DemoFiles(
+        directory / "mnist_cnn.keras", directory / "eval.npz", directory / "calibration.npz"
+    )
     if all(p.exists() for p in (files.model, files.eval_data, files.calibration_data)):
         return files
     directory.mkdir(parents=True, exist_ok=True)

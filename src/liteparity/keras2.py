@@ -14,9 +14,7 @@ def main(src: str, dst: str) -> None:
     import tf_keras
 
     model = tf_keras.models.load_model(src, compile=False)
-    specs = [
-        tf.TensorSpec(t.shape, t.dtype, name=t.name.split(":")[0]) for t in model.inputs
-    ]
+    specs = [tf.TensorSpec(t.shape, t.dtype, name=t.name.split(":")[0]) for t in model.inputs]
 
     @tf.function(input_signature=specs)
     def serve(*args):  # type: ignore[no-untyped-def]

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from . import qparams
+from .data import check_sample_shape
 from .errors import DataError, InterpreterError, ModelError
 
 #: Ops that keep state in resource variables; ``reset_all_variables`` does not reset those,
@@ -110,9 +111,7 @@ class LiteModel:
             ins = runner.get_input_details()
             outs = runner.get_output_details()
             by_index = {d["index"]: d for d in it.get_input_details() + it.get_output_details()}
-            inputs = [
-                _info(name, by_index.get(d["index"], d)) for name, d in _natural(ins).items()
-            ]
+            inputs = [_info(name, by_index.get(d["index"], d)) for name, d in _natural(ins).items()]
             outputs = [
                 _info(name, by_index.get(d["index"], d)) for name, d in _natural(outs).items()
             ]
@@ -130,13 +129,7 @@ class LiteModel:
                 f"({', '.join(i.name for i in self.inputs)}) but the data gives {len(inputs)}"
             )
         for info, array in zip(self.inputs, inputs, strict=True):
-            want, got = info.sample_shape, tuple(array.shape[1:])
-            if len(want) != len(got) or any(w not in (-1, g) for w, g in zip(want, got)):
-                shown = ", ".join(str(d) if d >= 0 else "?" for d in want)
-                raise DataError(
-                    f"input {info.name!r} expects samples of shape ({shown}) but the data has "
-                    f"{got}: reshape the data to (N, {shown})"
-                )
+            check_sample_shape(info.name, info.sample_shape, array.shape[1:])
 
     def run(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Outputs (dequantized to float32) for a batch of real-valued inputs."""
@@ -188,8 +181,9 @@ class LiteModel:
             raise _Rebatch() from exc
         self._allocated = shapes
 
-    def tune_batch_size(self, inputs: Sequence[np.ndarray], budget_s: float = 0.5) -> int:
-        """Measure seconds per sample for each of ``BATCH_SIZES`` and keep the fastest."""
+    def tune_batch_size(self, inputs: Sequence[np.ndarray], budget_s: float = 0.3) -> int:
+        """Measure seconds per sample for each of ``BATCH_SIZES`` (best of three runs, so a
+        hiccup does not decide) and keep the fastest."""
         self.check_inputs(inputs)
         n = len(inputs[0])
         if not self._can_batch or n < 2:
@@ -203,11 +197,11 @@ class LiteModel:
                 self._invoke(batch)  # warm-up, and allocation at this size
             except _Rebatch:
                 break
-            start, runs = time.perf_counter(), 0
-            while runs < 3 or time.perf_counter() - start < 0.02:
+            cost = float("inf")
+            for _ in range(3):
+                start = time.perf_counter()
                 self._invoke(batch)
-                runs += 1
-            cost = (time.perf_counter() - start) / (runs * size)
+                cost = min(cost, (time.perf_counter() - start) / size)
             if cost < best_cost:
                 best, best_cost = size, cost
             if time.perf_counter() > deadline:

@@ -58,20 +58,46 @@ RECIPES: dict[str, Recipe] = {
     r.name: r
     for r in (
         Recipe("float32", "plain float32 conversion"),
-        Recipe("float16", "weights stored as float16, computed in float32 on CPU",
-               optimize=True, float16_weights=True),
-        Recipe("dynamic", "weights int8, activations float (dynamic-range quantization)",
-               optimize=True),
-        Recipe("int8", "full integer: int8 weights and activations, float input/output",
-               optimize=True, activations="int8"),
-        Recipe("int8-io", "full integer with int8 input and output",
-               optimize=True, activations="int8", io_type="int8"),
-        Recipe("uint8-io", "full integer with uint8 input and output",
-               optimize=True, activations="int8", io_type="uint8"),
-        Recipe("int16x8", "int16 activations, int8 weights, float input/output",
-               optimize=True, activations="int16"),
-        Recipe("legacy-uint8", "TF1 converter, QUANTIZED_UINT8 with mean/std_dev "
-               "(and default_ranges)", legacy=True),
+        Recipe(
+            "float16",
+            "weights stored as float16, computed in float32 on CPU",
+            optimize=True,
+            float16_weights=True,
+        ),
+        Recipe(
+            "dynamic", "weights int8, activations float (dynamic-range quantization)", optimize=True
+        ),
+        Recipe(
+            "int8",
+            "full integer: int8 weights and activations, float input/output",
+            optimize=True,
+            activations="int8",
+        ),
+        Recipe(
+            "int8-io",
+            "full integer with int8 input and output",
+            optimize=True,
+            activations="int8",
+            io_type="int8",
+        ),
+        Recipe(
+            "uint8-io",
+            "full integer with uint8 input and output",
+            optimize=True,
+            activations="int8",
+            io_type="uint8",
+        ),
+        Recipe(
+            "int16x8",
+            "int16 activations, int8 weights, float input/output",
+            optimize=True,
+            activations="int16",
+        ),
+        Recipe(
+            "legacy-uint8",
+            "TF1 converter, QUANTIZED_UINT8 with mean/std_dev (and default_ranges)",
+            legacy=True,
+        ),
     )
 }
 
@@ -142,8 +168,9 @@ def convert(
     except (UsageError, ConversionError):
         raise
     except Exception as exc:
-        raise ConversionError(f"recipe {recipe.name}: the converter failed: {first_line(exc)}") \
-            from exc
+        raise ConversionError(
+            f"recipe {recipe.name}: the converter failed: {first_line(exc)}"
+        ) from exc
 
 
 def _legacy_converter(source: Source, legacy: LegacySettings | None) -> Any:
@@ -151,8 +178,7 @@ def _legacy_converter(source: Source, legacy: LegacySettings | None) -> Any:
     assert legacy is not None
     graph_def, inputs, outputs = source.frozen_graph()
     shapes = {
-        name: [1, *shape[1:]]
-        for name, shape in zip(inputs, source.io.input_shapes, strict=True)
+        name: [1, *shape[1:]] for name, shape in zip(inputs, source.io.input_shapes, strict=True)
     }
     graph = tf.Graph()
     with graph.as_default():

@@ -135,8 +135,11 @@ class CheckResult:
             if max_drop is not None and c.drop is not None and c.drop > max_drop:
                 unit = "accuracy points" if c.metric and c.metric.name == ACCURACY else "%"
                 lines.append(f"{c.name}: drop {c.drop:.2f} {unit} > --max-drop {max_drop}")
-            if (min_agreement is not None and c.agreement is not None
-                    and c.agreement < min_agreement):
+            if (
+                min_agreement is not None
+                and c.agreement is not None
+                and c.agreement < min_agreement
+            ):
                 lines.append(
                     f"{c.name}: agreement {c.agreement:.4f} < --min-agreement {min_agreement}"
                 )

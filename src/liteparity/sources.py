@@ -44,16 +44,19 @@ def quiet() -> Any:
     """Swallow what TensorFlow, Keras and the converter's C++ print ("Saved artifact at ...",
     "fully_quantize: 0, ...") and their warnings; errors still arrive as exceptions."""
     sys.stdout.flush()
-    saved = os.dup(1)
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
     with tempfile.TemporaryFile() as sink, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
         try:
             with contextlib.redirect_stdout(io.StringIO()):
                 yield
         finally:
-            os.dup2(saved, 1)
-            os.close(saved)
+            for fd, copy in zip((1, 2), saved, strict=True):
+                os.dup2(copy, fd)
+                os.close(copy)
 
 
 @dataclass(frozen=True)
@@ -80,8 +83,13 @@ class Source:
         self.path = path
         self.io: IOSpec
 
-    def predict(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    def predict(self, inputs: list[np.ndarray], shared: Any = None) -> list[np.ndarray]:
+        """Outputs for a batch. ``shared`` is the same batch in shared memory
+        (``workers.SharedInputs``), for sources that run in a worker."""
         raise NotImplementedError
+
+    def warm_up(self, inputs: list[np.ndarray]) -> None:
+        """Get ready to predict batches like ``inputs`` (a worker measures its batch size)."""
 
     def converter(self) -> Any:
         """A ``tf.lite.TFLiteConverter`` for this model (v2 API, or v1 for frozen graphs)."""
@@ -162,7 +170,7 @@ class KerasSource(Source):
         )
         self._predict = None
 
-    def predict(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    def predict(self, inputs: list[np.ndarray], shared: Any = None) -> list[np.ndarray]:
         out = self.model.predict_on_batch(inputs[0] if len(inputs) == 1 else inputs)
         if isinstance(out, dict):
             out = list(out.values())
@@ -221,7 +229,7 @@ class SavedModelSource(Source):
             output_names=tuple(outputs),
         )
 
-    def predict(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    def predict(self, inputs: list[np.ndarray], shared: Any = None) -> list[np.ndarray]:
         out = self._fn(**dict(zip(self.io.input_names, inputs, strict=True)))
         return [out[name].numpy() for name in self.io.output_names]
 
@@ -265,12 +273,11 @@ class FrozenGraphSource(Source):
         inputs = list(inputs or placeholders)
         if not inputs:
             raise UsageError(f"{path}: the graph has no Placeholder: name its inputs (--inputs)")
-        consumed = {
-            i.split(":")[0].lstrip("^") for node in graph_def.node for i in node.input
-        }
+        consumed = {i.split(":")[0].lstrip("^") for node in graph_def.node for i in node.input}
         if not outputs:
             sinks = [
-                n for n, node in nodes.items()
+                n
+                for n, node in nodes.items()
                 if n not in consumed and node.op not in ("NoOp", "Const", "Placeholder")
             ]
             if len(sinks) != 1:
@@ -310,7 +317,7 @@ class FrozenGraphSource(Source):
         )
         self._per_sample = False
 
-    def predict(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    def predict(self, inputs: list[np.ndarray], shared: Any = None) -> list[np.ndarray]:
         if not self._per_sample:
             try:
                 return self._run(inputs)
@@ -365,9 +372,12 @@ class TFLiteSource(Source):
             output_names=tuple(o.name for o in info.outputs),
         )
 
-    def predict(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        self.worker.submit(inputs)
+    def predict(self, inputs: list[np.ndarray], shared: Any = None) -> list[np.ndarray]:
+        self.worker.submit(shared if shared is not None else inputs)
         return self.worker.receive()
+
+    def warm_up(self, inputs: list[np.ndarray]) -> None:
+        self.worker.tune_batch_size(inputs)
 
     def close(self) -> None:
         self.worker.close()
@@ -428,7 +438,10 @@ def _load_keras2(path: Path) -> SavedModelSource:
     env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")
     proc = subprocess.run(
         [sys.executable, "-m", "liteparity.keras2", str(path), str(out)],
-        env=env, capture_output=True, text=True, check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if proc.returncode != 0:
         keep.cleanup()

@@ -32,6 +32,73 @@ _POLL_S = 0.05
 
 
 @dataclass(frozen=True)
+class SharedInputs:
+    """A batch that lives in a memory-mapped file: workers read it in place instead of
+    receiving a pickled copy each (the copies cost more than the inference on small models)."""
+
+    path: str
+    arrays: tuple[tuple[int, tuple[int, ...], str], ...]  # (offset, shape, dtype) per input
+
+    def select(self, order: Sequence[int]) -> SharedInputs:
+        """The same batch with its inputs in another model's order."""
+        return SharedInputs(self.path, tuple(self.arrays[i] for i in order))
+
+
+class SharedSlots:
+    """Two memory-mapped files that take turns holding input batches: batch k+1 is written
+    while workers may still read batch k (the evaluation keeps at most two in flight)."""
+
+    def __init__(self) -> None:
+        base = "/dev/shm" if os.path.isdir("/dev/shm") else None
+        self._files = [
+            tempfile.NamedTemporaryFile(prefix="liteparity-", dir=base)  # noqa: SIM115
+            for _ in range(2)
+        ]  # closed (and so deleted) by close()
+        self._maps: list[np.memmap | None] = [None, None]
+        self._turn = 0
+
+    def put(self, inputs: Sequence[np.ndarray]) -> SharedInputs:
+        slot, self._turn = self._turn, 1 - self._turn
+        layout, size = [], 0
+        for x in inputs:
+            layout.append((size, tuple(x.shape), x.dtype.str))
+            size += -(-x.nbytes // 64) * 64  # 64-byte aligned
+        mm = self._maps[slot]
+        if mm is None or mm.size < size:
+            self._files[slot].truncate(max(size, 1))
+            mm = self._maps[slot] = np.memmap(
+                self._files[slot], np.uint8, "r+", shape=(max(size, 1),)
+            )
+        for (offset, _, _), x in zip(layout, inputs, strict=True):
+            mm[offset : offset + x.nbytes] = np.ascontiguousarray(x).view(np.uint8).ravel()
+        return SharedInputs(self._files[slot].name, tuple(layout))
+
+    def close(self) -> None:
+        self._maps = [None, None]
+        for f in self._files:
+            f.close()
+
+
+class _SharedReader:
+    """Worker side of ``SharedSlots``: maps each file once, remaps when it grows."""
+
+    def __init__(self) -> None:
+        self._maps: dict[str, np.memmap] = {}
+
+    def arrays(self, shared: SharedInputs) -> list[np.ndarray]:
+        need = max(
+            off + int(np.prod(shape)) * np.dtype(dt).itemsize for off, shape, dt in shared.arrays
+        )
+        mm = self._maps.get(shared.path)
+        if mm is None or mm.size < need:
+            mm = self._maps[shared.path] = np.memmap(shared.path, np.uint8, "r")
+        return [
+            np.ndarray(shape, np.dtype(dt), buffer=mm, offset=off)
+            for off, shape, dt in shared.arrays
+        ]
+
+
+@dataclass(frozen=True)
 class ModelInfo:
     """What a worker reports after loading its model."""
 
@@ -44,6 +111,7 @@ class ModelInfo:
 def _serve(conn: Any) -> None:
     """Worker loop: load one model, then answer ``run``/``tune``/``latency`` requests."""
     model: LiteModel | None = None
+    shared = _SharedReader()
     while True:
         try:
             request, payload = conn.recv()
@@ -51,12 +119,17 @@ def _serve(conn: Any) -> None:
             return
         try:
             if request == "load":
-                model = LiteModel(payload)
+                content, threads = payload
+                model = LiteModel(content, num_threads=threads)
                 reply: Any = ModelInfo(
-                    tuple(model.inputs), tuple(model.outputs), model.op_names,
+                    tuple(model.inputs),
+                    tuple(model.outputs),
+                    model.op_names,
                     model.resource_variables,
                 )
             elif request == "run":
+                if isinstance(payload, SharedInputs):
+                    payload = shared.arrays(payload)
                 reply = model.run(payload)  # type: ignore[union-attr]
             elif request == "tune":
                 reply = model.tune_batch_size(payload)  # type: ignore[union-attr]
@@ -74,19 +147,22 @@ def _serve(conn: Any) -> None:
 class Worker:
     """One model in one child process; requests go one at a time, in order."""
 
-    def __init__(self, name: str, content: bytes) -> None:
+    def __init__(self, name: str, content: bytes, threads: int = 1) -> None:
         self.name = name
         parent, child = socket.socketpair()
-        self._stderr = tempfile.TemporaryFile()
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (closed by close())
         self._process = subprocess.Popen(
             [sys.executable, "-m", "liteparity.workers", str(child.fileno())],
-            pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=self._stderr, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+            pass_fds=(child.fileno(),),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=self._stderr,
+            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
         )
         child.close()
         self._conn = Connection(parent.detach())
         self._doing = "loading the model"
-        self._send("load", content)
+        self._send("load", (content, threads))
         self.info: ModelInfo = self.receive()
 
     def _send(self, request: str, payload: Any) -> None:
@@ -95,10 +171,10 @@ class Worker:
         except (BrokenPipeError, OSError):
             raise self._crash() from None
 
-    def submit(self, inputs: Sequence[np.ndarray]) -> None:
+    def submit(self, inputs: Sequence[np.ndarray] | SharedInputs) -> None:
         """Start running a batch; collect the outputs with ``receive``."""
         self._doing = "running a batch"
-        self._send("run", list(inputs))
+        self._send("run", inputs if isinstance(inputs, SharedInputs) else list(inputs))
 
     def receive(self) -> Any:
         """The answer to the last request, or the error it raised, or the crash."""
@@ -143,22 +219,21 @@ class Worker:
         else:
             how = f"exit code {code}"
         self._stderr.seek(0)
-        said = [ln for ln in self._stderr.read().decode(errors="replace").splitlines()
-                if ln.strip() and not ln.startswith("INFO:")]
+        said = [
+            ln
+            for ln in self._stderr.read().decode(errors="replace").splitlines()
+            if ln.strip() and not ln.startswith("INFO:")
+        ]
         last = f": {said[-1].strip()}" if said else ""
         return errors.InterpreterError(f"interpreter crashed ({how}) while {self._doing}{last}")
 
     def close(self) -> None:
+        """Ask the worker to stop and hang up; it exits on its own (no waiting for it)."""
         if self._process.poll() is None:
             try:
                 self._conn.send(("stop", None))
             except (BrokenPipeError, OSError):
-                pass
-            try:
-                self._process.wait(timeout=2)
-            except subprocess.TimeoutExpired:
                 self._process.kill()
-                self._process.wait()
         self._conn.close()
         self._stderr.close()
 

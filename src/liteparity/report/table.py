@@ -9,8 +9,18 @@ from typing import Any
 from ..compare import ACCURACY
 from ..results import CandidateResult, CheckResult
 
-COLUMNS = ("candidate", "metric", "Δ", "agreement", "max|err|", "RMSE", "SQNR dB", "cosine",
-           "size", "latency ms")
+COLUMNS = (
+    "candidate",
+    "metric",
+    "Δ",
+    "agreement",
+    "max|err|",
+    "RMSE",
+    "SQNR dB",
+    "cosine",
+    "size",
+    "latency ms",
+)
 
 
 def _size(n: int | None) -> str:
@@ -66,8 +76,18 @@ def reference_cells(result: CheckResult) -> list[str]:
     ref = result.reference
     if ref is None:
         return []
-    return [f"reference ({ref.format})", _metric(ref.metric.name, ref.metric.value),
-            "", "", "", "", "", "", _size(ref.size_bytes), ""]
+    return [
+        f"reference ({ref.format})",
+        _metric(ref.metric.name, ref.metric.value),
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+        _size(ref.size_bytes),
+        "",
+    ]
 
 
 def check_table(result: CheckResult) -> Any:
@@ -77,8 +97,11 @@ def check_table(result: CheckResult) -> Any:
     samples = result.data.get("evaluation_samples")
     table = Table(title=f"liteparity check — {metric} on {samples} samples", title_justify="left")
     for i, col in enumerate(COLUMNS):
-        table.add_column(metric if col == "metric" else col, justify="left" if i == 0 else "right",
-                         no_wrap=i == 0)
+        table.add_column(
+            metric if col == "metric" else col,
+            justify="left" if i == 0 else "right",
+            no_wrap=i == 0,
+        )
     if result.reference:
         table.add_row(*reference_cells(result), style="dim")
     for c in result.candidates:

@@ -1,0 +1,5 @@
+"""``python -m liteparity`` is the ``liteparity`` command."""
+
+from .cli import main
+
+main()

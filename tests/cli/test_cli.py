@@ -1,0 +1,140 @@
+"""The ``liteparity`` command: output, JSON, exit codes and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from liteparity.cli import app
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_help_and_light_modules_do_not_import_tensorflow() -> None:
+    code = (
+        "import sys\n"
+        "import liteparity, liteparity.litemodel, liteparity.workers, liteparity.qparams\n"
+        "from typer.testing import CliRunner\n"
+        "from liteparity.cli import app\n"
+        "r = CliRunner().invoke(app, ['check', '--help'])\n"
+        "assert r.exit_code == 0, r.output\n"
+        "r = CliRunner().invoke(app, ['qparams', '--mean', '0', '--std', '255'])\n"
+        "assert r.exit_code == 0, r.output\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_check_writes_json_and_prints_the_table(
+    cnn: Path, eval_npz: Path, cal_npz: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out.json"
+    result = invoke(
+        "check",
+        cnn,
+        "--data",
+        eval_npz,
+        "--calibration-data",
+        cal_npz,
+        "--recipes",
+        "float32,int8",
+        "--json",
+        out,
+        "--max-drop",
+        "50",
+    )
+    assert result.exit_code == 0, result.output
+    assert "float32" in result.stdout and "int8" in result.stdout
+    doc = json.loads(out.read_text())
+    assert [c["name"] for c in doc["candidates"]] == ["float32", "int8"]
+    assert doc["data"]["calibration"]["samples"] == 100
+    assert not list(tmp_path.glob(".*.tmp"))  # written through a temporary file
+
+
+def test_broken_budget_exits_1_and_names_the_candidate(cnn: Path, eval_npz: Path) -> None:
+    result = invoke(
+        "check", cnn, "--data", eval_npz, "--recipes", "float32", "--min-agreement", "1.01"
+    )
+    assert result.exit_code == 1
+    assert "float32: agreement" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["check", "missing.keras", "--data", "x.npz"], "model file not found: missing.keras"),
+        (["check", "{cnn}", "--data", "{eval}", "--recipes", "int4"], "unknown recipe 'int4'"),
+        (["check", "{cnn}", "--data", "{bad}"], "reshape the data to (N, 8, 8, 1)"),
+        (["check", "{cnn}", "--data", "{eval}", "--mean", "0"], "--mean and --std go together"),
+        (["check", "{cnn}", "--data", "{eval}", "--recipes", "legacy-uint8"], "needs --mean"),
+        (["qparams", "--mean", "0"], "needs both values"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(
+    cnn: Path, eval_npz: Path, tmp_path: Path, args: list[str], message: str
+) -> None:
+    import numpy as np
+
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, x=np.zeros((4, 64), np.float32))
+    args = [a.format(cnn=cnn, eval=eval_npz, bad=bad) for a in args]
+    result = invoke(*args)
+    assert result.exit_code == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.output
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_qparams_json_has_every_view() -> None:
+    result = invoke("qparams", "--mean", "128", "--std", "128", "--json")
+    assert result.exit_code == 0
+    doc = json.loads(result.stdout)
+    assert doc == {
+        "dtype": "uint8",
+        "scale": 0.0078125,
+        "zero_point": 128,
+        "mean": 128.0,
+        "std_dev": 128.0,
+        "min": -1.0,
+        "max": 0.9921875,
+    }
+
+
+def test_qparams_of_a_tflite_shows_the_real_input_range(check_all) -> None:
+    result = invoke("qparams", check_all.candidate("legacy-uint8").path, "--json")
+    assert result.exit_code == 0
+    rows = json.loads(result.stdout)
+    (inp,) = [r for r in rows if r["tensor"].startswith("input")]
+    assert inp["dtype"] == "uint8" and inp["min"] == 0.0 and inp["max"] == pytest.approx(1.0)
+
+
+def test_demo_trains_once_and_checks_every_recipe(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("LITEPARITY_CACHE", str(tmp_path))
+    out = tmp_path / "demo.json"
+    result = invoke("demo", "--json", out)
+    assert result.exit_code == 0, result.output
+    doc = json.loads(out.read_text())
+    names = [c["name"] for c in doc["candidates"]]
+    assert names == [
+        "float32",
+        "float16",
+        "dynamic",
+        "int8",
+        "int8-io",
+        "uint8-io",
+        "int16x8",
+        "legacy-uint8",
+    ]
+    assert doc["reference"]["metric"]["value"] > 0.9  # a real CNN on real MNIST digits
+    assert doc["data"]["evaluation_samples"] == 1000
+    assert (tmp_path / "demo" / "mnist_cnn.keras").exists()

@@ -1,0 +1,125 @@
+"""Session-wide fixtures: tiny real models trained once on real data (scikit-learn digits)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@dataclass(frozen=True)
+class Digits:
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_cal: np.ndarray
+    x_eval: np.ndarray
+    y_eval: np.ndarray
+
+
+@pytest.fixture(scope="session")
+def digits() -> Digits:
+    """scikit-learn's 8×8 digits in [0, 1], split into train / calibration / evaluation."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = (d.images / 16.0).astype(np.float32)[..., None]
+    y = d.target.astype(np.int64)
+    order = np.random.default_rng(0).permutation(len(x))
+    train, evaluation = order[:1200], order[1200:]
+    return Digits(x[train], y[train], x[train[:100]], x[evaluation], y[evaluation])
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="session")
+def cnn(digits: Digits, models_dir: Path) -> Path:
+    """The demo's CNN architecture trained on digits, saved as Keras 3 ``.keras``."""
+    from liteparity.demo import build_cnn
+    from liteparity.sources import import_tensorflow, quiet
+
+    tf = import_tensorflow()
+    tf.keras.utils.set_random_seed(0)
+    model = build_cnn((8, 8, 1))
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    with quiet():
+        model.fit(digits.x_train, digits.y_train, epochs=25, batch_size=32, verbose=0)
+    path = models_dir / "cnn.keras"
+    model.save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def eval_npz(digits: Digits, models_dir: Path) -> Path:
+    path = models_dir / "eval.npz"
+    np.savez(path, x=digits.x_eval, y=digits.y_eval)
+    return path
+
+
+@pytest.fixture(scope="session")
+def cal_npz(digits: Digits, models_dir: Path) -> Path:
+    path = models_dir / "cal.npz"
+    np.savez(path, x=digits.x_cal)
+    return path
+
+
+@pytest.fixture(scope="session")
+def frozen_graph(cnn: Path, models_dir: Path) -> Path:
+    """The same CNN frozen into a TF1 GraphDef (what the seeds' users had)."""
+    from liteparity.sources import KerasSource, import_tensorflow
+
+    tf = import_tensorflow()
+    graph_def, inputs, outputs = KerasSource(str(cnn)).frozen_graph()
+    assert inputs == ["image"]
+    path = models_dir / "cnn.pb"
+    path.write_bytes(graph_def.SerializeToString())
+    (models_dir / "cnn.pb.outputs").write_text(outputs[0])
+    del tf
+    return path
+
+
+@pytest.fixture(scope="session")
+def check_all(cnn: Path, eval_npz: Path, cal_npz: Path, models_dir: Path):
+    """``check --recipes all`` (plus legacy-uint8) on the CNN, models saved for oracles."""
+    import liteparity
+
+    return liteparity.check(
+        cnn,
+        data=eval_npz,
+        calibration_data=cal_npz,
+        recipes=["all", "legacy-uint8"],
+        legacy=liteparity.LegacySettings(0.0, 255.0, (0.0, 6.0)),
+        save_dir=models_dir / "recipes",
+    )
+
+
+def oracle_outputs(path: Path | str, x: np.ndarray) -> np.ndarray:
+    """An independent plain loop in the seeds' style: one sample at a time, the input
+    quantized and the output dequantized by hand with the tensor's (scale, zero_point)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=str(path))
+    it.allocate_tensors()
+    inp, out = it.get_input_details()[0], it.get_output_details()[0]
+    results = []
+    for i in range(len(x)):
+        sample = x[i : i + 1]
+        scale, zero_point = inp["quantization"]
+        if scale:
+            info = np.iinfo(inp["dtype"])
+            sample = np.clip(np.round(sample / scale) + zero_point, info.min, info.max)
+        it.set_tensor(inp["index"], sample.astype(inp["dtype"]))
+        it.invoke()
+        y = it.get_tensor(out["index"]).astype(np.float32)
+        scale, zero_point = out["quantization"]
+        if scale:
+            y = (y - zero_point) * scale
+        results.append(y[0])
+    return np.stack(results)

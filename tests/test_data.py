@@ -1,0 +1,123 @@
+"""Data loading, binding to model inputs, splits and streaming."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from liteparity import data
+from liteparity.errors import DataError
+
+
+def test_npz_with_x_and_y(tmp_path: Path) -> None:
+    path = tmp_path / "d.npz"
+    np.savez(path, x=np.zeros((5, 2, 2, 1), np.float32), y=np.arange(5))
+    ds = data.load(path)
+    assert len(ds) == 5 and ds.labels.tolist() == [0, 1, 2, 3, 4]
+
+
+def test_one_hot_labels_become_class_ids() -> None:
+    ds = data.load((np.zeros((3, 4), np.float32), np.eye(3)[[2, 0, 1]]))
+    assert ds.labels.tolist() == [2, 0, 1]
+
+
+def test_npy_is_memory_mapped(tmp_path: Path) -> None:
+    path = tmp_path / "d.npy"
+    np.save(path, np.arange(24, dtype=np.float32).reshape(6, 4))
+    ds = data.load(path)
+    assert isinstance(ds.columns["x"], np.memmap)
+    binding = data.bind(ds, ["in"], [(4,)], ["float32"])
+    (x,), labels = binding.take(np.array([1, 3]))
+    assert labels is None and x.tolist() == [[4, 5, 6, 7], [12, 13, 14, 15]]
+
+
+def test_pickled_npy_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "evil.npy"
+    np.save(path, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(DataError, match="pickle"):
+        data.load(path)
+
+
+def test_csv_with_label_column_is_reshaped_to_the_model(tmp_path: Path) -> None:
+    path = tmp_path / "d.csv.gz"
+    rows = np.hstack([np.arange(8).reshape(2, 4), [[3], [7]]])
+    with gzip.open(path, "wt") as fh:
+        for row in rows:
+            fh.write(",".join(str(v) for v in row) + "\n")
+    ds = data.load(path, label_column=-1)
+    assert ds.labels.tolist() == [3, 7]
+    (x,), _ = data.bind(ds, ["img"], [(2, 2, 1)], ["float32"]).take(np.array([1]))
+    assert x.shape == (1, 2, 2, 1) and x.ravel().tolist() == [4, 5, 6, 7]
+
+
+def test_csv_header_names_the_label(tmp_path: Path) -> None:
+    path = tmp_path / "d.csv"
+    path.write_text("a,b,label\n1,2,0\n3,4,1\n")
+    ds = data.load(path)
+    assert ds.labels.tolist() == [0, 1] and ds.columns["x"].shape == (2, 2)
+
+
+def test_image_folder_with_class_subfolders(tmp_path: Path) -> None:
+    from PIL import Image
+
+    for label, value in (("cat", 10), ("dog", 200)):
+        (tmp_path / label).mkdir()
+        for i in range(2):
+            Image.fromarray(np.full((6, 5), value, np.uint8)).save(tmp_path / label / f"{i}.png")
+    ds = data.load(tmp_path, image_size=(4, 4), scale=1 / 255)
+    assert ds.labels.tolist() == [0, 0, 1, 1]
+    (x,), _y = data.bind(ds, ["img"], [(4, 4, 1)], ["float32"]).take(np.array([0, 3]))
+    assert x.shape == (2, 4, 4, 1)
+    assert x[0].max() == pytest.approx(10 / 255) and x[1].min() == pytest.approx(200 / 255)
+
+
+def test_shape_mismatch_says_how_to_reshape() -> None:
+    ds = data.load(np.zeros((4, 784), np.float32))
+    with pytest.raises(DataError, match=r"reshape the data to \(N, 28, 28, 1\)"):
+        data.bind(ds, ["image"], [(28, 28, 1)], ["float32"])
+
+
+def test_nan_rows_are_named() -> None:
+    x = np.zeros((5, 3), np.float32)
+    x[3, 1] = np.nan
+    binding = data.bind(data.load(x), ["in"], [(3,)], ["float32"])
+    with pytest.raises(DataError, match=r"sample\(s\) 3"):
+        binding.take(np.arange(5))
+
+
+@pytest.mark.parametrize(
+    ("spec", "match"),
+    [
+        ((np.zeros((3, 2)), np.arange(4)), "4 labels for 3 samples"),
+        (np.zeros((0, 2)), "empty"),
+        ("/nonexistent/file.npz", "not found"),
+        ("data.parquet", "unknown data format"),
+    ],
+)
+def test_bad_data_is_a_clear_error(tmp_path: Path, spec, match: str) -> None:
+    if isinstance(spec, str) and spec == "data.parquet":
+        spec = tmp_path / spec
+        spec.write_text("x")
+    with pytest.raises(DataError, match=match):
+        data.load(spec)
+
+
+def test_split_is_disjoint_seeded_and_complete() -> None:
+    cal, ev = data.split(1000, 200, seed=7)
+    assert len(cal) == 200 and len(ev) == 800
+    assert not set(cal) & set(ev) and set(cal) | set(ev) == set(range(1000))
+    again, _ = data.split(1000, 200, seed=7)
+    assert cal.tolist() == again.tolist()
+    other, _ = data.split(1000, 200, seed=8)
+    assert cal.tolist() != other.tolist()
+
+
+def test_batches_cover_every_row_once() -> None:
+    x = np.arange(10, dtype=np.float32)[:, None]
+    binding = data.bind(data.load((x, np.arange(10))), ["in"], [(1,)], ["float32"])
+    seen = [y for _, y in binding.batches(np.arange(10), 4)]
+    assert [len(b) for b in seen] == [4, 4, 2]
+    assert np.concatenate(seen).tolist() == list(range(10))

@@ -1,0 +1,227 @@
+"""Every source format, multi-input/multi-output models and stateful models."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import liteparity
+from liteparity.errors import ModelError, UsageError
+from tests.conftest import Digits
+
+KERAS2_SCRIPT = """
+import sys, numpy as np, tf_keras as k
+from sklearn.datasets import load_digits
+d = load_digits(); x = (d.data / 16.0).astype("float32"); y = d.target
+k.utils.set_random_seed(0)
+m = k.Sequential([k.layers.Input((64,), name="pixels"), k.layers.Dense(32, activation="relu"),
+                  k.layers.Dense(10, activation="softmax")])
+m.compile("adam", "sparse_categorical_crossentropy")
+m.fit(x, y, epochs=10, verbose=0)
+m.save(sys.argv[1])
+np.save(sys.argv[2], m.predict(x[:50], verbose=0))
+"""
+
+
+@pytest.fixture(scope="session")
+def keras2_h5(models_dir: Path) -> tuple[Path, np.ndarray]:
+    """A Keras 2 model trained and saved as .h5 by tf_keras, in its own process."""
+    path, expected = models_dir / "mlp.h5", models_dir / "mlp_expected.npy"
+    env = dict(os.environ, TF_USE_LEGACY_KERAS="1")
+    subprocess.run(
+        [sys.executable, "-c", KERAS2_SCRIPT, str(path), str(expected)],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    return path, np.load(expected)
+
+
+def test_keras2_h5_runs_through_tf_keras_without_switching_our_keras(keras2_h5) -> None:
+    from sklearn.datasets import load_digits
+
+    path, expected = keras2_h5
+    d = load_digits()
+    x = (d.data / 16.0).astype("float32")
+    result = liteparity.check(path, data=(x, d.target), recipes=["float32", "dynamic"])
+    assert result.reference.format == "keras2_h5"
+    f32, dynamic = result.candidates
+    assert f32.error is None and f32.max_abs_error < 1e-5
+    assert dynamic.error is None and dynamic.agreement > 0.95
+    # The reference outputs are tf_keras's own (saved by the child that trained the model).
+    from liteparity import sources
+
+    source = sources.load(path)
+    assert np.allclose(source.predict([x[:50]])[0], expected, atol=1e-6)
+    source.close()
+    assert os.environ.get("TF_USE_LEGACY_KERAS") is None
+
+
+def test_saved_model_source(cnn: Path, digits: Digits, tmp_path: Path) -> None:
+    import keras
+
+    from liteparity.sources import quiet
+
+    with quiet():
+        keras.saving.load_model(cnn).export(tmp_path / "sm")
+    result = liteparity.check(
+        tmp_path / "sm",
+        data=(digits.x_eval, digits.y_eval),
+        calibration_data=digits.x_cal,
+        recipes=["float32", "int8"],
+    )
+    assert result.reference.format == "saved_model"
+    f32, int8 = result.candidates
+    assert f32.max_abs_error < 1e-4
+    assert int8.error is None and int8.drop < 5
+
+
+@pytest.fixture(scope="session")
+def two_by_two(digits: Digits, models_dir: Path) -> Path:
+    """Inputs named so that alphabetical order is not model order; two same-shape heads."""
+    import keras
+
+    from liteparity.sources import import_tensorflow, quiet
+
+    import_tensorflow()
+    keras.utils.set_random_seed(1)
+    zeta = keras.Input((8, 8, 1), name="zeta")
+    alpha = keras.Input((8, 8, 1), name="alpha")
+    z = keras.layers.Flatten()(zeta)
+    a = keras.layers.Flatten()(alpha)
+    hidden = keras.layers.Dense(32, activation="relu")(keras.layers.Concatenate()([z, 2 * a]))
+    first = keras.layers.Dense(10, activation="softmax", name="zz_head")(hidden)
+    second = keras.layers.Dense(10, name="aa_head")(z)
+    model = keras.Model([zeta, alpha], [first, second])
+    model.compile("adam", ["sparse_categorical_crossentropy", "mse"])
+    with quiet():
+        model.fit(
+            [digits.x_train, digits.x_train[::-1]],
+            [digits.y_train, np.eye(10)[digits.y_train]],
+            epochs=3,
+            verbose=0,
+        )
+    path = models_dir / "two_by_two.keras"
+    model.save(path)
+    return path
+
+
+def test_multi_input_multi_output_matched_by_name(
+    two_by_two: Path, digits: Digits, tmp_path: Path
+) -> None:
+    data = tmp_path / "multi.npz"
+    np.savez(data, alpha=digits.x_eval[::-1], zeta=digits.x_eval, y=digits.y_eval)
+    result = liteparity.check(two_by_two, data=data, recipes=["float32"])
+    assert [i["name"] for i in result.reference.inputs] == ["zeta", "alpha"]
+    (f32,) = result.candidates
+    assert f32.error is None
+    assert f32.max_abs_error < 1e-4  # inputs or outputs swapped would show here
+
+
+def test_multi_input_data_without_names_is_a_clear_error(two_by_two: Path, digits: Digits) -> None:
+    with pytest.raises(liteparity.DataError, match=r"inputs \['zeta', 'alpha'\]"):
+        liteparity.check(two_by_two, data=digits.x_eval, recipes=["float32"])
+
+
+@pytest.fixture(scope="session")
+def lstm_pair(digits: Digits, models_dir: Path) -> tuple[Path, Path]:
+    """A digits LSTM (rows as time steps) and its stateful batch-1 twin as .tflite: the
+    twin keeps its state in resource variables between invocations."""
+    import keras
+
+    from liteparity.recipes import RECIPES, convert
+    from liteparity.sources import KerasSource, import_tensorflow, quiet
+
+    import_tensorflow()
+    keras.utils.set_random_seed(2)
+    seq = digits.x_train[..., 0]
+
+    def build(stateful: bool) -> keras.Model:
+        batch = {"batch_size": 1} if stateful else {}
+        return keras.Sequential(
+            [
+                keras.Input((8, 8), name="rows", **batch),
+                keras.layers.LSTM(16, stateful=stateful),
+                keras.layers.Dense(10, activation="softmax"),
+            ]
+        )
+
+    model = build(False)
+    model.compile("adam", "sparse_categorical_crossentropy")
+    with quiet():
+        model.fit(seq, digits.y_train, epochs=8, verbose=0)
+    stateful = build(True)
+    stateful.set_weights(model.get_weights())
+    reference = models_dir / "lstm.keras"
+    model.save(reference)
+    tflite = models_dir / "lstm_stateful.tflite"
+    tflite.write_bytes(convert(KerasSource("stateful", model=stateful), RECIPES["float32"]))
+    return reference, tflite
+
+
+def test_stateful_model_gives_the_same_numbers_in_any_order(lstm_pair, digits: Digits) -> None:
+    reference, tflite = lstm_pair
+    x, y = digits.x_eval[:150, ..., 0], digits.y_eval[:150]
+    in_order = liteparity.check(reference, candidates=[tflite], data=(x, y))
+    perm = np.random.default_rng(3).permutation(len(x))
+    shuffled = liteparity.check(reference, candidates=[tflite], data=(x[perm], y[perm]))
+    (a,), (b,) = in_order.candidates, shuffled.candidates
+    assert a.error is None, a.error
+    assert a.max_abs_error < 1e-4  # each sample starts from a clean state, like Keras
+    assert a.metric.value == b.metric.value
+    assert a.rmse == pytest.approx(b.rmse, rel=1e-5)
+
+
+def test_litemodel_resets_state_between_samples(lstm_pair, digits: Digits) -> None:
+    from ai_edge_litert.interpreter import Interpreter
+
+    _, tflite = lstm_pair
+    x = digits.x_eval[:1, ..., 0]
+    raw = Interpreter(model_path=str(tflite))
+    raw.allocate_tensors()
+    index, out = raw.get_input_details()[0]["index"], raw.get_output_details()[0]["index"]
+    first = []
+    for _ in range(2):
+        raw.set_tensor(index, x)
+        raw.invoke()
+        first.append(raw.get_tensor(out).copy())
+    assert not np.allclose(first[0], first[1])  # the raw interpreter carries state over
+    model = liteparity.LiteModel(tflite.read_bytes())
+    assert model.resource_variables
+    assert np.allclose(model.run([x])[0], model.run([x])[0])
+    assert np.allclose(model.run([x])[0], first[0])
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "error", "match"),
+    [
+        ("missing.keras", None, ModelError, "not found"),
+        ("fake.keras", b"not a zip", ModelError, "not a zip"),
+        ("fake.tflite", b"\x00" * 64, ModelError, "TFL3"),
+        ("model.onnx", b"onnx", ModelError, "unknown model format"),
+        ("graph.pb", b"\xff\xff garbage", ModelError, "GraphDef"),
+    ],
+)
+def test_bad_model_files_are_clear_errors(tmp_path: Path, name, content, error, match) -> None:
+    from liteparity import sources
+
+    path = tmp_path / name
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(error, match=match):
+        sources.load(path)
+
+
+def test_recipes_on_a_tflite_reference_are_a_usage_error(check_all, digits: Digits) -> None:
+    with pytest.raises(UsageError, match="--candidate"):
+        liteparity.check(check_all.candidate("float32").path, data=digits.x_eval, recipes=["int8"])
+
+
+def test_unknown_recipe_lists_the_valid_ones(cnn: Path, digits: Digits) -> None:
+    with pytest.raises(UsageError, match="int16x8"):
+        liteparity.check(cnn, data=digits.x_eval, recipes=["int4"])
