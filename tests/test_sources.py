@@ -225,3 +225,44 @@ def test_recipes_on_a_tflite_reference_are_a_usage_error(check_all, digits: Digi
 def test_unknown_recipe_lists_the_valid_ones(cnn: Path, digits: Digits) -> None:
     with pytest.raises(UsageError, match="int16x8"):
         liteparity.check(cnn, data=digits.x_eval, recipes=["int4"])
+
+
+@pytest.fixture(scope="session")
+def batch_one_graph(digits: Digits, models_dir: Path) -> tuple[Path, float]:
+    """A TF1 graph with batch 1 baked into a reshape (as many frozen graphs have), holding a
+    logistic regression trained by scikit-learn; returns the path and sklearn's accuracy."""
+    from sklearn.linear_model import LogisticRegression
+
+    from liteparity.sources import import_tensorflow
+
+    tf = import_tensorflow()
+    flat_train = digits.x_train.reshape(len(digits.x_train), -1)
+    clf = LogisticRegression(max_iter=500).fit(flat_train, digits.y_train)
+    accuracy = clf.score(digits.x_eval.reshape(len(digits.x_eval), -1), digits.y_eval)
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [None, 8, 8, 1], name="input")
+        flat = tf.reshape(x, [1, 64])
+        logits = tf.matmul(flat, clf.coef_.T.astype(np.float32)) + clf.intercept_.astype(
+            np.float32
+        )
+        tf.nn.softmax(logits, name="output")
+    path = models_dir / "batch_one.pb"
+    path.write_bytes(graph.as_graph_def().SerializeToString())
+    return path, accuracy
+
+
+def test_graph_with_batch_one_baked_in_runs_sample_by_sample(batch_one_graph,
+                                                             digits: Digits) -> None:
+    path, sklearn_accuracy = batch_one_graph
+    result = liteparity.check(path, data=(digits.x_eval, digits.y_eval),
+                              calibration_data=digits.x_cal, recipes=["float32", "int8"])
+    # Inputs and outputs found on their own: one Placeholder, one sink.
+    assert [i["name"] for i in result.reference.inputs] == ["input"]
+    assert result.reference.outputs == ["output"]
+    assert result.reference.metric.value == pytest.approx(sklearn_accuracy)
+    f32, int8 = result.candidates
+    assert f32.error is None and int8.error is None
+    assert f32.batch_size == 1  # resizing failed, so one sample at a time
+    assert f32.max_abs_error < 1e-5
+    assert int8.agreement > 0.95
