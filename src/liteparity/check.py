@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -66,6 +66,18 @@ class _Run:
             self.worker = None
 
 
+class Hook(Protocol):
+    """Extra measurements riding on the evaluation stream (``explain`` uses one)."""
+
+    def start(self, source: sources.Source | None, binding: data_module.Binding) -> None: ...
+
+    def batch(self, inputs: list[np.ndarray], reference: list[np.ndarray] | None,
+              outputs: list[tuple[_Run, list[np.ndarray]]]) -> None: ...
+
+    def finish(self, runs: list[_Run], binding: data_module.Binding, rows: np.ndarray) -> None:
+        """Called while the workers are still alive."""
+
+
 def check(
     model: str | os.PathLike[str] | sources.Source,
     *,
@@ -91,35 +103,58 @@ def check(
 
     ``recipes`` defaults to ``["all"]`` when no ``candidates`` are given. ``data`` and
     ``calibration_data`` take paths or arrays (see ``liteparity.data.load``); without
-    ``calibration_data`` a seeded, disjoint split of ``data`` calibrates.
+    ``calibration_data`` a seeded, disjoint split of ``data`` calibrates. A lone quantized
+    ``.tflite`` (no recipes, no candidates) is measured on its own, against the labels.
     """
-    progress = progress or _no_progress
-    recipe_names = list(recipes) if recipes is not None else ([] if candidates else ["all"])
+    options = dict(locals())  # every keyword argument above, by name
+    del options["model"]
+    return run(model, hook=None, **options)
+
+
+def run(model: Any, *, hook: Hook | None, **options: Any) -> CheckResult:
+    """``check`` with an optional ``Hook``: the one pipeline behind check and explain."""
+    o = _Options(**options)
+    progress = o.progress or _no_progress
+    candidates = list(o.candidates)
+    recipe_names = list(o.recipes) if o.recipes is not None else ([] if candidates else ["all"])
     source = (
         model
         if isinstance(model, sources.Source)
         else sources.load(
-            model, inputs=inputs, outputs=outputs, input_shapes=input_shapes, unsafe=unsafe
+            model, inputs=o.inputs, outputs=o.outputs, input_shapes=o.input_shapes,
+            unsafe=o.unsafe,
         )
     )
+    reference_source: sources.Source | None = source
     try:
-        chosen = recipes_module.resolve(recipe_names, source, legacy)
+        if isinstance(source, sources.TFLiteSource) and not candidates and o.recipes is None:
+            # A lone .tflite: measure it on its own (findings that need no reference).
+            candidates, reference_source = [source.path], None
+        chosen = recipes_module.resolve(recipe_names, source, o.legacy)
         user_files = [_read_candidate(path) for path in candidates]
-        load_kwargs = {"image_size": image_size, "scale": scale, "label_column": label_column}
-        dataset = data_module.load(data, **load_kwargs)
+        load_kwargs = {"image_size": o.image_size, "scale": o.scale,
+                       "label_column": o.label_column}
+        dataset = data_module.load(o.data, **load_kwargs)
         binding = _bind(dataset, source)
         cal_binding, cal_rows, eval_rows = binding, np.arange(0), np.arange(len(dataset))
-        if calibration_data is not None:
-            cal_binding = _bind(data_module.load(calibration_data, **load_kwargs), source)
-            cal_rows = data_module.sample_rows(len(cal_binding.dataset), calibration_samples, seed)
+        if o.calibration_data is not None:
+            cal_binding = _bind(data_module.load(o.calibration_data, **load_kwargs), source)
+            cal_rows = data_module.sample_rows(
+                len(cal_binding.dataset), o.calibration_samples, o.seed
+            )
         elif any(r.needs_calibration for r in chosen):
             # Calibrate on a seeded split of the data and evaluate on the rest only.
-            cal_rows, eval_rows = data_module.split(len(dataset), calibration_samples, seed)
-        if max_samples is not None:
-            eval_rows = eval_rows[data_module.sample_rows(len(eval_rows), max_samples, seed)]
-        converted = _convert_all(source, chosen, cal_binding, cal_rows, legacy, save_dir, progress)
+            cal_rows, eval_rows = data_module.split(len(dataset), o.calibration_samples, o.seed)
+        if o.max_samples is not None:
+            eval_rows = eval_rows[data_module.sample_rows(len(eval_rows), o.max_samples, o.seed)]
+        converted = _convert_all(
+            source, chosen, cal_binding, cal_rows, o.legacy, o.save_dir, progress
+        )
+        if hook is not None:
+            hook.start(reference_source, binding)
         reference, results = _evaluate(
-            source, [*converted, *user_files], binding, eval_rows, progress
+            reference_source, source.io, [*converted, *user_files], binding, eval_rows, progress,
+            hook,
         )
     finally:
         source.close()
@@ -129,9 +164,33 @@ def check(
         "calibration": {"source": cal_binding.dataset.source, "samples": len(cal_rows)}
         if len(cal_rows)
         else None,
-        "seed": seed,
+        "seed": o.seed,
     }
     return CheckResult(reference, data_info, results)
+
+
+@dataclass(frozen=True)
+class _Options:
+    """The keyword arguments of ``check`` (and ``explain``), in one value; the defaults live
+    in their signatures."""
+
+    data: Any
+    calibration_data: Any
+    recipes: Sequence[str] | None
+    candidates: Sequence[str | os.PathLike[str]]
+    inputs: list[str] | None
+    outputs: list[str] | None
+    input_shapes: list[tuple[int, ...]] | None
+    legacy: recipes_module.LegacySettings | None
+    calibration_samples: int
+    max_samples: int | None
+    seed: int
+    save_dir: str | os.PathLike[str] | None
+    unsafe: bool
+    image_size: tuple[int, int] | None
+    scale: float | None
+    label_column: int | None
+    progress: Progress | None
 
 
 def _bind(dataset: data_module.Dataset, source: sources.Source) -> data_module.Binding:
@@ -199,15 +258,10 @@ def _input_order(reference_names: Sequence[str], names: Sequence[str]) -> list[i
     )
 
 
-def _start(
-    candidate: Candidate, reference: sources.Source, kind: str, classify: bool, threads: int
-) -> _Run:
-    run = _Run(
-        candidate,
-        None,
-        task=compare.TaskAccumulator(kind),
-        errors=compare.ErrorAccumulator(classify=classify),
-    )
+def _start(candidate: Candidate, io: sources.IOSpec, kind: str, threads: int) -> _Run:
+    run = _Run(candidate, None, task=compare.TaskAccumulator(kind),
+               errors=compare.ErrorAccumulator(classify=True if kind == compare.ACCURACY
+                                               else None))
     if candidate.error:
         run.error = candidate.error
         return run
@@ -215,11 +269,11 @@ def _start(
     try:
         run.worker = Worker(candidate.name, candidate.content, threads)
         info = run.worker.info
-        run.order = _input_order(reference.io.input_names, [i.name for i in info.inputs])
-        if len(info.outputs) != len(reference.io.output_names):
+        run.order = _input_order(io.input_names, [i.name for i in info.inputs])
+        if len(info.outputs) != len(io.output_names):
             raise DataError(
                 f"the candidate has {len(info.outputs)} output(s), the reference "
-                f"{len(reference.io.output_names)}"
+                f"{len(io.output_names)}"
             )
     except LiteparityError as exc:
         run.fail(exc)
@@ -227,106 +281,111 @@ def _start(
 
 
 def _evaluate(
-    source: sources.Source,
+    source: sources.Source | None,
+    io: sources.IOSpec,
     candidates: list[Candidate],
     binding: data_module.Binding,
     rows: np.ndarray,
     progress: Progress,
-) -> tuple[ReferenceResult, tuple[CandidateResult, ...]]:
-    """Stream ``rows`` through the reference and every candidate. Workers get batch k+1
-    before the main process folds batch k into the statistics, so they are never idle."""
+    hook: Hook | None = None,
+) -> tuple[ReferenceResult | None, tuple[CandidateResult, ...]]:
+    """Stream ``rows`` through the reference (if any) and every candidate. Workers get batch
+    k+1 before the main process folds batch k into the statistics, so they are never idle."""
     kind = compare.task_kind(binding.dataset.labels)
+    if source is None and kind == compare.MSE_VS_REFERENCE:
+        kind = "none"  # a lone model without labels: only findings, no task metric
     reference_task = compare.TaskAccumulator(kind)
     total = len(rows)
     progress("starting interpreters", 0, total)
     batches = binding.batches(rows, BATCH_ROWS)
     current = next(batches)
-    runs = _start_all(candidates, source, kind, current[0])
+    if source is not None:
+        source.warm_up(current[0])
+    # Candidates and the reference run at once: share the cores between them.
+    threads = max(1, (os.cpu_count() or 1) // (len(candidates) + 1))
+    runs = [_start(c, io, kind, threads) for c in candidates]
     slots = SharedSlots()
     try:
+        for run in runs:
+            _guard(run, lambda r: setattr(
+                r, "batch_size", r.worker.tune_batch_size(_ordered(current[0], r.order))))
         shared = slots.put(current[0])
         _submit(runs, shared)
         done = 0
         while current is not None:
             inputs, labels = current
-            reference = source.predict(inputs, shared)
+            reference = source.predict(inputs, shared) if source is not None else None
             outputs = _collect(runs, reference)
             current = next(batches, None)
             if current is not None:
                 shared = slots.put(current[0])
                 _submit(runs, shared)
-            reference_task.update(reference[0], labels, reference[0])
+            if reference is not None:
+                reference_task.update(reference[0], labels, reference[0])
             for run, out in outputs:
-                run.errors.update(reference, out)
-                run.task.update(out[0], labels, reference[0])
-            done += len(labels) if labels is not None else len(inputs[0])
+                if reference is not None:
+                    run.errors.update(reference, out)
+                run.task.update(out[0], labels, out[0] if reference is None else reference[0])
+            if hook is not None:
+                hook.batch(inputs, reference, outputs)
+            done += len(inputs[0])
             progress("evaluating", done, total)
         sample = binding.take(rows[:1])[0]
         for run in runs:  # one at a time: parallel runs would disturb each other's timing
-            if run.worker is not None:
-                try:
-                    run.latency_ms = run.worker.latency_ms(_ordered(sample, run.order))
-                except LiteparityError as exc:
-                    run.fail(exc)
+            _guard(run, lambda r: setattr(
+                r, "latency_ms", r.worker.latency_ms(_ordered(sample, r.order))))
+        if hook is not None:
+            progress("diagnosing", total, total)
+            hook.finish(runs, binding, rows)
     finally:
         slots.close()
         for run in runs:
             if run.worker is not None:
                 run.worker.close()
+    if source is None:
+        return None, tuple(_result(run, kind, None, None) for run in runs)
     ref_value = 0.0 if kind == compare.MSE_VS_REFERENCE else reference_task.value
     results = tuple(_result(run, kind, ref_value, reference_task.reference_power) for run in runs)
-    io = source.to_dict()
+    described = source.to_dict()
     reference_result = ReferenceResult(
         path=source.path,
         format=source.format,
         size_bytes=source.size_bytes(),
         metric=Metric(kind, ref_value),
-        inputs=io["inputs"],
-        outputs=io["outputs"],
+        inputs=described["inputs"],
+        outputs=described["outputs"],
     )
     return reference_result, results
 
 
-def _start_all(
-    candidates: list[Candidate], source: sources.Source, kind: str, inputs: list[np.ndarray]
-) -> list[_Run]:
-    """One worker per candidate, each with its fastest batch size measured on ``inputs``."""
-    source.warm_up(inputs)
-    first = source.predict([x[:1] for x in inputs])[0]
-    classify = kind == compare.ACCURACY or first.reshape(1, -1).shape[1] > 1
-    # Candidates and the reference run at once: share the cores between them.
-    threads = max(1, (os.cpu_count() or 1) // (len(candidates) + 1))
-    runs = [_start(c, source, kind, classify, threads) for c in candidates]
-    for run in runs:
-        if run.worker is not None:
-            try:
-                run.batch_size = run.worker.tune_batch_size(_ordered(inputs, run.order))
-            except LiteparityError as exc:
-                run.fail(exc)
-    return runs
+def _guard(run: _Run, action: Callable[[_Run], None]) -> None:
+    """Do ``action`` on a live run; a failure becomes that run's error."""
+    if run.worker is not None:
+        try:
+            action(run)
+        except LiteparityError as exc:
+            run.fail(exc)
 
 
 def _submit(runs: list[_Run], inputs: SharedInputs) -> None:
     for run in runs:
-        if run.worker is not None:
-            try:
-                run.worker.submit(inputs.select(run.order))
-            except LiteparityError as exc:
-                run.fail(exc)
+        _guard(run, lambda r: r.worker.submit(inputs.select(r.order)))
 
 
-def _collect(runs: list[_Run], reference: list[np.ndarray]) -> list[tuple[_Run, list]]:
+def _collect(
+    runs: list[_Run], reference: list[np.ndarray] | None
+) -> list[tuple[_Run, list[np.ndarray]]]:
     """Each live worker's outputs for the batch in flight; a failure fails only that run."""
-    outputs = []
+    outputs: list[tuple[_Run, list[np.ndarray]]] = []
+
+    def receive(run: _Run) -> None:
+        out = run.worker.receive()
+        if reference is not None:
+            _check_shapes(reference, out)
+        outputs.append((run, out))
+
     for run in runs:
-        if run.worker is not None:
-            try:
-                out = run.worker.receive()
-                _check_shapes(reference, out)
-            except LiteparityError as exc:
-                run.fail(exc)
-                continue
-            outputs.append((run, out))
+        _guard(run, receive)
     return outputs
 
 
@@ -347,7 +406,7 @@ def _result(run: _Run, kind: str, reference: float | None, power: float | None) 
     size = len(c.content) if c.content is not None else None
     if run.error:
         return CandidateResult(c.name, c.recipe, c.path, size, error=run.error)
-    value = run.task.value if run.task else None
+    value = run.task.value if run.task and kind != "none" else None
     delta = value - reference if value is not None and reference is not None else None
     return CandidateResult(
         name=c.name,

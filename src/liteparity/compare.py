@@ -78,7 +78,9 @@ class ErrorAccumulator:
     max_abs: float = 0.0
     cosine_sum: float = 0.0
     agree: int = 0
-    classify: bool = True  # top-1 agreement makes sense (a class vector, or labelled 0/1)
+    #: top-1 agreement makes sense (a class vector, or labelled 0/1); None: decide on the
+    #: first batch from the output's width
+    classify: bool | None = None
 
     def update(self, reference: list[np.ndarray], candidate: list[np.ndarray]) -> None:
         refs = [r.reshape(len(r), -1).astype(np.float64) for r in reference]
@@ -95,6 +97,8 @@ class ErrorAccumulator:
         both_zero = norms == 0
         cos = np.where(both_zero, 1.0, dots / np.where(both_zero, 1.0, norms))
         self.cosine_sum += float(np.sum(cos))
+        if self.classify is None:
+            self.classify = reference[0].reshape(len(reference[0]), -1).shape[1] > 1
         if self.classify:
             self.agree += int(np.sum(classes(reference[0]) == classes(candidate[0])))
 

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from . import qparams
+from . import qparams, tensors
 from .data import check_sample_shape
 from .errors import DataError, InterpreterError, ModelError
 
@@ -71,9 +71,12 @@ def natural_key(name: str) -> list[Any]:
 class LiteModel:
     """A ``.tflite`` model on the LiteRT interpreter, fed and read in real (float) values."""
 
-    def __init__(self, content: bytes, *, num_threads: int = 1) -> None:
+    def __init__(self, content: bytes, *, num_threads: int = 1, inspect: bool = False) -> None:
+        """``inspect=True`` keeps every intermediate tensor readable (no delegate, all tensors
+        preserved): slower, for ``anatomy`` and ``tensor_stats``."""
         self._content = bytes(content)
         self._num_threads = num_threads
+        self._inspect = inspect
         self._interpreter = self._new_interpreter()
         ops = {op["op_name"] for op in self._interpreter._get_ops_details()}
         flex = sorted(op for op in ops if op.startswith(_FLEX_PREFIX))
@@ -93,10 +96,19 @@ class LiteModel:
 
     # -- construction -------------------------------------------------------------------
     def _new_interpreter(self) -> Any:
-        from ai_edge_litert.interpreter import Interpreter
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
+        options: dict[str, Any] = {}
+        if self._inspect:
+            options = {
+                "experimental_preserve_all_tensors": True,
+                "experimental_op_resolver_type":
+                    OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+            }
         try:
-            interpreter = Interpreter(model_content=self._content, num_threads=self._num_threads)
+            interpreter = Interpreter(
+                model_content=self._content, num_threads=self._num_threads, **options
+            )
         except Exception as exc:  # LiteRT raises ValueError/RuntimeError with long texts
             raise ModelError(f"not a valid .tflite model: {first_line(exc)}") from exc
         return interpreter
@@ -208,6 +220,33 @@ class LiteModel:
                 break
         self.batch_size = best if self._can_batch else 1
         return self.batch_size
+
+    def anatomy(self) -> tensors.Anatomy:
+        """The model's tensors and ops (read from an undelegated interpreter)."""
+        if self._allocated is None:
+            self._allocate(tuple((1, *(max(d, 1) for d in i.sample_shape)) for i in self.inputs))
+        return tensors.build_anatomy(self._interpreter)
+
+    def tensor_stats(
+        self,
+        inputs: Sequence[np.ndarray],
+        stats: dict[str, tensors.TensorStats],
+        bounds: Mapping[str, tuple[float, float]],
+    ) -> None:
+        """Run a batch and fold every intermediate tensor into ``stats`` (needs
+        ``inspect=True``). Runs one sample per invocation when the model cannot batch."""
+        if not self._inspect:
+            raise InterpreterError("tensor_stats needs a LiteModel built with inspect=True")
+        self.check_inputs(inputs)
+        anatomy = self.anatomy()
+        step = self.batch_size if self._can_batch else 1
+        for i in range(0, len(inputs[0]), step):
+            try:
+                self._invoke([x[i : i + step] for x in inputs])
+            except _Rebatch:
+                self.tensor_stats([x[i:] for x in inputs], stats, bounds)
+                return
+            tensors.collect_stats(self._interpreter, anatomy, stats, bounds)
 
     def latency_ms(self, sample: Sequence[np.ndarray], repeats: int = 30) -> float:
         """Median wall time of one single-sample invocation, in milliseconds."""

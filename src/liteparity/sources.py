@@ -121,6 +121,20 @@ class Source:
     def close(self) -> None:
         """Release processes or temporary files the source holds."""
 
+    def float64_twin(self) -> GraphRunner:
+        """The model computing in float64, for the noise floor. ``ModelError`` when the graph
+        has an op without a float64 kernel (or the source is not a TensorFlow model)."""
+        if not self.convertible:
+            raise ModelError(f"{self.path}: a .tflite cannot be run in float64")
+        graph_def, inputs, outputs = self.frozen_graph()
+        try:
+            twin = GraphRunner(float64_graph(graph_def), inputs, outputs, np.float64)
+            twin.predict([np.zeros((1, *[max(d, 1) for d in s]), np.float32)
+                          for s in self.io.sample_shapes])
+        except Exception as exc:
+            raise ModelError(f"the model cannot run in float64: {first_line(exc)}") from exc
+        return twin
+
 
 def _shape(dims: Any) -> tuple[int, ...]:
     return tuple(-1 if d is None else int(d) for d in dims)
@@ -290,12 +304,8 @@ class FrozenGraphSource(Source):
             if name.split(":")[0] not in nodes:
                 raise UsageError(f"{path}: no node named {name!r} in the graph")
         self.graph_def = graph_def
-        self._graph = tf.Graph()
-        with self._graph.as_default():
-            tf.compat.v1.import_graph_def(graph_def, name="")
-        self._session = tf.compat.v1.Session(graph=self._graph)
-        self._in = [self._graph.get_tensor_by_name(_tensor(n)) for n in inputs]
-        self._out = [self._graph.get_tensor_by_name(_tensor(n)) for n in outputs]
+        self._runner = GraphRunner(graph_def, inputs, outputs)
+        self._in, self._out = self._runner.inputs, self._runner.outputs
         shapes = list(input_shapes) if input_shapes else [None] * len(inputs)
         if len(shapes) != len(inputs):
             raise UsageError(f"{len(shapes)} input shapes for {len(inputs)} inputs")
@@ -315,22 +325,9 @@ class FrozenGraphSource(Source):
             input_dtypes=tuple(t.dtype.name for t in self._in),
             output_names=tuple(self._names[1]),
         )
-        self._per_sample = False
 
     def predict(self, inputs: list[np.ndarray], shared: Any = None) -> list[np.ndarray]:
-        if not self._per_sample:
-            try:
-                return self._run(inputs)
-            except Exception:
-                if len(inputs[0]) == 1:
-                    raise
-                self._per_sample = True  # batch 1 baked into a reshape: go one by one
-        parts = [self._run([x[i : i + 1] for x in inputs]) for i in range(len(inputs[0]))]
-        return [np.concatenate(chunk) for chunk in zip(*parts, strict=True)]
-
-    def _run(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        feed = dict(zip(self._in, inputs, strict=True))
-        return [np.asarray(o) for o in self._session.run(self._out, feed_dict=feed)]
+        return self._runner.predict(inputs)
 
     def converter(self) -> Any:
         tf = import_tensorflow()
@@ -346,7 +343,66 @@ class FrozenGraphSource(Source):
         return self.graph_def, list(self._names[0]), list(self._names[1])
 
     def close(self) -> None:
+        self._runner.close()
+
+
+class GraphRunner:
+    """Runs a frozen ``GraphDef`` in a TF1 session, batched, or one sample at a time when
+    the graph has batch 1 baked into a reshape."""
+
+    def __init__(self, graph_def: Any, inputs: list[str], outputs: list[str],
+                 dtype: Any = None) -> None:
+        tf = import_tensorflow()
+        self._graph = tf.Graph()
+        with self._graph.as_default():
+            tf.compat.v1.import_graph_def(graph_def, name="")
+        self._session = tf.compat.v1.Session(graph=self._graph)
+        self.inputs = [self._graph.get_tensor_by_name(_tensor(n)) for n in inputs]
+        self.outputs = [self._graph.get_tensor_by_name(_tensor(n)) for n in outputs]
+        self._dtype = dtype
+        self._per_sample = False
+
+    def predict(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        if self._dtype is not None:
+            inputs = [x.astype(self._dtype) if x.dtype.kind == "f" else x for x in inputs]
+        if not self._per_sample:
+            try:
+                return self._run(inputs)
+            except Exception:
+                if len(inputs[0]) == 1:
+                    raise
+                self._per_sample = True  # batch 1 baked into a reshape: go one by one
+        parts = [self._run([x[i : i + 1] for x in inputs]) for i in range(len(inputs[0]))]
+        return [np.concatenate(chunk) for chunk in zip(*parts, strict=True)]
+
+    def _run(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        feed = dict(zip(self.inputs, inputs, strict=True))
+        return [np.asarray(o) for o in self._session.run(self.outputs, feed_dict=feed)]
+
+    def close(self) -> None:
         self._session.close()
+
+
+def float64_graph(graph_def: Any) -> Any:
+    """The same frozen graph computing in float64: every float32 type attribute and constant
+    becomes float64. Running both on the same data measures the float32 noise floor."""
+    tf = import_tensorflow()
+    from tensorflow.core.framework import types_pb2
+
+    twin = tf.compat.v1.GraphDef()
+    twin.CopyFrom(graph_def)
+    for node in twin.node:
+        for key, attr in node.attr.items():
+            if attr.type == types_pb2.DT_FLOAT:
+                attr.type = types_pb2.DT_DOUBLE
+            if attr.HasField("list"):
+                for i, t in enumerate(attr.list.type):
+                    if t == types_pb2.DT_FLOAT:
+                        attr.list.type[i] = types_pb2.DT_DOUBLE
+            if key == "value" and attr.tensor.dtype == types_pb2.DT_FLOAT:
+                value = tf.make_ndarray(attr.tensor).astype(np.float64)
+                attr.tensor.CopyFrom(tf.make_tensor_proto(value))
+    return twin
 
 
 class TFLiteSource(Source):

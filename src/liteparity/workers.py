@@ -26,6 +26,7 @@ import numpy as np
 
 from . import errors
 from .litemodel import LiteModel, TensorInfo
+from .tensors import Anatomy, TensorStats
 
 #: How long a worker may stay silent while alive; generous, LiteRT can be slow on big models.
 _POLL_S = 0.05
@@ -111,6 +112,8 @@ class ModelInfo:
 def _serve(conn: Any) -> None:
     """Worker loop: load one model, then answer ``run``/``tune``/``latency`` requests."""
     model: LiteModel | None = None
+    inspector: LiteModel | None = None  # the same model, every tensor readable
+    stats: dict[str, TensorStats] = {}
     shared = _SharedReader()
     while True:
         try:
@@ -131,6 +134,20 @@ def _serve(conn: Any) -> None:
                 if isinstance(payload, SharedInputs):
                     payload = shared.arrays(payload)
                 reply = model.run(payload)  # type: ignore[union-attr]
+            elif request in ("anatomy", "stats"):
+                if inspector is None:
+                    inspector = LiteModel(content, num_threads=threads, inspect=True)
+                    inspector.batch_size = model.batch_size  # type: ignore[union-attr]
+                if request == "anatomy":
+                    reply = inspector.anatomy()
+                else:
+                    batch, bounds = payload
+                    if isinstance(batch, SharedInputs):
+                        batch = shared.arrays(batch)
+                    inspector.tensor_stats(batch, stats, bounds)
+                    reply = None
+            elif request == "stats_result":
+                reply, stats = stats, {}
             elif request == "tune":
                 reply = model.tune_batch_size(payload)  # type: ignore[union-attr]
             elif request == "latency":
@@ -198,6 +215,22 @@ class Worker:
     def tune_batch_size(self, inputs: Sequence[np.ndarray]) -> int:
         self._doing = "measuring batch sizes"
         self._send("tune", list(inputs))
+        return self.receive()
+
+    def anatomy(self) -> Anatomy:
+        self._doing = "reading the model's tensors"
+        self._send("anatomy", None)
+        return self.receive()
+
+    def tensor_stats(self, batches: Any, bounds: dict[str, tuple[float, float]] | None = None
+                     ) -> dict[str, TensorStats]:
+        """Statistics of every intermediate tensor over ``batches`` (lists of input arrays or
+        ``SharedInputs``); ``bounds`` counts values outside a range per tensor name."""
+        self._doing = "reading intermediate tensors"
+        for batch in batches:
+            self._send("stats", (batch, bounds or {}))
+            self.receive()
+        self._send("stats_result", None)
         return self.receive()
 
     def latency_ms(self, inputs: Sequence[np.ndarray]) -> float:
