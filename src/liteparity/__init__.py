@@ -7,7 +7,6 @@ converted.
 
 from __future__ import annotations
 
-from .check import check
 from .errors import (
     ConversionError,
     DataError,
@@ -17,6 +16,7 @@ from .errors import (
     UsageError,
 )
 from .litemodel import LiteModel
+from .pipeline import check
 from .qparams import QParams, dequantize, from_mean_std, from_min_max, quantize
 from .recipes import RECIPES, LegacySettings, Recipe
 from .results import CandidateResult, CheckResult, Metric

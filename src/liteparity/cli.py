@@ -131,6 +131,10 @@ def _report_check(
     result: Any, json_path: Path | None, max_drop: float | None, min_agreement: float | None
 ) -> None:
     out.print(result)
+    if result.noise_floor is not None or any(c.findings for c in result.candidates):
+        from .report.findings import findings_view
+
+        out.print(findings_view(result))
     if json_path is not None:
         write_output(json_path, result.to_json())
         err.print(f"wrote {json_path}")
@@ -144,9 +148,8 @@ def _report_check(
         raise typer.Exit(1)
 
 
-@app.command()
-@handle_errors
-def check(
+def check_or_explain(
+    ctx: typer.Context,
     model: Annotated[
         str,
         typer.Argument(
@@ -226,15 +229,8 @@ def check(
     ] = False,
     debug: Debug = False,
 ) -> None:
-    """Convert MODEL under each recipe, run every candidate on LiteRT, and measure the gap.
-
-    [dim]Examples:[/]
-      liteparity check model.keras --data eval.npz --calibration-data cal.npz --recipes all
-      liteparity check float.tflite --candidate quant.tflite --data eval.npz
-      liteparity check graph.pb --inputs input --outputs output --recipes legacy-uint8 \\
-          --mean 128 --std 128 --default-ranges 0 6 --data eval.npz
-    """
-    from .check import check as run_check
+    from .explain import explain
+    from .pipeline import check as run_check
     from .recipes import LegacySettings
 
     legacy = None
@@ -244,8 +240,9 @@ def check(
         legacy = LegacySettings(mean, std, default_ranges)
     elif default_ranges is not None:
         raise UsageError("--default-ranges needs --mean and --std (the legacy-uint8 recipe)")
+    run = explain if ctx.info_name == "explain" else run_check
     with progress_bar() as progress:
-        result = run_check(
+        result = run(
             model,
             data=data,
             calibration_data=calibration_data,
@@ -266,6 +263,37 @@ def check(
             progress=progress,
         )
     _report_check(result, json_path, max_drop, min_agreement)
+
+
+CHECK_HELP = """Convert MODEL under each recipe, run every candidate on LiteRT, and measure the gap.
+
+[dim]Examples:[/]
+
+  liteparity check model.keras --data eval.npz --calibration-data cal.npz --recipes all
+
+  liteparity check float.tflite --candidate quant.tflite --data eval.npz
+
+  liteparity check graph.pb --inputs input --outputs output --recipes legacy-uint8
+  --mean 128 --std 128 --default-ranges 0 6 --data eval.npz
+"""
+
+EXPLAIN_HELP = """Like check, then say why each candidate differs: findings with evidence and fixes.
+
+Measures the float32 noise floor (the reference again in float64), how the data sits in each
+input's quantized range, and every intermediate tensor of each candidate on a sample of the
+data.
+
+[dim]Examples:[/]
+
+  liteparity explain model.keras --recipes all --data eval.npz --calibration-data cal.npz
+
+  liteparity explain model.keras --candidate my_quant.tflite --data eval.npz
+
+  liteparity explain legacy_uint8.tflite --data eval.npz   [dim]# a lone quantized model[/]
+"""
+
+app.command("check", help=CHECK_HELP)(handle_errors(check_or_explain))
+app.command("explain", help=EXPLAIN_HELP)(handle_errors(check_or_explain))
 
 
 @app.command()
@@ -375,20 +403,20 @@ def demo(
     ] = None,
     debug: Debug = False,
 ) -> None:
-    """Train (once, cached) a small CNN on real MNIST digits and check every recipe on it.
+    """Train (once, cached) a small CNN on real MNIST digits and explain every recipe on it.
 
     The table includes legacy-uint8 with the seeds' settings (mean 0, std 255,
     default_ranges 0 6): the classic "my uint8 model is garbage" case.
     """
-    from .check import check as run_check
     from .demo import cache_dir, prepare
+    from .explain import explain
     from .recipes import LegacySettings
 
     err.print(f"demo files: {cache_dir() / 'demo'}")
     with progress_bar() as progress:
         progress("training the demo CNN (first run only)", 0, 0)
         files = prepare()
-        result = run_check(
+        result = explain(
             str(files.model),
             data=str(files.eval_data),
             calibration_data=str(files.calibration_data),

@@ -102,8 +102,7 @@ class LiteModel:
         if self._inspect:
             options = {
                 "experimental_preserve_all_tensors": True,
-                "experimental_op_resolver_type":
-                    OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+                "experimental_op_resolver_type": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
             }
         try:
             interpreter = Interpreter(

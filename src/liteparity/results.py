@@ -7,9 +7,44 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 from .compare import ACCURACY, json_number
+
+
+class Severity(str, Enum):
+    """How much a finding matters: ``info`` is normal or expected, ``error`` breaks the model."""
+
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+    @property
+    def rank(self) -> int:
+        return {"info": 0, "warning": 1, "error": 2}[self.value]
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One diagnosed cause: a stable ``id`` (see DESIGN), the numbers, and what to do."""
+
+    id: str
+    severity: Severity
+    verdict: str  # a few words that lead the terminal output ("normal float32 noise")
+    summary: str  # one sentence with the numbers
+    evidence: dict[str, Any]
+    fix: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "severity": self.severity.value,
+            "verdict": self.verdict,
+            "summary": self.summary,
+            "evidence": self.evidence,
+            "fix": self.fix,
+        }
 
 
 @dataclass(frozen=True)
@@ -41,7 +76,7 @@ class CandidateResult:
     sqnr_db: float | None = None
     cosine: float | None = None
     batch_size: int | None = None
-    findings: tuple[Any, ...] = ()
+    findings: tuple[Finding, ...] = ()
     error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -94,13 +129,17 @@ class CheckResult:
     reference: ReferenceResult | None
     data: dict[str, Any]
     candidates: tuple[CandidateResult, ...]
+    noise_floor: dict[str, Any] | None = None  # set by ``explain``
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        doc = {
             "reference": self.reference.to_dict() if self.reference else None,
             "data": self.data,
             "candidates": [c.to_dict() for c in self.candidates],
         }
+        if self.noise_floor is not None:
+            doc["noise_floor"] = self.noise_floor
+        return doc
 
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent)

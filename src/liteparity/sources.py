@@ -129,8 +129,9 @@ class Source:
         graph_def, inputs, outputs = self.frozen_graph()
         try:
             twin = GraphRunner(float64_graph(graph_def), inputs, outputs, np.float64)
-            twin.predict([np.zeros((1, *[max(d, 1) for d in s]), np.float32)
-                          for s in self.io.sample_shapes])
+            twin.predict(
+                [np.zeros((1, *[max(d, 1) for d in s]), np.float32) for s in self.io.sample_shapes]
+            )
         except Exception as exc:
             raise ModelError(f"the model cannot run in float64: {first_line(exc)}") from exc
         return twin
@@ -350,8 +351,9 @@ class GraphRunner:
     """Runs a frozen ``GraphDef`` in a TF1 session, batched, or one sample at a time when
     the graph has batch 1 baked into a reshape."""
 
-    def __init__(self, graph_def: Any, inputs: list[str], outputs: list[str],
-                 dtype: Any = None) -> None:
+    def __init__(
+        self, graph_def: Any, inputs: list[str], outputs: list[str], dtype: Any = None
+    ) -> None:
         tf = import_tensorflow()
         self._graph = tf.Graph()
         with self._graph.as_default():

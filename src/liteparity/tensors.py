@@ -91,8 +91,12 @@ def build_anatomy(interpreter: Any) -> Anatomy:
     """Read tensors and ops from an allocated interpreter without delegates (a delegate hides
     the ops and tensors it takes over)."""
     ops = tuple(
-        OpRecord(int(op["index"]), op["op_name"], tuple(int(i) for i in op["inputs"]),
-                 tuple(int(i) for i in op["outputs"]))
+        OpRecord(
+            int(op["index"]),
+            op["op_name"],
+            tuple(int(i) for i in op["inputs"]),
+            tuple(int(i) for i in op["outputs"]),
+        )
         for op in interpreter._get_ops_details()
     )
     produced = {i: op.name for op in ops for i in op.outputs}
@@ -105,11 +109,18 @@ def build_anatomy(interpreter: Any) -> Anatomy:
         summary = None
         if constant:
             summary = _weight_summary(interpreter, index)
-        records.append(TensorRecord(
-            index=index, name=d["name"], shape=tuple(int(s) for s in d["shape"]),
-            dtype=np.dtype(d["dtype"]).name, quantization=qparams.from_details(d),
-            constant=constant, producer=produced.get(index), weights=summary,
-        ))
+        records.append(
+            TensorRecord(
+                index=index,
+                name=d["name"],
+                shape=tuple(int(s) for s in d["shape"]),
+                dtype=np.dtype(d["dtype"]).name,
+                quantization=qparams.from_details(d),
+                constant=constant,
+                producer=produced.get(index),
+                weights=summary,
+            )
+        )
     return Anatomy(tuple(records), ops, inputs, outputs)
 
 
@@ -146,8 +157,12 @@ class TensorStats:
     above: int = 0
     channel_absmax: np.ndarray | None = None  # per channel, over the last axis
 
-    def update(self, value: np.ndarray, quantization: qparams.QParams | None,
-               bounds: tuple[float, float] | None) -> None:
+    def update(
+        self,
+        value: np.ndarray,
+        quantization: qparams.QParams | None,
+        bounds: tuple[float, float] | None,
+    ) -> None:
         if quantization is not None and not quantization.per_channel:
             codes = value.astype(np.int64)
             qmin, qmax = qparams.dtype_range(quantization.dtype)
@@ -175,13 +190,23 @@ class TensorStats:
                 np.maximum(self.channel_absmax, per_channel, out=self.channel_absmax)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"count": self.count, "min": self.min, "max": self.max,
-                "at_qmin": self.at_qmin, "at_qmax": self.at_qmax,
-                "below": self.below, "above": self.above}
+        return {
+            "count": self.count,
+            "min": self.min,
+            "max": self.max,
+            "at_qmin": self.at_qmin,
+            "at_qmax": self.at_qmax,
+            "below": self.below,
+            "above": self.above,
+        }
 
 
-def collect_stats(interpreter: Any, anatomy: Anatomy, stats: dict[str, TensorStats],
-                  bounds: Mapping[str, tuple[float, float]]) -> None:
+def collect_stats(
+    interpreter: Any,
+    anatomy: Anatomy,
+    stats: dict[str, TensorStats],
+    bounds: Mapping[str, tuple[float, float]],
+) -> None:
     """Fold the tensors of the last invocation (interpreter built with
     ``experimental_preserve_all_tensors``) into ``stats``, keyed by tensor name."""
     for record in anatomy.activations():

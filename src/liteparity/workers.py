@@ -222,8 +222,9 @@ class Worker:
         self._send("anatomy", None)
         return self.receive()
 
-    def tensor_stats(self, batches: Any, bounds: dict[str, tuple[float, float]] | None = None
-                     ) -> dict[str, TensorStats]:
+    def tensor_stats(
+        self, batches: Any, bounds: dict[str, tuple[float, float]] | None = None
+    ) -> dict[str, TensorStats]:
         """Statistics of every intermediate tensor over ``batches`` (lists of input arrays or
         ``SharedInputs``); ``bounds`` counts values outside a range per tensor name."""
         self._doing = "reading intermediate tensors"

@@ -1,5 +1,5 @@
-"""``check``: convert a model under each recipe, run every candidate on the same batches as the
-reference, and measure the gap.
+"""The pipeline behind ``check`` and ``explain``: convert a model under each recipe, run every
+candidate on the same batches as the reference, and measure the gap.
 
 Pipeline: load the source → read and split the data → convert each recipe (calibrating on the
 calibration rows) → start one worker process per candidate → stream the evaluation rows batch
@@ -71,8 +71,15 @@ class Hook(Protocol):
 
     def start(self, source: sources.Source | None, binding: data_module.Binding) -> None: ...
 
-    def batch(self, inputs: list[np.ndarray], reference: list[np.ndarray] | None,
-              outputs: list[tuple[_Run, list[np.ndarray]]]) -> None: ...
+    def ready(self, runs: list[_Run]) -> None:
+        """Workers are up and idle: the moment for synchronous requests (``anatomy``)."""
+
+    def batch(
+        self,
+        inputs: list[np.ndarray],
+        reference: list[np.ndarray] | None,
+        outputs: list[tuple[_Run, list[np.ndarray]]],
+    ) -> None: ...
 
     def finish(self, runs: list[_Run], binding: data_module.Binding, rows: np.ndarray) -> None:
         """Called while the workers are still alive."""
@@ -121,7 +128,10 @@ def run(model: Any, *, hook: Hook | None, **options: Any) -> CheckResult:
         model
         if isinstance(model, sources.Source)
         else sources.load(
-            model, inputs=o.inputs, outputs=o.outputs, input_shapes=o.input_shapes,
+            model,
+            inputs=o.inputs,
+            outputs=o.outputs,
+            input_shapes=o.input_shapes,
             unsafe=o.unsafe,
         )
     )
@@ -132,8 +142,7 @@ def run(model: Any, *, hook: Hook | None, **options: Any) -> CheckResult:
             candidates, reference_source = [source.path], None
         chosen = recipes_module.resolve(recipe_names, source, o.legacy)
         user_files = [_read_candidate(path) for path in candidates]
-        load_kwargs = {"image_size": o.image_size, "scale": o.scale,
-                       "label_column": o.label_column}
+        load_kwargs = {"image_size": o.image_size, "scale": o.scale, "label_column": o.label_column}
         dataset = data_module.load(o.data, **load_kwargs)
         binding = _bind(dataset, source)
         cal_binding, cal_rows, eval_rows = binding, np.arange(0), np.arange(len(dataset))
@@ -153,7 +162,12 @@ def run(model: Any, *, hook: Hook | None, **options: Any) -> CheckResult:
         if hook is not None:
             hook.start(reference_source, binding)
         reference, results = _evaluate(
-            reference_source, source.io, [*converted, *user_files], binding, eval_rows, progress,
+            reference_source,
+            source.io,
+            [*converted, *user_files],
+            binding,
+            eval_rows,
+            progress,
             hook,
         )
     finally:
@@ -259,9 +273,12 @@ def _input_order(reference_names: Sequence[str], names: Sequence[str]) -> list[i
 
 
 def _start(candidate: Candidate, io: sources.IOSpec, kind: str, threads: int) -> _Run:
-    run = _Run(candidate, None, task=compare.TaskAccumulator(kind),
-               errors=compare.ErrorAccumulator(classify=True if kind == compare.ACCURACY
-                                               else None))
+    run = _Run(
+        candidate,
+        None,
+        task=compare.TaskAccumulator(kind),
+        errors=compare.ErrorAccumulator(classify=True if kind == compare.ACCURACY else None),
+    )
     if candidate.error:
         run.error = candidate.error
         return run
@@ -307,8 +324,14 @@ def _evaluate(
     slots = SharedSlots()
     try:
         for run in runs:
-            _guard(run, lambda r: setattr(
-                r, "batch_size", r.worker.tune_batch_size(_ordered(current[0], r.order))))
+            _guard(
+                run,
+                lambda r: setattr(
+                    r, "batch_size", r.worker.tune_batch_size(_ordered(current[0], r.order))
+                ),
+            )
+        if hook is not None:
+            hook.ready(runs)
         shared = slots.put(current[0])
         _submit(runs, shared)
         done = 0
@@ -332,8 +355,10 @@ def _evaluate(
             progress("evaluating", done, total)
         sample = binding.take(rows[:1])[0]
         for run in runs:  # one at a time: parallel runs would disturb each other's timing
-            _guard(run, lambda r: setattr(
-                r, "latency_ms", r.worker.latency_ms(_ordered(sample, r.order))))
+            _guard(
+                run,
+                lambda r: setattr(r, "latency_ms", r.worker.latency_ms(_ordered(sample, r.order))),
+            )
         if hook is not None:
             progress("diagnosing", total, total)
             hook.finish(runs, binding, rows)
@@ -343,9 +368,11 @@ def _evaluate(
             if run.worker is not None:
                 run.worker.close()
     if source is None:
-        return None, tuple(_result(run, kind, None, None) for run in runs)
+        return None, tuple(candidate_result(run, kind, None, None) for run in runs)
     ref_value = 0.0 if kind == compare.MSE_VS_REFERENCE else reference_task.value
-    results = tuple(_result(run, kind, ref_value, reference_task.reference_power) for run in runs)
+    results = tuple(
+        candidate_result(run, kind, ref_value, reference_task.reference_power) for run in runs
+    )
     described = source.to_dict()
     reference_result = ReferenceResult(
         path=source.path,
@@ -401,7 +428,9 @@ def _check_shapes(reference: list[np.ndarray], outputs: list[np.ndarray]) -> Non
             )
 
 
-def _result(run: _Run, kind: str, reference: float | None, power: float | None) -> CandidateResult:
+def candidate_result(
+    run: _Run, kind: str, reference: float | None, power: float | None
+) -> CandidateResult:
     c = run.candidate
     size = len(c.content) if c.content is not None else None
     if run.error:

@@ -1,0 +1,613 @@
+"""Findings: why a candidate differs from its reference, from measurements only.
+
+Each rule reads one candidate's ``Evidence`` (metrics, the model's anatomy, statistics of its
+tensors on the evaluation data, the float32 noise floor) and returns ``Finding``s. Rules
+never look at a recipe's name: a user's own ``.tflite`` is diagnosed the same way. Thresholds
+are named constants with the reason for their value.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from . import qparams
+from .results import CandidateResult, Finding, Severity
+from .tensors import FLOAT16_MAX, Anatomy, TensorRecord, TensorStats
+
+#: A float32 candidate within this multiple of the fp32-vs-fp64 noise floor is float noise:
+#: two float32 implementations each sit about one floor from the truth, and different
+#: accumulation orders (Winograd, tiling) add a few more.
+FLOAT_NOISE_FACTOR = 10.0
+#: Without a floor, float32 noise relative to the output's RMS rarely exceeds this.
+FLOAT_NOISE_RELATIVE = 1e-5
+#: Input values clipped by the input's (scale, zero_point): a warning, then an error.
+CLIPPED_WARNING, CLIPPED_ERROR = 0.005, 0.05
+#: Share of the input's code range the data uses: below these, precision is wasted.
+USED_WARNING, USED_ERROR = 0.25, 0.05
+#: Share of a tensor's values pinned at its lowest or highest code: clipping, not chance.
+SATURATION_WARNING, SATURATION_ERROR = 0.02, 0.10
+#: Share of float values outside the calibrated range of the same tensor.
+OUT_OF_RANGE_WARNING, OUT_OF_RANGE_ERROR = 0.01, 0.10
+#: Tensors produced by range-setting ops that share one (scale, zero_point): uncalibrated.
+DUMMY_MIN_TENSORS, DUMMY_MIN_SHARE = 2, 0.5
+#: A channel whose range is this many times the median channel's sets the scale alone...
+OUTLIER_CHANNEL_RATIO = 20.0
+#: ...and leaves the median channel fewer codes than this.
+OUTLIER_MEDIAN_CODES = 16.0
+
+#: Ops whose output keeps its input's quantization: they do not set a range of their own.
+RANGE_PRESERVING_OPS = frozenset(
+    {
+        "MAX_POOL_2D",
+        "RESHAPE",
+        "SQUEEZE",
+        "EXPAND_DIMS",
+        "CONCATENATION",
+        "STRIDED_SLICE",
+        "SLICE",
+        "PAD",
+        "PADV2",
+        "TRANSPOSE",
+        "GATHER",
+        "SPLIT",
+        "SPLIT_V",
+        "SPACE_TO_DEPTH",
+        "DEPTH_TO_SPACE",
+        "RESIZE_NEAREST_NEIGHBOR",
+        "PACK",
+        "UNPACK",
+        "DEQUANTIZE",
+        "SHAPE",
+    }
+)
+#: Ops with a fixed output range by definition (softmax ∈ [0, 1]): never "saturated".
+FIXED_RANGE_OPS = frozenset({"SOFTMAX", "LOGISTIC", "TANH", "LOG_SOFTMAX", "HARD_SWISH"})
+
+
+@dataclass
+class InputCoverage:
+    """How the evaluation data sits in one input's quantized range (streamed)."""
+
+    name: str
+    quantization: qparams.QParams
+    count: int = 0
+    below: int = 0
+    above: int = 0
+    min: float = math.inf
+    max: float = -math.inf
+
+    def update(self, x: np.ndarray) -> None:
+        q = self.quantization
+        half = float(q.scale[0]) / 2  # rounding, not clipping, within half a step
+        self.count += x.size
+        self.below += int(np.sum(x < float(q.min[0]) - half))
+        self.above += int(np.sum(x > float(q.max[0]) + half))
+        self.min, self.max = min(self.min, float(x.min())), max(self.max, float(x.max()))
+
+    @property
+    def clipped(self) -> float:
+        return (self.below + self.above) / self.count if self.count else 0.0
+
+    @property
+    def used(self) -> float:
+        """Share of the covered range that the data spans."""
+        lo, hi = float(self.quantization.min[0]), float(self.quantization.max[0])
+        span = min(self.max, hi) - max(self.min, lo)
+        return max(span, 0.0) / (hi - lo)
+
+
+@dataclass(frozen=True)
+class NoiseFloor:
+    """How far the float32 reference is from its float64 twin on the same data."""
+
+    rmse: float | None
+    max_abs_error: float | None
+    output_rms: float | None
+    samples: int
+    unavailable: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rmse": self.rmse,
+            "max_abs_error": self.max_abs_error,
+            "output_rms": self.output_rms,
+            "samples": self.samples,
+            "unavailable": self.unavailable,
+        }
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Everything measured about one candidate."""
+
+    result: CandidateResult
+    anatomy: Anatomy
+    inputs: tuple[InputCoverage, ...] = ()
+    stats: Mapping[str, TensorStats] | None = None  # the candidate's own tensors
+    float_stats: Mapping[str, TensorStats] | None = None  # float32 model, counted vs our ranges
+    floor: NoiseFloor | None = None
+
+
+Rule = Callable[[Evidence], list[Finding]]
+#: Every rule, by the finding ids it can produce (one wiring point).
+RULES: dict[tuple[str, ...], Rule] = {}
+FINDING_IDS = (
+    "float-noise",
+    "conversion-error",
+    "weights-only",
+    "input-range-mismatch",
+    "dummy-ranges",
+    "saturation",
+    "calibration-range",
+    "outlier-scale",
+    "float16-overflow",
+    "qat-mismatch",
+    "sensitive-layer",
+)
+
+
+def rule(*ids: str) -> Callable[[Rule], Rule]:
+    def register(fn: Rule) -> Rule:
+        unknown = set(ids) - set(FINDING_IDS)
+        if unknown:
+            raise ValueError(f"unknown finding ids {unknown}")
+        RULES[ids] = fn
+        return fn
+
+    return register
+
+
+def diagnose(evidence: Evidence) -> tuple[Finding, ...]:
+    """Every rule's findings, the most severe first."""
+    findings = [f for fn in RULES.values() for f in fn(evidence)]
+    return tuple(sorted(findings, key=lambda f: -f.severity.rank))
+
+
+# -- helpers -------------------------------------------------------------------------------
+def short(name: str) -> str:
+    """TFLite fuses names (``a/Relu;a/BiasAdd;...``): the first part names the layer."""
+    return name.split(";")[0]
+
+
+def _range(q: qparams.QParams) -> list[float]:
+    return [round(float(q.min[0]), 6), round(float(q.max[0]), 6)]
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.2f}%" if x < 0.1 else f"{100 * x:.1f}%"
+
+
+def is_float_compute(anatomy: Anatomy) -> bool:
+    """No quantized tensor and no float16 tensor anywhere: a plain float32 model."""
+    return not any(t.quantized or t.dtype == "float16" for t in anatomy.tensors)
+
+
+def quantized_activations(anatomy: Anatomy) -> list[TensorRecord]:
+    """Run-time tensors holding integer codes whose range came from data: not the model's
+    input (``input-range-mismatch`` covers it) and not a fixed-range op's output (softmax),
+    also when that reaches the tensor through requantization or reshaping."""
+    producers = {i: op for op in anatomy.ops for i in op.outputs}
+
+    def inherited(index: int, seen: frozenset[int] = frozenset()) -> bool:
+        op = producers.get(index)
+        if op is None:
+            return index in anatomy.inputs
+        if op.name in FIXED_RANGE_OPS:
+            return True
+        if (op.name == "QUANTIZE" or op.name in RANGE_PRESERVING_OPS) and index not in seen:
+            return inherited(op.inputs[0], seen | {index})
+        return False
+
+    return [
+        t
+        for t in anatomy.activations()
+        if t.quantized
+        and not t.quantization.per_channel  # type: ignore[union-attr]
+        and not inherited(t.index)
+    ]
+
+
+# -- rules ---------------------------------------------------------------------------------
+@rule("float-noise", "conversion-error")
+def float_deviation(ev: Evidence) -> list[Finding]:
+    """A float32 candidate: within the float32 noise floor, or computing something else."""
+    r = ev.result
+    if not is_float_compute(ev.anatomy) or r.rmse is None:
+        return []
+    floor = ev.floor
+    numbers = {"max_abs_error": r.max_abs_error, "rmse": r.rmse}
+    if floor is not None and floor.rmse is not None:
+        ratio = r.rmse / floor.rmse if floor.rmse > 0 else (0.0 if r.rmse == 0 else math.inf)
+        numbers |= {
+            "noise_floor_rmse": floor.rmse,
+            "noise_floor_max_abs_error": floor.max_abs_error,
+            "ratio_to_floor": ratio,
+        }
+        noise = ratio <= FLOAT_NOISE_FACTOR
+        against = (
+            f"{ratio:.1f}× the float32 noise floor (reference fp32 vs fp64: RMSE {floor.rmse:.2e})"
+        )
+    else:
+        rms = floor.output_rms if floor is not None and floor.output_rms else None
+        relative = r.rmse / rms if rms else None
+        numbers["relative_rmse"] = relative
+        noise = relative is not None and relative <= FLOAT_NOISE_RELATIVE
+        against = (
+            f"relative RMSE {relative:.1e}"
+            if relative is not None
+            else "no noise floor could be measured"
+        )
+    if noise:
+        spacing = float(np.spacing(np.float32(max(abs(r.max_abs_error or 0), 1.0))))
+        return [
+            Finding(
+                "float-noise",
+                Severity.INFO,
+                "normal float32 noise",
+                f"The float32 model differs from the reference by at most {r.max_abs_error:.2e} "
+                f"(RMSE {r.rmse:.2e}), {against}: this is float32 arithmetic done in another "
+                "order, not an error.",
+                {
+                    **numbers,
+                    "float32_step_near_1": spacing,
+                    "float32_precision": {"1": 1.19e-07, "100": 7.63e-06, "10000": 0.000977},
+                },
+                "Nothing to fix. Compare outputs with a tolerance (e.g. 1e-5 relative), not for "
+                "equality.",
+            )
+        ]
+    return [
+        Finding(
+            "conversion-error",
+            Severity.ERROR if floor and floor.rmse else Severity.WARNING,
+            "conversion changed the computation",
+            f"The float32 model differs from the reference by up to {r.max_abs_error:.3g} "
+            f"(RMSE {r.rmse:.3g}), {against}: the converted graph computes something else.",
+            numbers,
+            "Look for layers the converter rewrites (custom or Lambda layers, resize/pad "
+            "semantics, training-only behaviour such as dropout or batch statistics) and compare "
+            "that layer's output in both models; if the model is unchanged, report a converter bug "
+            "with this model.",
+        )
+    ]
+
+
+@rule("weights-only")
+def weights_only(ev: Evidence) -> list[Finding]:
+    """Weights stored int8/float16 while inputs, outputs and activations stay float."""
+    a = ev.anatomy
+    io_float = all(not a.tensor(i).quantized for i in (*a.inputs, *a.outputs))
+    activations_float = not any(t.quantized for t in a.activations())
+    small = [t for t in a.weights() if t.dtype in ("int8", "float16")]
+    if not (io_float and activations_float and small):
+        return []
+    kinds = sorted({t.dtype for t in small})
+    values = sum(t.weights.size for t in small if t.weights)
+    total = sum(t.weights.size for t in a.weights() if t.weights and t.dtype != "int32")
+    r = ev.result
+    moved = f", outputs moved by RMSE {r.rmse:.2e} (SQNR {r.sqnr_db:.1f} dB)" if r.rmse else ""
+    return [
+        Finding(
+            "weights-only",
+            Severity.INFO,
+            "weights-only quantization (expected)",
+            f"Weights are stored as {' and '.join(kinds)} ({len(small)} tensors, "
+            f"{_pct(values / total if total else 0)} of weight values) while inputs, outputs and "
+            f"activations stay float32{moved}: that is why the input details show 'quantization': "
+            "(0.0, 0) — the input is simply not quantized.",
+            {
+                "weight_types": kinds,
+                "quantized_weight_tensors": [short(t.name) for t in small],
+                "share_of_weight_values": values / total if total else None,
+            },
+            "Nothing to fix: feed float inputs as to the original model. For integer-only hardware "
+            "use full-integer quantization (recipe int8) with a representative dataset.",
+        )
+    ]
+
+
+@rule("input-range-mismatch")
+def input_range(ev: Evidence) -> list[Finding]:
+    """The real range an input's (scale, zero_point) covers against the data's range."""
+    findings = []
+    for cov in ev.inputs:
+        if not cov.count:
+            continue
+        q = cov.quantization
+        clipped, used = cov.clipped, cov.used
+        severity = None
+        if clipped > CLIPPED_ERROR or used < USED_ERROR:
+            severity = Severity.ERROR
+        elif clipped > CLIPPED_WARNING or used < USED_WARNING:
+            severity = Severity.WARNING
+        if severity is None:
+            continue
+        want = qparams.from_min_max(cov.min, cov.max, q.dtype)
+        covered = _range(q)
+        findings.append(
+            Finding(
+                "input-range-mismatch",
+                severity,
+                "broken input quantization",
+                f"Input {cov.name!r} is quantized to cover [{covered[0]:.4g}, {covered[1]:.4g}] "
+                f"((scale, zero_point) = ({float(q.scale[0]):.6g}, {int(q.zero_point[0])}), i.e. "
+                f"(mean, std_dev) = ({float(q.mean[0]):.4g}, {float(q.std_dev[0]):.4g})) but the "
+                f"data spans [{cov.min:.4g}, {cov.max:.4g}]: {_pct(clipped)} of input values are "
+                f"clipped and the data uses {_pct(used)} of the code range.",
+                {
+                    "input": cov.name,
+                    "covered_range": covered,
+                    "data_range": [cov.min, cov.max],
+                    "clipped_share": clipped,
+                    "used_share": used,
+                    "scale": float(q.scale[0]),
+                    "zero_point": int(q.zero_point[0]),
+                    "suggested_mean_std_dev": [float(want.mean[0]), float(want.std_dev[0])],
+                },
+                f"Quantize the input for the range the data really has: (mean, std_dev) = "
+                f"({float(want.mean[0]):.4g}, {float(want.std_dev[0]):.4g}) for TF1's "
+                "quantized_input_stats; for post-training quantization, calibrate on data "
+                "preprocessed exactly like this data (same scaling, same normalization).",
+            )
+        )
+    return findings
+
+
+@rule("dummy-ranges")
+def dummy_ranges(ev: Evidence) -> list[Finding]:
+    """Range-setting tensors that all share one (scale, zero_point): never calibrated."""
+    producers = {i: op.name for op in ev.anatomy.ops for i in op.outputs}
+    setting = [
+        t
+        for t in quantized_activations(ev.anatomy)
+        if producers[t.index] not in RANGE_PRESERVING_OPS
+    ]
+    if len(setting) < DUMMY_MIN_TENSORS:
+        return []
+    key = Counter(
+        (float(t.quantization.scale[0]), int(t.quantization.zero_point[0])) for t in setting
+    )  # type: ignore[union-attr]
+    (scale, zero), count = key.most_common(1)[0]
+    if count < DUMMY_MIN_TENSORS or count / len(setting) < DUMMY_MIN_SHARE:
+        return []
+    shared = [
+        t
+        for t in setting
+        if (
+            float(t.quantization.scale[0]),  # type: ignore[union-attr]
+            int(t.quantization.zero_point[0]),
+        )
+        == (scale, zero)
+    ]
+    assumed = _range(shared[0].quantization)  # type: ignore[arg-type]
+    measured = {}
+    for t in shared:
+        s = (ev.float_stats or {}).get(t.name) or (ev.stats or {}).get(t.name)
+        if s is not None and s.count:
+            measured[short(t.name)] = [s.min, s.max]
+    source = "float model" if ev.float_stats else "quantized model (clipped to the range)"
+    return [
+        Finding(
+            "dummy-ranges",
+            Severity.ERROR,
+            "uncalibrated (dummy) ranges",
+            f"{count} of {len(setting)} activation tensors share the identical range "
+            f"[{assumed[0]:.4g}, {assumed[1]:.4g}] (scale {scale:.6g}, zero point {zero}): their "
+            "ranges were assumed (default_ranges), not measured, while the real values span "
+            + ", ".join(f"{k} [{v[0]:.3g}, {v[1]:.3g}]" for k, v in list(measured.items())[:3])
+            + ".",
+            {
+                "assumed_range": assumed,
+                "scale": scale,
+                "zero_point": zero,
+                "tensors": [short(t.name) for t in shared],
+                "measured_ranges": measured,
+                "measured_on": source,
+            },
+            "Do not use default_ranges_stats: convert with post-training full-integer "
+            "quantization and a representative dataset (recipe int8/uint8-io), or train with "
+            "quantization-aware training so every tensor carries its learned range.",
+        )
+    ]
+
+
+@rule("saturation")
+def saturation(ev: Evidence) -> list[Finding]:
+    """Quantized tensors whose values pile up on their lowest or highest code."""
+    if not ev.stats:
+        return []
+    found = []
+    for t in quantized_activations(ev.anatomy):
+        s = ev.stats.get(t.name)
+        if s is None or not s.count:
+            continue
+        share = (s.at_qmin + s.at_qmax) / s.count
+        if share <= SATURATION_WARNING:
+            continue
+        truth = (ev.float_stats or {}).get(t.name)
+        needed = [truth.min, truth.max] if truth is not None and truth.count else None
+        found.append((share, t, s, needed))
+    findings = []
+    for share, t, s, needed in sorted(found, key=lambda item: -item[0]):
+        covered = _range(t.quantization)  # type: ignore[arg-type]
+        need = (
+            f"; the float model's values there span [{needed[0]:.4g}, {needed[1]:.4g}]"
+            if needed
+            else ""
+        )
+        findings.append(
+            Finding(
+                "saturation",
+                Severity.ERROR if share > SATURATION_ERROR else Severity.WARNING,
+                "saturated tensors",
+                f"{_pct(share)} of the values of {short(t.name)!r} sit at the edge of its range "
+                f"[{covered[0]:.4g}, {covered[1]:.4g}] ({s.at_qmin} at the lowest code, "
+                f"{s.at_qmax} at the highest){need}.",
+                {
+                    "tensor": short(t.name),
+                    "tensor_name": t.name,
+                    "share": share,
+                    "at_qmin": s.at_qmin,
+                    "at_qmax": s.at_qmax,
+                    "covered_range": covered,
+                    "needed_range": needed,
+                },
+                "Calibrate with data that covers what the model sees in use (more samples, the "
+                "same preprocessing), or keep this layer in float.",
+            )
+        )
+    return findings
+
+
+@rule("calibration-range")
+def calibration_range(ev: Evidence) -> list[Finding]:
+    """Float values of the evaluation data outside the calibrated range of the same tensor."""
+    if not ev.float_stats:
+        return []
+    findings = []
+    for t in quantized_activations(ev.anatomy):
+        truth = ev.float_stats.get(t.name)
+        if truth is None or not truth.count:
+            continue
+        share = (truth.below + truth.above) / truth.count
+        if share <= OUT_OF_RANGE_WARNING:
+            continue
+        covered = _range(t.quantization)  # type: ignore[arg-type]
+        findings.append(
+            Finding(
+                "calibration-range",
+                Severity.ERROR if share > OUT_OF_RANGE_ERROR else Severity.WARNING,
+                "evaluation data outside the calibrated range",
+                f"{_pct(share)} of the evaluation values of {short(t.name)!r} fall outside its "
+                f"calibrated range [{covered[0]:.4g}, {covered[1]:.4g}]; they reach "
+                f"[{truth.min:.4g}, {truth.max:.4g}].",
+                {
+                    "tensor": short(t.name),
+                    "tensor_name": t.name,
+                    "share": share,
+                    "below": truth.below,
+                    "above": truth.above,
+                    "calibrated_range": covered,
+                    "evaluation_range": [truth.min, truth.max],
+                },
+                "Calibrate on data drawn like the evaluation data (same source and preprocessing, "
+                "a few hundred samples covering every class).",
+            )
+        )
+    return findings
+
+
+@rule("outlier-scale")
+def outlier_scale(ev: Evidence) -> list[Finding]:
+    """A per-tensor scale set by one channel, leaving the other channels few codes."""
+    findings = []
+    candidates: list[tuple[TensorRecord, np.ndarray]] = []
+    for t in quantized_activations(ev.anatomy):
+        s = (ev.float_stats or {}).get(t.name) or (ev.stats or {}).get(t.name)
+        if s is not None and s.channel_absmax is not None and len(s.channel_absmax) > 1:
+            candidates.append((t, s.channel_absmax))
+    for t in ev.anatomy.weights():
+        if (
+            t.quantized
+            and not t.quantization.per_channel  # type: ignore[union-attr]
+            and t.weights
+            and len(t.weights.channel_absmax) > 1
+        ):
+            candidates.append((t, np.asarray(t.weights.channel_absmax)))
+    for t, absmax in candidates:
+        median = float(np.median(absmax))
+        top = int(np.argmax(absmax))
+        ratio = float(absmax[top]) / median if median > 0 else math.inf
+        codes = median / float(t.quantization.scale[0])  # type: ignore[union-attr]
+        if ratio < OUTLIER_CHANNEL_RATIO or codes >= OUTLIER_MEDIAN_CODES:
+            continue
+        kind = "weights" if t.constant else "activations"
+        findings.append(
+            Finding(
+                "outlier-scale",
+                Severity.ERROR if codes < OUTLIER_MEDIAN_CODES / 4 else Severity.WARNING,
+                "one outlier channel sets the scale",
+                f"Channel {top} of {short(t.name)!r} ({kind}) reaches {float(absmax[top]):.4g}, "
+                f"{ratio:.0f}× the median channel ({median:.4g}); one scale serves all "
+                f"channels, so a typical channel is left about {codes:.1f} codes.",
+                {
+                    "tensor": short(t.name),
+                    "tensor_name": t.name,
+                    "kind": kind,
+                    "channel": top,
+                    "channel_absmax": float(absmax[top]),
+                    "median_channel_absmax": median,
+                    "ratio": ratio,
+                    "codes_for_median_channel": codes,
+                    "scale": float(t.quantization.scale[0]),
+                },  # type: ignore[union-attr]
+                "Keep the layers around this tensor in float (selective quantization), rebalance "
+                "the channel (cross-layer equalization: scale the channel's weights down and the "
+                "next layer's up), or use int16x8 activations.",
+            )
+        )
+    return findings
+
+
+@rule("float16-overflow")
+def float16_overflow(ev: Evidence) -> list[Finding]:
+    """Weights clipped to float16's ±65504, or activations float16 could not hold."""
+    findings = []
+    clipped = [t for t in ev.anatomy.weights() if t.weights and t.weights.at_float16_max]
+    if clipped:
+        n = sum(t.weights.at_float16_max for t in clipped)  # type: ignore[union-attr]
+        findings.append(
+            Finding(
+                "float16-overflow",
+                Severity.ERROR,
+                "weights clipped by float16",
+                f"{n} weight value(s) in {', '.join(repr(short(t.name)) for t in clipped[:3])} sit "
+                f"at float16's largest value {FLOAT16_MAX:g}: they were larger and got clipped.",
+                {
+                    "tensors": [short(t.name) for t in clipped],
+                    "clipped_values": n,
+                    "float16_max": FLOAT16_MAX,
+                },
+                "Keep these weights in float32 (do not use the float16 recipe), or fold the large "
+                "factor into a following layer so weights stay below 65504.",
+            )
+        )
+    if ev.float_stats and any(t.dtype == "float16" for t in ev.anatomy.tensors):
+        big = {
+            name: max(abs(s.min), abs(s.max))
+            for name, s in ev.float_stats.items()
+            if s.count and max(abs(s.min), abs(s.max)) > FLOAT16_MAX
+        }
+        if big:
+            findings.append(
+                Finding(
+                    "float16-overflow",
+                    Severity.WARNING,
+                    "activations beyond float16",
+                    f"{len(big)} activation tensor(s) exceed {FLOAT16_MAX:g} (up to "
+                    f"{max(big.values()):.4g}): fine on CPU, which computes in float32, but they "
+                    "overflow to inf on a GPU delegate computing in float16.",
+                    {"tensors": {short(k): v for k, v in big.items()}},
+                    "Rescale inputs or add normalization so activations stay below 65504, or run "
+                    "with float32 precision on the GPU delegate.",
+                )
+            )
+    return findings
+
+
+def input_quantization(anatomy: Anatomy, index: int) -> qparams.QParams | None:
+    """The quantization a model input really gets: its own, or that of the QUANTIZE op that
+    turns the float input into codes (full-integer models with float I/O)."""
+    tensor = anatomy.tensor(index)
+    if tensor.quantized:
+        return tensor.quantization
+    for op in anatomy.consumers(index):
+        if op.name == "QUANTIZE":
+            return anatomy.tensor(op.outputs[0]).quantization
+    return None

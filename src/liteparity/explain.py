@@ -1,0 +1,186 @@
+"""``explain``: ``check`` plus the measurements that name causes, and the findings.
+
+On top of the evaluation stream it measures the float32 noise floor (the reference run again
+in float64 on the same batches), how the data sits in each input's quantized range, and the
+values of every intermediate tensor of each candidate (and of the float32 model, against the
+candidate's ranges) on a sample of the evaluation rows. ``diagnose`` turns that into findings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from . import compare, diagnose, pipeline, recipes, sources
+from . import data as data_module
+from .errors import LiteparityError
+from .results import CheckResult
+from .tensors import Anatomy
+from .workers import Worker
+
+#: Evaluation rows whose every intermediate tensor is read: enough for stable ranges and
+#: shares, small enough to cost about as much as the evaluation itself.
+STATS_SAMPLES = 256
+
+
+def explain(
+    model: str | os.PathLike[str] | sources.Source,
+    *,
+    data: Any,
+    calibration_data: Any = None,
+    recipes: Sequence[str] | None = None,
+    candidates: Sequence[str | os.PathLike[str]] = (),
+    inputs: list[str] | None = None,
+    outputs: list[str] | None = None,
+    input_shapes: list[tuple[int, ...]] | None = None,
+    legacy: recipes.LegacySettings | None = None,
+    calibration_samples: int = 200,
+    max_samples: int | None = None,
+    seed: int = 0,
+    save_dir: str | os.PathLike[str] | None = None,
+    unsafe: bool = False,
+    image_size: tuple[int, int] | None = None,
+    scale: float | None = None,
+    label_column: int | None = None,
+    progress: pipeline.Progress | None = None,
+) -> CheckResult:
+    """``check``, with each candidate's findings (``.findings``) and the document's
+    ``noise_floor``. Takes the same arguments as ``check``."""
+    options = dict(locals())  # every keyword argument above, by name
+    del options["model"]
+    hook = _Diagnosis()
+    result = pipeline.run(model, hook=hook, **options)
+    rows = tuple(
+        dataclasses.replace(c, findings=hook.findings.get(c.name, ())) for c in result.candidates
+    )
+    return dataclasses.replace(result, candidates=rows, noise_floor=hook.floor().to_dict())
+
+
+class _Diagnosis:
+    """The ``check`` hook that gathers ``diagnose.Evidence`` for every candidate."""
+
+    def __init__(self) -> None:
+        self.findings: dict[str, tuple[Any, ...]] = {}
+        self._source: sources.Source | None = None
+        self._twin: sources.GraphRunner | None = None
+        self._unavailable: str | None = None
+        self._floor = compare.ErrorAccumulator(classify=False)
+        self._anatomy: dict[str, Anatomy] = {}
+        self._coverage: dict[str, list[tuple[int, diagnose.InputCoverage]]] = {}
+
+    def start(self, source: sources.Source | None, binding: data_module.Binding) -> None:
+        self._source = source
+        if source is None:
+            self._unavailable = "no reference model"
+            return
+        try:
+            self._twin = source.float64_twin()
+        except LiteparityError as exc:
+            self._unavailable = str(exc)
+
+    def ready(self, runs: list[pipeline._Run]) -> None:
+        for run in runs:
+            if run.worker is None:
+                continue
+            try:
+                anatomy = run.worker.anatomy()
+            except LiteparityError as exc:
+                run.fail(exc)
+                continue
+            self._anatomy[run.candidate.name] = anatomy
+            coverage = []
+            for info, ref_index in zip(run.worker.info.inputs, run.order, strict=True):
+                q = diagnose.input_quantization(anatomy, info.index)
+                if q is not None and not q.per_channel:
+                    coverage.append((ref_index, diagnose.InputCoverage(info.name, q)))
+            self._coverage[run.candidate.name] = coverage
+
+    def batch(
+        self,
+        inputs: list[np.ndarray],
+        reference: list[np.ndarray] | None,
+        outputs: list[tuple[pipeline._Run, list[np.ndarray]]],
+    ) -> None:
+        if self._twin is not None and reference is not None:
+            truth = self._twin.predict(inputs)
+            self._floor.update([t.astype(np.float64) for t in truth], reference)
+        for run, _ in outputs:
+            for ref_index, cov in self._coverage.get(run.candidate.name, []):
+                cov.update(inputs[ref_index])
+
+    def floor(self) -> diagnose.NoiseFloor:
+        m = self._floor.metrics()
+        rms = math.sqrt(self._floor.sum_sq_ref / self._floor.values) if self._floor.values else None
+        return diagnose.NoiseFloor(
+            m["rmse"], m["max_abs_error"], rms, self._floor.samples, self._unavailable
+        )
+
+    def finish(
+        self, runs: list[pipeline._Run], binding: data_module.Binding, rows: np.ndarray
+    ) -> None:
+        picked = rows[data_module.sample_rows(len(rows), STATS_SAMPLES)]
+        batches = [x for x, _ in binding.batches(picked, pipeline.BATCH_ROWS)]
+        float_model = self._float_model(runs)
+        floor = self.floor()
+        try:
+            for run in runs:
+                anatomy = self._anatomy.get(run.candidate.name)
+                if run.worker is None or anatomy is None:
+                    continue
+                stats = float_stats = None
+                try:
+                    if any(t.quantized for t in anatomy.activations()):
+                        ordered = [[x[i] for i in run.order] for x in batches]
+                        stats = run.worker.tensor_stats(ordered)
+                    if float_model is not None and not diagnose.is_float_compute(anatomy):
+                        float_stats = float_model.tensor_stats(batches, _ranges(anatomy))
+                except LiteparityError as exc:
+                    run.fail(exc)
+                    continue
+                evidence = diagnose.Evidence(
+                    result=pipeline.candidate_result(run, run.task.kind, None, None),
+                    anatomy=anatomy,
+                    inputs=tuple(cov for _, cov in self._coverage.get(run.candidate.name, [])),
+                    stats=stats,
+                    float_stats=float_stats,
+                    floor=floor,
+                )
+                self.findings[run.candidate.name] = diagnose.diagnose(evidence)
+        finally:
+            if float_model is not None:
+                float_model.close()
+            if self._twin is not None:
+                self._twin.close()
+
+    def _float_model(self, runs: list[pipeline._Run]) -> Worker | None:
+        """The float32 TFLite twin whose tensors show the real (unclipped) values: the
+        float32 candidate when there is one, else a conversion of the reference."""
+        content = next(
+            (
+                r.candidate.content
+                for r in runs
+                if r.candidate.recipe == "float32" and r.candidate.content is not None
+            ),
+            None,
+        )
+        try:
+            if content is None:
+                if self._source is None or not self._source.convertible:
+                    return None
+                content = recipes.convert(self._source, recipes.RECIPES["float32"])
+            return Worker("float32 (for tensor ranges)", content)
+        except LiteparityError:
+            return None
+
+
+def _ranges(anatomy: Anatomy) -> dict[str, tuple[float, float]]:
+    """The real range each quantized activation covers, by tensor name."""
+    return {
+        t.name: (float(t.quantization.min[0]), float(t.quantization.max[0]))  # type: ignore[union-attr]
+        for t in diagnose.quantized_activations(anatomy)
+    }
