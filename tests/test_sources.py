@@ -243,20 +243,23 @@ def batch_one_graph(digits: Digits, models_dir: Path) -> tuple[Path, float]:
     with graph.as_default():
         x = tf.compat.v1.placeholder(tf.float32, [None, 8, 8, 1], name="input")
         flat = tf.reshape(x, [1, 64])
-        logits = tf.matmul(flat, clf.coef_.T.astype(np.float32)) + clf.intercept_.astype(
-            np.float32
-        )
+        logits = tf.matmul(flat, clf.coef_.T.astype(np.float32)) + clf.intercept_.astype(np.float32)
         tf.nn.softmax(logits, name="output")
     path = models_dir / "batch_one.pb"
     path.write_bytes(graph.as_graph_def().SerializeToString())
     return path, accuracy
 
 
-def test_graph_with_batch_one_baked_in_runs_sample_by_sample(batch_one_graph,
-                                                             digits: Digits) -> None:
+def test_graph_with_batch_one_baked_in_runs_sample_by_sample(
+    batch_one_graph, digits: Digits
+) -> None:
     path, sklearn_accuracy = batch_one_graph
-    result = liteparity.check(path, data=(digits.x_eval, digits.y_eval),
-                              calibration_data=digits.x_cal, recipes=["float32", "int8"])
+    result = liteparity.check(
+        path,
+        data=(digits.x_eval, digits.y_eval),
+        calibration_data=digits.x_cal,
+        recipes=["float32", "int8"],
+    )
     # Inputs and outputs found on their own: one Placeholder, one sink.
     assert [i["name"] for i in result.reference.inputs] == ["input"]
     assert result.reference.outputs == ["output"]

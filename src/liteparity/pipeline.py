@@ -123,7 +123,6 @@ def run(model: Any, *, hook: Hook | None, **options: Any) -> CheckResult:
     o = _Options(**options)
     progress = o.progress or _no_progress
     candidates = list(o.candidates)
-    recipe_names = list(o.recipes) if o.recipes is not None else ([] if candidates else ["all"])
     source = (
         model
         if isinstance(model, sources.Source)
@@ -140,6 +139,8 @@ def run(model: Any, *, hook: Hook | None, **options: Any) -> CheckResult:
         if isinstance(source, sources.TFLiteSource) and not candidates and o.recipes is None:
             # A lone .tflite: measure it on its own (findings that need no reference).
             candidates, reference_source = [source.path], None
+        default = [] if candidates or not source.convertible else ["all"]
+        recipe_names = list(o.recipes) if o.recipes is not None else default
         chosen = recipes_module.resolve(recipe_names, source, o.legacy)
         user_files = [_read_candidate(path) for path in candidates]
         load_kwargs = {"image_size": o.image_size, "scale": o.scale, "label_column": o.label_column}
