@@ -197,6 +197,17 @@ def test_outlier_channel_is_named(outlier_cnn: Path, digits: Digits, explained) 
     assert "conv_a" in f.evidence["tensor"]
     assert f.evidence["ratio"] > 20
     assert all("outlier-scale" not in ids(c) for c in explained.candidates)
+    # The same fault, seen by re-quantizing with one layer group in float at a time.
+    sens = finding(int8, "sensitive-layer")
+    assert "conv_a" in sens.evidence["layer"] and sens.evidence["share_removed"] > 0.5
+    assert int8.drop > 1.0 and sens.severity.value == "warning"
+
+
+def test_sensitive_layer_on_a_clean_model_is_only_info(explained) -> None:
+    for name in ("int8", "int8-io", "uint8-io"):
+        for f in explained.candidate(name).findings:
+            if f.id == "sensitive-layer":
+                assert f.severity.value == "info"
 
 
 @pytest.fixture(scope="session")

@@ -36,6 +36,12 @@ SATURATION_WARNING, SATURATION_ERROR = 0.02, 0.10
 OUT_OF_RANGE_WARNING, OUT_OF_RANGE_ERROR = 0.01, 0.10
 #: Tensors produced by range-setting ops that share one (scale, zero_point): uncalibrated.
 DUMMY_MIN_TENSORS, DUMMY_MIN_SHARE = 2, 0.5
+#: Keeping one layer in float removes at least this share of the output error: it accounts
+#: for most of it.
+SENSITIVE_SHARE = 0.5
+#: Accuracy points lost (or SQNR below this many dB without labels) that make a sensitive
+#: layer a problem rather than a curiosity.
+SENSITIVE_DROP, SENSITIVE_SQNR_DB = 1.0, 20.0
 #: A channel whose range is this many times the median channel's sets the scale alone...
 OUTLIER_CHANNEL_RATIO = 20.0
 #: ...and leaves the median channel fewer codes than this.
@@ -132,6 +138,7 @@ class Evidence:
     stats: Mapping[str, TensorStats] | None = None  # the candidate's own tensors
     float_stats: Mapping[str, TensorStats] | None = None  # float32 model, counted vs our ranges
     floor: NoiseFloor | None = None
+    sensitivity: tuple[Any, ...] = ()  # sensitivity.LayerSensitivity, most sensitive first
 
 
 Rule = Callable[[Evidence], list[Finding]]
@@ -599,6 +606,46 @@ def float16_overflow(ev: Evidence) -> list[Finding]:
                 )
             )
     return findings
+
+
+@rule("sensitive-layer")
+def sensitive_layer(ev: Evidence) -> list[Finding]:
+    """One layer whose quantization accounts for most of the output error."""
+    if not ev.sensitivity:
+        return []
+    top = ev.sensitivity[0]
+    if top.share_removed < SENSITIVE_SHARE:
+        return []
+    r = ev.result
+    harmful = (
+        r.drop is not None
+        and r.metric is not None
+        and r.metric.name == "accuracy"
+        and r.drop >= SENSITIVE_DROP
+    ) or (r.sqnr_db is not None and r.sqnr_db < SENSITIVE_SQNR_DB)
+    return [
+        Finding(
+            "sensitive-layer",
+            Severity.WARNING if harmful else Severity.INFO,
+            "one layer dominates the quantization error",
+            f"Keeping {top.layer!r} in float ({len(top.keep_float)} ops) removes "
+            f"{_pct(top.share_removed)} of the output error (MSE {top.mse_quantized:.3g} → "
+            f"{top.mse_kept_float:.3g}); the next layer removes "
+            + (f"{_pct(ev.sensitivity[1].share_removed)}." if len(ev.sensitivity) > 1 else "none."),
+            {
+                "layer": top.layer,
+                "keep_float": list(top.keep_float),
+                "share_removed": top.share_removed,
+                "mse_quantized": top.mse_quantized,
+                "mse_kept_float": top.mse_kept_float,
+                "ranking": [s.to_dict() for s in ev.sensitivity[:5]],
+            },
+            "Keep these ops in float (selective quantization): TF's QuantizationDebugger with "
+            f"QuantizationDebugOptions(denylisted_nodes={list(top.keep_float)!r}) builds that "
+            "model; or fix the range problem that makes the layer sensitive (see the other "
+            "findings).",
+        )
+    ]
 
 
 def input_quantization(anatomy: Anatomy, index: int) -> qparams.QParams | None:

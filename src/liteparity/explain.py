@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from . import compare, diagnose, pipeline, recipes, sources
+from . import compare, diagnose, pipeline, recipes, sensitivity, sources
 from . import data as data_module
 from .errors import LiteparityError
 from .results import CheckResult
@@ -67,14 +67,20 @@ class _Diagnosis:
     def __init__(self) -> None:
         self.findings: dict[str, tuple[Any, ...]] = {}
         self._source: sources.Source | None = None
+        self._calibration: recipes.Calibration | None = None
         self._twin: sources.GraphRunner | None = None
         self._unavailable: str | None = None
         self._floor = compare.ErrorAccumulator(classify=False)
         self._anatomy: dict[str, Anatomy] = {}
         self._coverage: dict[str, list[tuple[int, diagnose.InputCoverage]]] = {}
 
-    def start(self, source: sources.Source | None, binding: data_module.Binding) -> None:
-        self._source = source
+    def start(
+        self,
+        source: sources.Source | None,
+        binding: data_module.Binding,
+        calibration: recipes.Calibration | None,
+    ) -> None:
+        self._source, self._calibration = source, calibration
         if source is None:
             self._unavailable = "no reference model"
             return
@@ -127,6 +133,7 @@ class _Diagnosis:
         batches = [x for x, _ in binding.batches(picked, pipeline.BATCH_ROWS)]
         float_model = self._float_model(runs)
         floor = self.floor()
+        sensitivity = self._sensitivity(runs, batches)
         try:
             for run in runs:
                 anatomy = self._anatomy.get(run.candidate.name)
@@ -149,6 +156,7 @@ class _Diagnosis:
                     stats=stats,
                     float_stats=float_stats,
                     floor=floor,
+                    sensitivity=sensitivity if _int8(run) else (),
                 )
                 self.findings[run.candidate.name] = diagnose.diagnose(evidence)
         finally:
@@ -156,6 +164,23 @@ class _Diagnosis:
                 float_model.close()
             if self._twin is not None:
                 self._twin.close()
+
+    def _sensitivity(
+        self, runs: list[pipeline._Run], batches: list[list[np.ndarray]]
+    ) -> tuple[sensitivity.LayerSensitivity, ...]:
+        """Per-layer sensitivity of the int8 recipes (they share one calibration)."""
+        int8 = [r for r in runs if _int8(r) and r.worker is not None]
+        if not int8 or self._source is None or self._calibration is None:
+            return ()
+        try:
+            calibrated = recipes.convert(
+                self._source, recipes.RECIPES["int8"], self._calibration, calibrate_only=True
+            )
+            references = [self._source.predict(b) for b in batches]
+            ordered = [[b[i] for i in int8[0].order] for b in batches]
+            return tuple(sensitivity.layer_sensitivity(calibrated, ordered, references))
+        except LiteparityError:
+            return ()
 
     def _float_model(self, runs: list[pipeline._Run]) -> Worker | None:
         """The float32 TFLite twin whose tensors show the real (unclipped) values: the
@@ -176,6 +201,12 @@ class _Diagnosis:
             return Worker("float32 (for tensor ranges)", content)
         except LiteparityError:
             return None
+
+
+def _int8(run: pipeline._Run) -> bool:
+    """Converted by one of our int8-activation recipes, so it can be re-quantized."""
+    recipe = recipes.RECIPES.get(run.candidate.recipe or "")
+    return recipe is not None and recipe.activations == "int8"
 
 
 def _ranges(anatomy: Anatomy) -> dict[str, tuple[float, float]]:

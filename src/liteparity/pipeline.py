@@ -69,7 +69,12 @@ class _Run:
 class Hook(Protocol):
     """Extra measurements riding on the evaluation stream (``explain`` uses one)."""
 
-    def start(self, source: sources.Source | None, binding: data_module.Binding) -> None: ...
+    def start(
+        self,
+        source: sources.Source | None,
+        binding: data_module.Binding,
+        calibration: recipes_module.Calibration | None,
+    ) -> None: ...
 
     def ready(self, runs: list[_Run]) -> None:
         """Workers are up and idle: the moment for synchronous requests (``anatomy``)."""
@@ -157,11 +162,13 @@ def run(model: Any, *, hook: Hook | None, **options: Any) -> CheckResult:
             cal_rows, eval_rows = data_module.split(len(dataset), o.calibration_samples, o.seed)
         if o.max_samples is not None:
             eval_rows = eval_rows[data_module.sample_rows(len(eval_rows), o.max_samples, o.seed)]
-        converted = _convert_all(
-            source, chosen, cal_binding, cal_rows, o.legacy, o.save_dir, progress
-        )
+        calibration = None
+        if len(cal_rows):
+            batches = [inputs for inputs, _ in cal_binding.batches(cal_rows, BATCH_ROWS)]
+            calibration = recipes_module.calibration_from(batches)
+        converted = _convert_all(source, chosen, calibration, o.legacy, o.save_dir, progress)
         if hook is not None:
-            hook.start(reference_source, binding)
+            hook.start(reference_source, binding, calibration)
         reference, results = _evaluate(
             reference_source,
             source.io,
@@ -227,16 +234,11 @@ def _read_candidate(path: str | os.PathLike[str]) -> Candidate:
 def _convert_all(
     source: sources.Source,
     chosen: list[recipes_module.Recipe],
-    binding: data_module.Binding,
-    rows: np.ndarray,
+    calibration: recipes_module.Calibration | None,
     legacy: recipes_module.LegacySettings | None,
     save_dir: str | os.PathLike[str] | None,
     progress: Progress,
 ) -> list[Candidate]:
-    calibration = None
-    if any(r.needs_calibration for r in chosen):
-        batches = [inputs for inputs, _ in binding.batches(rows, BATCH_ROWS)]
-        calibration = recipes_module.calibration_from(batches)
     out = []
     for done, recipe in enumerate(chosen):
         progress(f"converting {recipe.name}", done, len(chosen))
@@ -262,7 +264,7 @@ def write_atomic(path: Path, content: bytes) -> Path:
     return path
 
 
-def _input_order(reference_names: Sequence[str], names: Sequence[str]) -> list[int]:
+def input_order(reference_names: Sequence[str], names: Sequence[str]) -> list[int]:
     """For each candidate input, the index of the reference input that feeds it."""
     if sorted(names) == sorted(reference_names):
         return [list(reference_names).index(n) for n in names]
@@ -287,7 +289,7 @@ def _start(candidate: Candidate, io: sources.IOSpec, kind: str, threads: int) ->
     try:
         run.worker = Worker(candidate.name, candidate.content, threads)
         info = run.worker.info
-        run.order = _input_order(io.input_names, [i.name for i in info.inputs])
+        run.order = input_order(io.input_names, [i.name for i in info.inputs])
         if len(info.outputs) != len(io.output_names):
             raise DataError(
                 f"the candidate has {len(info.outputs)} output(s), the reference "

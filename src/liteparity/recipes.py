@@ -140,9 +140,12 @@ def convert(
     recipe: Recipe,
     calibration: Calibration | None = None,
     legacy: LegacySettings | None = None,
+    *,
+    calibrate_only: bool = False,
 ) -> bytes:
     """Convert ``source`` with ``recipe``; ``calibration`` yields lists of one-sample arrays in
-    the source's input order."""
+    the source's input order. ``calibrate_only`` stops after calibration: a float model that
+    carries every tensor's measured range, for ``requantize``."""
     tf = import_tensorflow()
     if recipe.needs_calibration and calibration is None:
         raise UsageError(f"recipe {recipe.name} needs calibration data")
@@ -163,6 +166,8 @@ def convert(
         if recipe.io_type != "float32":
             converter.inference_input_type = getattr(tf, recipe.io_type)
             converter.inference_output_type = getattr(tf, recipe.io_type)
+        # Private, tested in tests/test_recipes.py: calibrate once, quantize many times.
+        converter._experimental_calibrate_only = calibrate_only
         with quiet():
             return bytes(converter.convert())
     except (UsageError, ConversionError):
@@ -204,3 +209,23 @@ def calibration_from(batches: Sequence[list[np.ndarray]]) -> Calibration:
                 yield [x[i : i + 1] for x in batch]
 
     return generate
+
+
+def requantize(calibrated: bytes, keep_float: Sequence[str] = ()) -> bytes:
+    """Full-integer int8 quantization (float input/output) of a ``calibrate_only`` model,
+    keeping the ops whose output tensors are named in ``keep_float`` in float. Takes ~10 ms,
+    so many variants of one calibration are cheap (TF's private ``mlir_quantize``)."""
+    import_tensorflow()
+    from tensorflow.lite.python import convert as tf_convert
+
+    try:
+        with quiet():
+            return bytes(
+                tf_convert.mlir_quantize(
+                    calibrated, fully_quantize=True, denylisted_nodes=list(keep_float) or None
+                )
+            )
+    except Exception as exc:
+        raise ConversionError(
+            f"re-quantizing the calibrated model failed: {first_line(exc)}"
+        ) from exc

@@ -124,6 +124,7 @@ def _serve(conn: Any) -> None:
             if request == "load":
                 content, threads = payload
                 model = LiteModel(content, num_threads=threads)
+                inspector, stats = None, {}
                 reply: Any = ModelInfo(
                     tuple(model.inputs),
                     tuple(model.outputs),
@@ -178,9 +179,15 @@ class Worker:
         )
         child.close()
         self._conn = Connection(parent.detach())
+        self._threads = threads
+        self.load(content)
+
+    def load(self, content: bytes) -> ModelInfo:
+        """Load a(nother) model into this worker's process."""
         self._doing = "loading the model"
-        self._send("load", (content, threads))
+        self._send("load", (content, self._threads))
         self.info: ModelInfo = self.receive()
+        return self.info
 
     def _send(self, request: str, payload: Any) -> None:
         try:

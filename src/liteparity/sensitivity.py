@@ -1,0 +1,108 @@
+"""Which layer's quantization costs the most: quantize the model again with one group of ops
+kept in float at a time (calibrated once, re-quantized in ~10 ms per variant).
+
+A group is every op that touches one activation tensor, followed through range-preserving ops
+(pooling, reshape): keeping only the op that produces a bad tensor in float does not help, as
+its output is quantized again for the next op.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from . import compare, recipes
+from .diagnose import RANGE_PRESERVING_OPS, short
+from .tensors import Anatomy
+from .workers import Worker
+
+#: Ops that only compute shapes: never worth keeping in float.
+SHAPE_OPS = frozenset({"SHAPE", "STRIDED_SLICE", "PACK", "QUANTIZE", "DEQUANTIZE"})
+
+
+@dataclass(frozen=True)
+class LayerSensitivity:
+    """Output error with everything quantized, and with one group kept in float."""
+
+    layer: str
+    keep_float: tuple[str, ...]  # names of the output tensors of the ops kept in float
+    mse_quantized: float
+    mse_kept_float: float
+
+    @property
+    def share_removed(self) -> float:
+        """Share of the output error that disappears when this group stays in float."""
+        if self.mse_quantized <= 0:
+            return 0.0
+        return max(0.0, 1.0 - self.mse_kept_float / self.mse_quantized)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "layer": self.layer,
+            "keep_float": list(self.keep_float),
+            "mse_quantized": self.mse_quantized,
+            "mse_kept_float": self.mse_kept_float,
+            "share_removed": self.share_removed,
+        }
+
+
+def groups(anatomy: Anatomy) -> list[tuple[str, list[str]]]:
+    """``(name, output tensor names of its ops)`` for each family of float activations
+    joined by range-preserving ops, in execution order."""
+    producers = {i: op for op in anatomy.ops for i in op.outputs}
+    parent: dict[int, int] = {}
+
+    def root(i: int) -> int:
+        while parent.get(i, i) != i:
+            i = parent[i]
+        return i
+
+    float_acts = [t.index for t in anatomy.activations() if t.dtype == "float32"]
+    for i in float_acts:
+        op = producers[i]
+        if op.name in RANGE_PRESERVING_OPS and op.inputs and op.inputs[0] in producers:
+            parent[i] = root(op.inputs[0])
+    families: dict[int, list[int]] = {}
+    for i in float_acts:
+        families.setdefault(root(i), []).append(i)
+    out = []
+    for head, members in families.items():
+        ops = {producers[m].index for m in members}
+        ops |= {op.index for m in members for op in anatomy.consumers(m)}
+        names = [
+            anatomy.tensor(o).name
+            for op in anatomy.ops
+            if op.index in ops and op.name not in SHAPE_OPS
+            for o in op.outputs
+        ]
+        if names:
+            out.append((short(anatomy.tensor(head).name), names))
+    return out
+
+
+def layer_sensitivity(
+    calibrated: bytes,
+    batches: Sequence[list[np.ndarray]],
+    references: Sequence[list[np.ndarray]],
+) -> list[LayerSensitivity]:
+    """For every group, the output MSE against the reference with that group in float; most
+    sensitive first. ``batches`` are inputs in the model's order."""
+    with Worker("sensitivity", calibrated) as worker:
+        anatomy = worker.anatomy()
+
+        def mse(content: bytes) -> float:
+            worker.load(content)
+            acc = compare.ErrorAccumulator(classify=False)
+            for inputs, reference in zip(batches, references, strict=True):
+                acc.update(reference, worker.run(inputs))
+            return float(acc.sum_sq_err / acc.values) if acc.values else 0.0
+
+        base = mse(recipes.requantize(calibrated))
+        found = [
+            LayerSensitivity(name, tuple(keep), base, mse(recipes.requantize(calibrated, keep)))
+            for name, keep in groups(anatomy)
+        ]
+    return sorted(found, key=lambda s: -s.share_removed)

@@ -1,0 +1,57 @@
+"""Recipes, and the private converter APIs behind "calibrate once, quantize many times"."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from liteparity import recipes
+from liteparity.errors import UsageError
+from liteparity.litemodel import LiteModel
+from liteparity.sources import KerasSource
+from tests.conftest import Digits
+
+
+def test_recipe_names_are_the_stable_ones() -> None:
+    assert list(recipes.RECIPES) == [
+        "float32",
+        "float16",
+        "dynamic",
+        "int8",
+        "int8-io",
+        "uint8-io",
+        "int16x8",
+        "legacy-uint8",
+    ]
+    with pytest.raises(UsageError, match="float32, float16"):
+        recipes.get("int4")
+
+
+def test_legacy_settings_are_validated() -> None:
+    with pytest.raises(UsageError):
+        recipes.LegacySettings(0.0, 0.0)
+    with pytest.raises(UsageError):
+        recipes.LegacySettings(0.0, 1.0, (6.0, 0.0))
+
+
+def test_calibrate_once_then_requantize_matches_the_int8_recipe(cnn: Path, digits: Digits) -> None:
+    source = KerasSource(str(cnn))
+    calibration = recipes.calibration_from([[digits.x_cal]])
+    direct = recipes.convert(source, recipes.RECIPES["int8"], calibration)
+    calibrated = recipes.convert(source, recipes.RECIPES["int8"], calibration, calibrate_only=True)
+    again = recipes.requantize(calibrated)
+    x = digits.x_eval[:200]
+    a, b = LiteModel(direct).run([x])[0], LiteModel(again).run([x])[0]
+    assert np.mean(a.argmax(1) == b.argmax(1)) > 0.99
+    assert np.abs(a - b).max() < 0.05  # same ranges, same codes up to rounding
+
+    model = LiteModel(again)
+    anatomy = model.anatomy()
+    conv = next(op for op in anatomy.ops if op.name == "CONV_2D")
+    name = anatomy.tensor(conv.outputs[0]).name
+    kept = LiteModel(recipes.requantize(calibrated, [name])).anatomy()
+    kept_conv = next(op for op in kept.ops if op.name == "CONV_2D")
+    assert kept.tensor(kept_conv.outputs[0]).dtype == "float32"
+    assert anatomy.tensor(conv.outputs[0]).dtype == "int8"
