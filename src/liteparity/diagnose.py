@@ -42,6 +42,9 @@ SENSITIVE_SHARE = 0.5
 #: Accuracy points lost (or SQNR below this many dB without labels) that make a sensitive
 #: layer a problem rather than a curiosity.
 SENSITIVE_DROP, SENSITIVE_SQNR_DB = 1.0, 20.0
+#: A range that moved by more than this share of the learned range's width is not the
+#: learned one (the converter's zero-point nudge moves it by less than one step, 1/255).
+QAT_RANGE_TOLERANCE = 0.05
 #: A channel whose range is this many times the median channel's sets the scale alone...
 OUTLIER_CHANNEL_RATIO = 20.0
 #: ...and leaves the median channel fewer codes than this.
@@ -139,6 +142,7 @@ class Evidence:
     float_stats: Mapping[str, TensorStats] | None = None  # float32 model, counted vs our ranges
     floor: NoiseFloor | None = None
     sensitivity: tuple[Any, ...] = ()  # sensitivity.LayerSensitivity, most sensitive first
+    learned_ranges: Mapping[str, tuple[float, float]] | None = None  # QAT ranges by layer
 
 
 Rule = Callable[[Evidence], list[Finding]]
@@ -432,7 +436,7 @@ def saturation(ev: Evidence) -> list[Finding]:
     found = []
     for t in quantized_activations(ev.anatomy):
         s = ev.stats.get(t.name)
-        if s is None or not s.count:
+        if s is None or not s.count or _learned(ev, t):
             continue
         share = (s.at_qmin + s.at_qmax) / s.count
         if share <= SATURATION_WARNING:
@@ -480,7 +484,7 @@ def calibration_range(ev: Evidence) -> list[Finding]:
     findings = []
     for t in quantized_activations(ev.anatomy):
         truth = ev.float_stats.get(t.name)
-        if truth is None or not truth.count:
+        if truth is None or not truth.count or _learned(ev, t):
             continue
         share = (truth.below + truth.above) / truth.count
         if share <= OUT_OF_RANGE_WARNING:
@@ -606,6 +610,83 @@ def float16_overflow(ev: Evidence) -> list[Finding]:
                 )
             )
     return findings
+
+
+@rule("qat-mismatch")
+def qat_mismatch(ev: Evidence) -> list[Finding]:
+    """Ranges in the candidate that are not the ones learned in quantization-aware training."""
+    if not ev.learned_ranges:
+        return []
+    moved: dict[str, dict[str, Any]] = {}
+    pairs = [("quantize_layer", t) for t in _input_codes(ev.anatomy)]
+    pairs += [(_layer_of(t.name, ev.learned_ranges), t) for t in quantized_activations(ev.anatomy)]
+    for layer, t in pairs:
+        if layer is None or layer not in ev.learned_ranges or layer in moved:
+            continue
+        lo, hi = ev.learned_ranges[layer]
+        got = _range(t.quantization)  # type: ignore[arg-type]
+        shift = max(abs(got[0] - lo), abs(got[1] - hi)) / max(hi - lo, 1e-12)
+        if shift > QAT_RANGE_TOLERANCE:
+            moved[layer] = {"learned": [lo, hi], "candidate": got, "shift": shift}
+    if not moved:
+        return []
+    first = next(iter(moved))
+    return [
+        Finding(
+            "qat-mismatch",
+            Severity.WARNING,
+            "ranges differ from the ones learned in QAT",
+            f"{len(moved)} of {len(ev.learned_ranges)} layer ranges differ from the ranges "
+            f"learned in quantization-aware training (e.g. {first!r}: learned "
+            f"[{moved[first]['learned'][0]:.4g}, {moved[first]['learned'][1]:.4g}], candidate "
+            f"[{moved[first]['candidate'][0]:.4g}, {moved[first]['candidate'][1]:.4g}]): this "
+            "model was calibrated again instead of keeping the trained quantization.",
+            {"layers": moved, "learned_layers": len(ev.learned_ranges)},
+            "Convert the quantization-aware model itself (converter.optimizations = [DEFAULT] on "
+            "the QAT model, no representative dataset needed) instead of copying its weights into "
+            "the float model and calibrating again.",
+        )
+    ]
+
+
+def _learned(ev: Evidence, t: TensorRecord) -> bool:
+    """The tensor keeps the range learned in QAT: its clipping is trained behaviour that the
+    reference model shares, not a calibration fault."""
+    if not ev.learned_ranges or t.quantization is None:
+        return False
+    layer = _layer_of(t.name, ev.learned_ranges)
+    if layer is None:
+        return False
+    lo, hi = ev.learned_ranges[layer]
+    got = _range(t.quantization)
+    return max(abs(got[0] - lo), abs(got[1] - hi)) / max(hi - lo, 1e-12) <= QAT_RANGE_TOLERANCE
+
+
+def _input_codes(anatomy: Anatomy) -> list[TensorRecord]:
+    """The quantized form of each model input (its own codes or its QUANTIZE op's output)."""
+    out = []
+    for index in anatomy.inputs:
+        tensor = anatomy.tensor(index)
+        if tensor.quantized:
+            out.append(tensor)
+        out += [
+            anatomy.tensor(op.outputs[0])
+            for op in anatomy.consumers(index)
+            if op.name == "QUANTIZE"
+        ]
+    return out
+
+
+def _layer_of(name: str, layers: Mapping[str, Any]) -> str | None:
+    """The Keras layer a TFLite tensor name belongs to (``model/quant_conv_a/Relu;...``)."""
+    for part in short(name).split("/"):
+        part = part.removeprefix("quant_")
+        if part in layers:
+            return part
+        base = part.rsplit("_", 1)[0] if part.rsplit("_", 1)[-1].isdigit() else part
+        if base in layers:
+            return base
+    return None
 
 
 @rule("sensitive-layer")

@@ -68,6 +68,7 @@ class _Diagnosis:
         self.findings: dict[str, tuple[Any, ...]] = {}
         self._source: sources.Source | None = None
         self._calibration: recipes.Calibration | None = None
+        self._learned: dict[str, tuple[float, float]] = {}
         self._twin: sources.GraphRunner | None = None
         self._unavailable: str | None = None
         self._floor = compare.ErrorAccumulator(classify=False)
@@ -84,6 +85,8 @@ class _Diagnosis:
         if source is None:
             self._unavailable = "no reference model"
             return
+        if source.convertible:
+            self._learned = sources.learned_ranges(source.frozen_graph()[0])
         try:
             self._twin = source.float64_twin()
         except LiteparityError as exc:
@@ -157,6 +160,7 @@ class _Diagnosis:
                     float_stats=float_stats,
                     floor=floor,
                     sensitivity=sensitivity if _int8(run) else (),
+                    learned_ranges=self._learned,
                 )
                 self.findings[run.candidate.name] = diagnose.diagnose(evidence)
         finally:

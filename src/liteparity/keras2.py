@@ -13,7 +13,16 @@ def main(src: str, dst: str) -> None:
     import tensorflow as tf
     import tf_keras
 
-    model = tf_keras.models.load_model(src, compile=False)
+    try:  # quantization-aware models need tfmot's custom layers to deserialize
+        import tensorflow_model_optimization as tfmot
+
+        scope = tfmot.quantization.keras.quantize_scope()
+    except ImportError:
+        import contextlib
+
+        scope = contextlib.nullcontext()
+    with scope:
+        model = tf_keras.models.load_model(src, compile=False)
     specs = [tf.TensorSpec(t.shape, t.dtype, name=t.name.split(":")[0]) for t in model.inputs]
 
     @tf.function(input_signature=specs)

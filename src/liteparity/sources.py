@@ -407,6 +407,37 @@ def float64_graph(graph_def: Any) -> Any:
     return twin
 
 
+def learned_ranges(graph_def: Any) -> dict[str, tuple[float, float]]:
+    """The activation ranges learned in quantization-aware training, by Keras layer name: the
+    ``FakeQuantWithMinMaxVars`` nodes of a frozen graph whose input is computed, not a weight.
+    ``tfmot`` wraps layers as ``quant_<name>``; the input quantizer is ``quantize_layer``."""
+    tf = import_tensorflow()
+    nodes = {n.name: n for n in graph_def.node}
+
+    def constant(name: str) -> float | None:
+        node = nodes.get(name.split(":")[0].lstrip("^"))
+        while node is not None and node.op == "Identity":
+            node = nodes.get(node.input[0].split(":")[0])
+        if node is None or node.op != "Const":
+            return None
+        return float(tf.make_ndarray(node.attr["value"].tensor).reshape(-1)[0])
+
+    ranges = {}
+    for node in graph_def.node:
+        if node.op != "FakeQuantWithMinMaxVars" or len(node.input) < 3:
+            continue
+        if constant(node.input[0]) is not None or "ReadVariableOp" in node.input[0]:
+            continue  # a weight quantizer, not an activation's
+        lo, hi = constant(node.input[1]), constant(node.input[2])
+        layer = next(
+            (p for p in node.name.split("/") if p.startswith("quant_") or p == "quantize_layer"),
+            None,
+        )
+        if lo is not None and hi is not None and layer is not None:
+            ranges[layer.removeprefix("quant_")] = (lo, hi)
+    return ranges
+
+
 class TFLiteSource(Source):
     """A float ``.tflite`` used as the reference; it runs in a worker process like any
     candidate, so a crashing file cannot take liteparity down."""
