@@ -51,6 +51,6 @@ def findings_view(result: CheckResult) -> Any:
                 (f"[{f.severity.value}] ", STYLE[f.severity]), (f"{f.id}: ", "bold"), f.summary
             )
             parts.append(Padding(line, (0, 0, 0, 2)))
-            if f.severity is not Severity.INFO or f.id != "float-noise":
+            if f.severity is not Severity.INFO:  # info findings need no action
                 parts.append(Padding(Text(f"fix: {f.fix}", style="cyan"), (0, 0, 0, 4)))
     return Group(*parts)
