@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from . import qparams
+from . import names, qparams
 from .results import CandidateResult, Finding
 from .tensors import Anatomy, TensorRecord, TensorStats
 
@@ -112,6 +112,11 @@ class Evidence:
     floor: NoiseFloor | None = None
     sensitivity: tuple[Any, ...] = ()  # sensitivity.LayerSensitivity, most sensitive first
     learned_ranges: Mapping[str, tuple[float, float]] | None = None  # QAT ranges by layer
+    layers: frozenset[str] = frozenset()  # the reference's Keras layer names
+
+    def label(self, tensor_name: str) -> str:
+        """A tensor as reports call it: its Keras layer when known."""
+        return names.label(tensor_name, self.layers)
 
 
 Rule = Callable[[Evidence], list[Finding]]
@@ -150,11 +155,6 @@ def diagnose(evidence: Evidence) -> tuple[Finding, ...]:
 
 
 # -- helpers -------------------------------------------------------------------------------
-def short(name: str) -> str:
-    """TFLite fuses names (``a/Relu;a/BiasAdd;...``): the first part names the layer."""
-    return name.split(";")[0]
-
-
 def covered_range(q: qparams.QParams) -> list[float]:
     """The real [min, max] a per-tensor quantization covers, rounded for reports."""
     return [round(float(q.min[0]), 6), round(float(q.max[0]), 6)]

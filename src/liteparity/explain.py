@@ -69,6 +69,7 @@ class _Diagnosis:
         self._source: sources.Source | None = None
         self._calibration: recipes.Calibration | None = None
         self._learned: dict[str, tuple[float, float]] = {}
+        self._layers: frozenset[str] = frozenset()
         self._twin: sources.GraphRunner | None = None
         self._unavailable: str | None = None
         self._floor = compare.ErrorAccumulator(classify=False)
@@ -85,6 +86,7 @@ class _Diagnosis:
         if source is None:
             self._unavailable = "no reference model"
             return
+        self._layers = source.layer_names()
         if source.convertible:
             self._learned = sources.learned_ranges(source.frozen_graph()[0])
         try:
@@ -161,6 +163,7 @@ class _Diagnosis:
                     floor=floor,
                     sensitivity=sensitivity if _int8(run) else (),
                     learned_ranges=self._learned,
+                    layers=self._layers,
                 )
                 self.findings[run.candidate.name] = diagnose.diagnose(evidence)
         finally:
@@ -182,7 +185,9 @@ class _Diagnosis:
             )
             references = [self._source.predict(b) for b in batches]
             ordered = [[b[i] for i in int8[0].order] for b in batches]
-            return tuple(sensitivity.layer_sensitivity(calibrated, ordered, references))
+            return tuple(
+                sensitivity.layer_sensitivity(calibrated, ordered, references, self._layers)
+            )
         except LiteparityError:
             return ()
 

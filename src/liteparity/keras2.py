@@ -6,7 +6,11 @@ that the parent process keeps whatever Keras the user has.
 
 from __future__ import annotations
 
+import json
 import sys
+from pathlib import Path
+
+from liteparity.sources import LAYERS_FILE, keras_layer_names
 
 
 def main(src: str, dst: str) -> None:
@@ -32,6 +36,8 @@ def main(src: str, dst: str) -> None:
         return {f"output_{i}": o for i, o in enumerate(outs)}
 
     tf.saved_model.save(model, dst, signatures={"serving_default": serve})
+    names = keras_layer_names(model)
+    (Path(dst) / LAYERS_FILE).write_text(json.dumps(names))
 
 
 if __name__ == "__main__":

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -19,8 +18,8 @@ from .diagnose import (
     percent,
     quantized_activations,
     rule,
-    short,
 )
+from .names import keras_layer
 from .results import Finding, Severity
 from .tensors import FLOAT16_MAX, Anatomy, TensorRecord
 
@@ -145,7 +144,7 @@ def weights_only(ev: Evidence) -> list[Finding]:
             "'quantization': (0.0, 0) — the input is simply not quantized.",
             {
                 "weight_types": kinds,
-                "quantized_weight_tensors": [short(t.name) for t in small],
+                "quantized_weight_tensors": [ev.label(t.name) for t in small],
                 "share_of_weight_values": values / total if total else None,
             },
             "Nothing to fix: feed float inputs as to the original model. For integer-only hardware "
@@ -232,7 +231,7 @@ def dummy_ranges(ev: Evidence) -> list[Finding]:
     for t in shared:
         s = (ev.float_stats or {}).get(t.name) or (ev.stats or {}).get(t.name)
         if s is not None and s.count:
-            measured[short(t.name)] = [s.min, s.max]
+            measured[ev.label(t.name)] = [s.min, s.max]
     source = "float model" if ev.float_stats else "quantized model (clipped to the range)"
     return [
         Finding(
@@ -248,7 +247,7 @@ def dummy_ranges(ev: Evidence) -> list[Finding]:
                 "assumed_range": assumed,
                 "scale": scale,
                 "zero_point": zero,
-                "tensors": [short(t.name) for t in shared],
+                "tensors": [ev.label(t.name) for t in shared],
                 "measured_ranges": measured,
                 "measured_on": source,
             },
@@ -288,11 +287,11 @@ def saturation(ev: Evidence) -> list[Finding]:
                 "saturation",
                 Severity.ERROR if share > SATURATION_ERROR else Severity.WARNING,
                 "saturated tensors",
-                f"{percent(share)} of the values of {short(t.name)!r} sit at the edge of its range "
-                f"[{covered[0]:.4g}, {covered[1]:.4g}] ({s.at_qmin} at the lowest code, "
+                f"{percent(share)} of the values of {ev.label(t.name)!r} sit at the edge of its "
+                f"range [{covered[0]:.4g}, {covered[1]:.4g}] ({s.at_qmin} at the lowest code, "
                 f"{s.at_qmax} at the highest){need}.",
                 {
-                    "tensor": short(t.name),
+                    "tensor": ev.label(t.name),
                     "tensor_name": t.name,
                     "share": share,
                     "at_qmin": s.at_qmin,
@@ -326,11 +325,11 @@ def calibration_range(ev: Evidence) -> list[Finding]:
                 "calibration-range",
                 Severity.ERROR if share > OUT_OF_RANGE_ERROR else Severity.WARNING,
                 "evaluation data outside the calibrated range",
-                f"{percent(share)} of the evaluation values of {short(t.name)!r} fall outside its "
-                f"calibrated range [{covered[0]:.4g}, {covered[1]:.4g}]; they reach "
+                f"{percent(share)} of the evaluation values of {ev.label(t.name)!r} fall outside "
+                f"its calibrated range [{covered[0]:.4g}, {covered[1]:.4g}]; they reach "
                 f"[{truth.min:.4g}, {truth.max:.4g}].",
                 {
-                    "tensor": short(t.name),
+                    "tensor": ev.label(t.name),
                     "tensor_name": t.name,
                     "share": share,
                     "below": truth.below,
@@ -375,11 +374,11 @@ def outlier_scale(ev: Evidence) -> list[Finding]:
                 "outlier-scale",
                 Severity.ERROR if codes < OUTLIER_MEDIAN_CODES / 4 else Severity.WARNING,
                 "one outlier channel sets the scale",
-                f"Channel {top} of {short(t.name)!r} ({kind}) reaches {float(absmax[top]):.4g}, "
+                f"Channel {top} of {ev.label(t.name)!r} ({kind}) reaches {float(absmax[top]):.4g}, "
                 f"{ratio:.0f}× the median channel ({median:.4g}); one scale serves all "
                 f"channels, so a typical channel is left about {codes:.1f} codes.",
                 {
-                    "tensor": short(t.name),
+                    "tensor": ev.label(t.name),
                     "tensor_name": t.name,
                     "kind": kind,
                     "channel": top,
@@ -409,10 +408,11 @@ def float16_overflow(ev: Evidence) -> list[Finding]:
                 "float16-overflow",
                 Severity.ERROR,
                 "weights clipped by float16",
-                f"{n} weight value(s) in {', '.join(repr(short(t.name)) for t in clipped[:3])} sit "
-                f"at float16's largest value {FLOAT16_MAX:g}: they were larger and got clipped.",
+                f"{n} weight value(s) in "
+                f"{', '.join(repr(ev.label(t.name)) for t in clipped[:3])} sit at float16's "
+                f"largest value {FLOAT16_MAX:g}: they were larger and got clipped.",
                 {
-                    "tensors": [short(t.name) for t in clipped],
+                    "tensors": [ev.label(t.name) for t in clipped],
                     "clipped_values": n,
                     "float16_max": FLOAT16_MAX,
                 },
@@ -435,7 +435,7 @@ def float16_overflow(ev: Evidence) -> list[Finding]:
                     f"{len(big)} activation tensor(s) exceed {FLOAT16_MAX:g} (up to "
                     f"{max(big.values()):.4g}): fine on CPU, which computes in float32, but they "
                     "overflow to inf on a GPU delegate computing in float16.",
-                    {"tensors": {short(k): v for k, v in big.items()}},
+                    {"tensors": {ev.label(k): v for k, v in big.items()}},
                     "Rescale inputs or add normalization so activations stay below 65504, or run "
                     "with float32 precision on the GPU delegate.",
                 )
@@ -450,7 +450,9 @@ def qat_mismatch(ev: Evidence) -> list[Finding]:
         return []
     moved: dict[str, dict[str, Any]] = {}
     pairs = [("quantize_layer", t) for t in _input_codes(ev.anatomy)]
-    pairs += [(_layer_of(t.name, ev.learned_ranges), t) for t in quantized_activations(ev.anatomy)]
+    pairs += [
+        (keras_layer(t.name, ev.learned_ranges), t) for t in quantized_activations(ev.anatomy)
+    ]
     for layer, t in pairs:
         if layer is None or layer not in ev.learned_ranges or layer in moved:
             continue
@@ -485,7 +487,7 @@ def _learned(ev: Evidence, t: TensorRecord) -> bool:
     reference model shares, not a calibration fault."""
     if not ev.learned_ranges or t.quantization is None:
         return False
-    layer = _layer_of(t.name, ev.learned_ranges)
+    layer = keras_layer(t.name, ev.learned_ranges)
     if layer is None:
         return False
     lo, hi = ev.learned_ranges[layer]
@@ -506,18 +508,6 @@ def _input_codes(anatomy: Anatomy) -> list[TensorRecord]:
             if op.name == "QUANTIZE"
         ]
     return out
-
-
-def _layer_of(name: str, layers: Mapping[str, Any]) -> str | None:
-    """The Keras layer a TFLite tensor name belongs to (``model/quant_conv_a/Relu;...``)."""
-    for part in short(name).split("/"):
-        part = part.removeprefix("quant_")
-        if part in layers:
-            return part
-        base = part.rsplit("_", 1)[0] if part.rsplit("_", 1)[-1].isdigit() else part
-        if base in layers:
-            return base
-    return None
 
 
 @rule("sensitive-layer")

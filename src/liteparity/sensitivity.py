@@ -8,14 +8,15 @@ its output is quantized again for the next op.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from . import compare, recipes
-from .diagnose import RANGE_PRESERVING_OPS, short
+from .diagnose import RANGE_PRESERVING_OPS
+from .names import label
 from .tensors import Anatomy
 from .workers import Worker
 
@@ -49,7 +50,7 @@ class LayerSensitivity:
         }
 
 
-def groups(anatomy: Anatomy) -> list[tuple[str, list[str]]]:
+def groups(anatomy: Anatomy, layers: Collection[str] = ()) -> list[tuple[str, list[str]]]:
     """``(name, output tensor names of its ops)`` for each family of float activations
     joined by range-preserving ops, in execution order."""
     producers = {i: op for op in anatomy.ops for i in op.outputs}
@@ -79,7 +80,7 @@ def groups(anatomy: Anatomy) -> list[tuple[str, list[str]]]:
             for o in op.outputs
         ]
         if names:
-            out.append((short(anatomy.tensor(head).name), names))
+            out.append((label(anatomy.tensor(head).name, layers), names))
     return out
 
 
@@ -87,6 +88,7 @@ def layer_sensitivity(
     calibrated: bytes,
     batches: Sequence[list[np.ndarray]],
     references: Sequence[list[np.ndarray]],
+    layers: Collection[str] = (),
 ) -> list[LayerSensitivity]:
     """For every group, the output MSE against the reference with that group in float; most
     sensitive first. ``batches`` are inputs in the model's order."""
@@ -103,6 +105,6 @@ def layer_sensitivity(
         base = mse(recipes.requantize(calibrated))
         found = [
             LayerSensitivity(name, tuple(keep), base, mse(recipes.requantize(calibrated, keep)))
-            for name, keep in groups(anatomy)
+            for name, keep in groups(anatomy, layers)
         ]
     return sorted(found, key=lambda s: -s.share_removed)

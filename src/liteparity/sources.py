@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import subprocess
 import sys
@@ -121,6 +122,10 @@ class Source:
     def close(self) -> None:
         """Release processes or temporary files the source holds."""
 
+    def layer_names(self) -> frozenset[str]:
+        """Names of the model's Keras layers (empty when it has none), for reports."""
+        return frozenset()
+
     def float64_twin(self) -> GraphRunner:
         """The model computing in float64, for the noise floor. ``ModelError`` when the graph
         has an op without a float64 kernel (or the source is not a TensorFlow model)."""
@@ -135,6 +140,19 @@ class Source:
         except Exception as exc:
             raise ModelError(f"the model cannot run in float64: {first_line(exc)}") from exc
         return twin
+
+
+#: Written by ``liteparity.keras2`` beside a Keras 2 model's SavedModel: its layer names.
+LAYERS_FILE = "liteparity_layers.json"
+
+
+def keras_layer_names(model: Any) -> list[str]:
+    """Every layer name of a (possibly nested) Keras model."""
+    out = []
+    for layer in getattr(model, "layers", []):
+        out.append(layer.name)
+        out += keras_layer_names(layer)
+    return out
 
 
 def _shape(dims: Any) -> tuple[int, ...]:
@@ -198,6 +216,9 @@ class KerasSource(Source):
         with quiet():
             return tf.lite.TFLiteConverter.from_keras_model(self.model)
 
+    def layer_names(self) -> frozenset[str]:
+        return frozenset(keras_layer_names(self.model))
+
     def frozen_graph(self) -> tuple[Any, list[str], list[str]]:
         tf = import_tensorflow()
         specs = [
@@ -243,6 +264,10 @@ class SavedModelSource(Source):
             input_dtypes=tuple(specs[n].dtype.name for n in names),
             output_names=tuple(outputs),
         )
+
+    def layer_names(self) -> frozenset[str]:
+        listed = Path(self.path) / LAYERS_FILE
+        return frozenset(json.loads(listed.read_text())) if listed.exists() else frozenset()
 
     def predict(self, inputs: list[np.ndarray], shared: Any = None) -> list[np.ndarray]:
         out = self._fn(**dict(zip(self.io.input_names, inputs, strict=True)))
