@@ -15,11 +15,12 @@ from .errors import (
     ModelError,
     UsageError,
 )
+from .explain import explain
 from .litemodel import LiteModel
 from .pipeline import check
 from .qparams import QParams, dequantize, from_mean_std, from_min_max, quantize
 from .recipes import RECIPES, LegacySettings, Recipe
-from .results import CandidateResult, CheckResult, Metric
+from .results import CandidateResult, CheckResult, Finding, Metric, Severity
 
 __version__ = "0.1.0"
 
@@ -29,6 +30,7 @@ __all__ = [
     "CheckResult",
     "ConversionError",
     "DataError",
+    "Finding",
     "InterpreterError",
     "LegacySettings",
     "LiteModel",
@@ -37,10 +39,12 @@ __all__ = [
     "ModelError",
     "QParams",
     "Recipe",
+    "Severity",
     "UsageError",
     "__version__",
     "check",
     "dequantize",
+    "explain",
     "from_mean_std",
     "from_min_max",
     "quantize",

@@ -1,0 +1,19 @@
+"""The public surface: a small, explicit, sorted ``__all__``."""
+
+from __future__ import annotations
+
+import liteparity
+
+
+def test_all_is_sorted_and_importable() -> None:
+    assert liteparity.__all__ == sorted(liteparity.__all__)
+    for name in liteparity.__all__:
+        assert getattr(liteparity, name) is not None
+
+
+def test_errors_form_one_tree_with_exit_codes() -> None:
+    for name in ("UsageError", "ModelError", "DataError", "ConversionError",
+                 "InterpreterError"):
+        cls = getattr(liteparity, name)
+        assert issubclass(cls, liteparity.LiteparityError)
+        assert cls.exit_code == 2
