@@ -148,24 +148,23 @@ def run(model: Any, *, hook: Hook | None, **options: Any) -> CheckResult:
         recipe_names = list(o.recipes) if o.recipes is not None else default
         chosen = recipes_module.resolve(recipe_names, source, o.legacy)
         user_files = [_read_candidate(path) for path in candidates]
-        load_kwargs = {"image_size": o.image_size, "scale": o.scale, "label_column": o.label_column}
-        dataset = data_module.load(o.data, **load_kwargs)
-        binding = _bind(dataset, source)
-        cal_binding, cal_rows, eval_rows = binding, np.arange(0), np.arange(len(dataset))
-        if o.calibration_data is not None:
-            cal_binding = _bind(data_module.load(o.calibration_data, **load_kwargs), source)
-            cal_rows = data_module.sample_rows(
-                len(cal_binding.dataset), o.calibration_samples, o.seed
-            )
-        elif any(r.needs_calibration for r in chosen):
-            # Calibrate on a seeded split of the data and evaluate on the rest only.
-            cal_rows, eval_rows = data_module.split(len(dataset), o.calibration_samples, o.seed)
-        if o.max_samples is not None:
-            eval_rows = eval_rows[data_module.sample_rows(len(eval_rows), o.max_samples, o.seed)]
-        calibration = None
-        if len(cal_rows):
-            batches = [inputs for inputs, _ in cal_binding.batches(cal_rows, BATCH_ROWS)]
-            calibration = recipes_module.calibration_from(batches)
+        prepared = prepare_data(
+            source,
+            o.data,
+            o.calibration_data,
+            any(r.needs_calibration for r in chosen),
+            calibration_samples=o.calibration_samples,
+            max_samples=o.max_samples,
+            seed=o.seed,
+            image_size=o.image_size,
+            scale=o.scale,
+            label_column=o.label_column,
+        )
+        binding, eval_rows, calibration = (
+            prepared.binding,
+            prepared.eval_rows,
+            prepared.calibration,
+        )
         converted = _convert_all(source, chosen, calibration, o.legacy, o.save_dir, progress)
         if hook is not None:
             hook.start(reference_source, binding, calibration)
@@ -180,15 +179,66 @@ def run(model: Any, *, hook: Hook | None, **options: Any) -> CheckResult:
         )
     finally:
         source.close()
-    data_info = {
-        **dataset.to_dict(),
-        "evaluation_samples": len(eval_rows),
-        "calibration": {"source": cal_binding.dataset.source, "samples": len(cal_rows)}
-        if len(cal_rows)
-        else None,
-        "seed": o.seed,
-    }
-    return CheckResult(reference, data_info, results)
+    return CheckResult(reference, prepared.to_dict(), results)
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """The data bound to a model, split into calibration and evaluation rows."""
+
+    binding: data_module.Binding
+    eval_rows: np.ndarray
+    calibration_binding: data_module.Binding
+    calibration_rows: np.ndarray
+    calibration: recipes_module.Calibration | None
+    seed: int
+
+    def to_dict(self) -> dict[str, Any]:
+        calibration = None
+        if len(self.calibration_rows):
+            calibration = {
+                "source": self.calibration_binding.dataset.source,
+                "samples": len(self.calibration_rows),
+            }
+        return {
+            **self.binding.dataset.to_dict(),
+            "evaluation_samples": len(self.eval_rows),
+            "calibration": calibration,
+            "seed": self.seed,
+        }
+
+
+def prepare_data(
+    source: sources.Source,
+    data: Any,
+    calibration_data: Any,
+    needs_calibration: bool,
+    *,
+    calibration_samples: int = 200,
+    max_samples: int | None = None,
+    seed: int = 0,
+    image_size: tuple[int, int] | None = None,
+    scale: float | None = None,
+    label_column: int | None = None,
+) -> PreparedData:
+    """Load ``data`` (and ``calibration_data``) for ``source``. Without calibration data, a
+    seeded split of ``data`` calibrates when ``needs_calibration``, and is not evaluated."""
+    load_kwargs = {"image_size": image_size, "scale": scale, "label_column": label_column}
+    dataset = data_module.load(data, **load_kwargs)
+    binding = _bind(dataset, source)
+    cal_binding, cal_rows, eval_rows = binding, np.arange(0), np.arange(len(dataset))
+    if calibration_data is not None:
+        cal_binding = _bind(data_module.load(calibration_data, **load_kwargs), source)
+        cal_rows = data_module.sample_rows(len(cal_binding.dataset), calibration_samples, seed)
+    elif needs_calibration:
+        cal_rows, eval_rows = data_module.split(len(dataset), calibration_samples, seed)
+    if max_samples is not None:
+        eval_rows = eval_rows[data_module.sample_rows(len(eval_rows), max_samples, seed)]
+    calibration = None
+    if len(cal_rows):
+        batches = [inputs for inputs, _ in cal_binding.batches(cal_rows, BATCH_ROWS)]
+        calibration = recipes_module.calibration_from(batches)
+    return PreparedData(binding, eval_rows, cal_binding, cal_rows, calibration, seed)
 
 
 @dataclass(frozen=True)
