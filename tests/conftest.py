@@ -100,6 +100,58 @@ def check_all(cnn: Path, eval_npz: Path, cal_npz: Path, models_dir: Path):
     )
 
 
+@pytest.fixture(scope="session")
+def two_by_two(digits: Digits, models_dir: Path) -> Path:
+    """Inputs named so that alphabetical order is not model order; two same-shape heads."""
+    import keras
+
+    from liteparity.sources import import_tensorflow, quiet
+
+    import_tensorflow()
+    keras.utils.set_random_seed(1)
+    zeta = keras.Input((8, 8, 1), name="zeta")
+    alpha = keras.Input((8, 8, 1), name="alpha")
+    z = keras.layers.Flatten()(zeta)
+    a = keras.layers.Flatten()(alpha)
+    hidden = keras.layers.Dense(32, activation="relu")(keras.layers.Concatenate()([z, 2 * a]))
+    first = keras.layers.Dense(10, activation="softmax", name="zz_head")(hidden)
+    second = keras.layers.Dense(10, name="aa_head")(z)
+    model = keras.Model([zeta, alpha], [first, second])
+    model.compile("adam", ["sparse_categorical_crossentropy", "mse"])
+    with quiet():
+        model.fit(
+            [digits.x_train, digits.x_train[::-1]],
+            [digits.y_train, np.eye(10)[digits.y_train]],
+            epochs=3,
+            verbose=0,
+        )
+    path = models_dir / "two_by_two.keras"
+    model.save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def outlier_cnn(cnn: Path, models_dir: Path) -> Path:
+    """Planted: channel 0 of conv_a scaled ×100 and conv_b's weights from it ÷100. ReLU is
+    positively homogeneous, so the float model computes the same function."""
+    import keras
+
+    from liteparity.sources import import_tensorflow
+
+    import_tensorflow()
+    model = keras.saving.load_model(cnn)
+    kernel, bias = model.get_layer("conv_a").get_weights()
+    kernel[..., 0] *= 100.0
+    bias[0] *= 100.0
+    model.get_layer("conv_a").set_weights([kernel, bias])
+    kernel_b, bias_b = model.get_layer("conv_b").get_weights()
+    kernel_b[:, :, 0, :] /= 100.0
+    model.get_layer("conv_b").set_weights([kernel_b, bias_b])
+    path = models_dir / "outlier.keras"
+    model.save(path)
+    return path
+
+
 def oracle_outputs(path: Path | str, x: np.ndarray) -> np.ndarray:
     """An independent plain loop in the seeds' style: one sample at a time, the input
     quantized and the output dequantized by hand with the tensor's (scale, zero_point)."""

@@ -14,8 +14,7 @@ def test_all_is_explicit_and_importable() -> None:
 
 
 def test_errors_form_one_tree_with_exit_codes() -> None:
-    for name in ("UsageError", "ModelError", "DataError", "ConversionError",
-                 "InterpreterError"):
+    for name in ("UsageError", "ModelError", "DataError", "ConversionError", "InterpreterError"):
         cls = getattr(liteparity, name)
         assert issubclass(cls, liteparity.LiteparityError)
         assert cls.exit_code == 2

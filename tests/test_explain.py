@@ -168,21 +168,6 @@ def test_calibration_on_one_class_saturates(cnn: Path, digits: Digits) -> None:
     assert "calibration-range" in ids(row)
 
 
-@pytest.fixture(scope="session")
-def outlier_cnn(cnn: Path, models_dir: Path) -> Path:
-    """Planted: channel 0 of conv_a scaled ×100 and conv_b's weights from it ÷100. ReLU is
-    positively homogeneous, so the float model computes the same function."""
-    model = load(cnn)
-    kernel, bias = model.get_layer("conv_a").get_weights()
-    kernel[..., 0] *= 100.0
-    bias[0] *= 100.0
-    model.get_layer("conv_a").set_weights([kernel, bias])
-    kernel_b, bias_b = model.get_layer("conv_b").get_weights()
-    kernel_b[:, :, 0, :] /= 100.0
-    model.get_layer("conv_b").set_weights([kernel_b, bias_b])
-    return save(model, models_dir / "outlier.keras")
-
-
 def test_outlier_channel_is_named(outlier_cnn: Path, digits: Digits, explained) -> None:
     result = explain(
         outlier_cnn,

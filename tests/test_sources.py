@@ -81,36 +81,6 @@ def test_saved_model_source(cnn: Path, digits: Digits, tmp_path: Path) -> None:
     assert int8.error is None and int8.drop < 5
 
 
-@pytest.fixture(scope="session")
-def two_by_two(digits: Digits, models_dir: Path) -> Path:
-    """Inputs named so that alphabetical order is not model order; two same-shape heads."""
-    import keras
-
-    from liteparity.sources import import_tensorflow, quiet
-
-    import_tensorflow()
-    keras.utils.set_random_seed(1)
-    zeta = keras.Input((8, 8, 1), name="zeta")
-    alpha = keras.Input((8, 8, 1), name="alpha")
-    z = keras.layers.Flatten()(zeta)
-    a = keras.layers.Flatten()(alpha)
-    hidden = keras.layers.Dense(32, activation="relu")(keras.layers.Concatenate()([z, 2 * a]))
-    first = keras.layers.Dense(10, activation="softmax", name="zz_head")(hidden)
-    second = keras.layers.Dense(10, name="aa_head")(z)
-    model = keras.Model([zeta, alpha], [first, second])
-    model.compile("adam", ["sparse_categorical_crossentropy", "mse"])
-    with quiet():
-        model.fit(
-            [digits.x_train, digits.x_train[::-1]],
-            [digits.y_train, np.eye(10)[digits.y_train]],
-            epochs=3,
-            verbose=0,
-        )
-    path = models_dir / "two_by_two.keras"
-    model.save(path)
-    return path
-
-
 def test_multi_input_multi_output_matched_by_name(
     two_by_two: Path, digits: Digits, tmp_path: Path
 ) -> None:

@@ -298,6 +298,103 @@ app.command("explain", help=EXPLAIN_HELP)(handle_errors(check_or_explain))
 
 @app.command()
 @handle_errors
+def locate(
+    model: Annotated[
+        str,
+        typer.Argument(
+            help="Reference model: .keras, .h5, SavedModel dir, frozen .pb or float .tflite."
+        ),
+    ],
+    data: Annotated[str, typer.Option("--data", "-d", help="Evaluation data.")],
+    calibration_data: Annotated[
+        str | None, typer.Option(help="Calibration data (default: a seeded split of --data).")
+    ] = None,
+    recipe: Annotated[str, typer.Option(help="The recipe to examine.")] = "int8",
+    candidate: Annotated[
+        Path | None,
+        typer.Option(help="Examine this .tflite instead of a recipe (propagated error only)."),
+    ] = None,
+    inputs: Annotated[list[str] | None, typer.Option(help="Frozen graph input names.")] = None,
+    outputs: Annotated[list[str] | None, typer.Option(help="Frozen graph output names.")] = None,
+    input_shapes: Annotated[
+        list[str] | None,
+        typer.Option(help="Frozen graph input shapes, e.g. 1,784 (repeat per input)."),
+    ] = None,
+    calibration_samples: Annotated[int, typer.Option(help="Calibration samples.")] = 200,
+    max_samples: Annotated[
+        int | None,
+        typer.Option(help="Compare layers on at most this many samples (seeded choice)."),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of every data split.")] = 0,
+    sensitivity: Annotated[
+        bool, typer.Option(help="Re-quantize with each layer group in float to rank layers.")
+    ] = True,
+    csv_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--csv", help="Write every layer as CSV (QuantizationDebugger's columns first)."
+        ),
+    ] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write JSON.")] = None,
+    image_size: Annotated[str | None, typer.Option(help="Image folders: resize to HxW.")] = None,
+    scale: Annotated[float | None, typer.Option(help="Image folders: multiply pixels.")] = None,
+    label_column: Annotated[int | None, typer.Option(help="CSV: label column.")] = None,
+    unsafe: Annotated[bool, typer.Option(help="Allow Keras Lambda/custom layers.")] = False,
+    debug: Debug = False,
+) -> None:
+    """Per-layer error of a quantized model, local and propagated, in Keras layer names.
+
+    [dim]Examples:[/]
+
+      liteparity locate model.keras --recipe int8 --data eval.npz --calibration-data cal.npz
+      --csv layers.csv --json layers.json
+
+      liteparity locate model.keras --candidate my_quant.tflite --data eval.npz
+    """
+    from .locate import locate as run_locate
+
+    with progress_bar() as progress:
+        result = run_locate(
+            model,
+            data=data,
+            calibration_data=calibration_data,
+            recipe=recipe,
+            candidate=candidate,
+            inputs=_split(inputs),
+            outputs=_split(outputs),
+            input_shapes=_shapes(input_shapes),
+            calibration_samples=calibration_samples,
+            max_samples=max_samples,
+            seed=seed,
+            with_sensitivity=sensitivity,
+            unsafe=unsafe,
+            image_size=_image_size(image_size),
+            scale=scale,
+            label_column=label_column,
+            progress=progress,
+        )
+    out.print(result)
+    jump = result.first_jump
+    if jump is not None:
+        out.print(
+            f"The error first jumps at [bold]{jump.keras_layer or jump.tensor_name}[/] "
+            f"({jump.op}, tensor {jump.tensor_name!r}).",
+            highlight=False,
+        )
+    if result.unmatched:
+        out.print(
+            f"[dim]{len(result.unmatched)} tensor(s) not produced by a Keras layer: "
+            f"{', '.join(result.unmatched[:5])}[/]",
+            highlight=False,
+        )
+    for path, text in ((csv_path, result.to_csv), (json_path, result.to_json)):
+        if path is not None:
+            write_output(path, text())
+            err.print(f"wrote {path}")
+
+
+@app.command()
+@handle_errors
 def qparams(
     model: Annotated[
         Path | None,

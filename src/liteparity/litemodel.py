@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,12 +71,22 @@ def natural_key(name: str) -> list[Any]:
 class LiteModel:
     """A ``.tflite`` model on the LiteRT interpreter, fed and read in real (float) values."""
 
-    def __init__(self, content: bytes, *, num_threads: int = 1, inspect: bool = False) -> None:
+    def __init__(
+        self,
+        content: bytes,
+        *,
+        num_threads: int = 1,
+        inspect: bool = False,
+        keep_tensors: bool = False,
+    ) -> None:
         """``inspect=True`` keeps every intermediate tensor readable (no delegate, all tensors
-        preserved): slower, for ``anatomy`` and ``tensor_stats``."""
+        preserved): slower, for ``anatomy`` and ``tensor_stats``. ``keep_tensors=True``
+        preserves tensors but keeps the default delegate: tensors inside a delegated
+        partition are then not readable, those read by non-delegated ops are."""
         self._content = bytes(content)
         self._num_threads = num_threads
         self._inspect = inspect
+        self._keep_tensors = keep_tensors or inspect
         self._interpreter = self._new_interpreter()
         ops = {op["op_name"] for op in self._interpreter._get_ops_details()}
         flex = sorted(op for op in ops if op.startswith(_FLEX_PREFIX))
@@ -99,11 +109,12 @@ class LiteModel:
         from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
         options: dict[str, Any] = {}
+        if self._keep_tensors:
+            options["experimental_preserve_all_tensors"] = True
         if self._inspect:
-            options = {
-                "experimental_preserve_all_tensors": True,
-                "experimental_op_resolver_type": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
-            }
+            options["experimental_op_resolver_type"] = (
+                OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+            )
         try:
             interpreter = Interpreter(
                 model_content=self._content, num_threads=self._num_threads, **options
@@ -226,6 +237,21 @@ class LiteModel:
             self._allocate(tuple((1, *(max(d, 1) for d in i.sample_shape)) for i in self.inputs))
         return tensors.build_anatomy(self._interpreter)
 
+    def invocations(self, inputs: Sequence[np.ndarray], step: int | None = None) -> Iterator[Any]:
+        """Invoke on successive slices of ``inputs`` (``step`` samples, or the batch size) and
+        yield the interpreter after each, while its tensors hold that slice's values."""
+        self.check_inputs(inputs)
+        step = step or self.batch_size
+        start = 0
+        while start < len(inputs[0]):
+            size = step if self._can_batch else 1
+            try:
+                self._invoke([x[start : start + size] for x in inputs])
+            except _Rebatch:
+                continue  # batching turned out impossible: same slice, one sample at a time
+            yield self._interpreter
+            start += size
+
     def tensor_stats(
         self,
         inputs: Sequence[np.ndarray],
@@ -233,19 +259,12 @@ class LiteModel:
         bounds: Mapping[str, tuple[float, float]],
     ) -> None:
         """Run a batch and fold every intermediate tensor into ``stats`` (needs
-        ``inspect=True``). Runs one sample per invocation when the model cannot batch."""
+        ``inspect=True``)."""
         if not self._inspect:
             raise InterpreterError("tensor_stats needs a LiteModel built with inspect=True")
-        self.check_inputs(inputs)
         anatomy = self.anatomy()
-        step = self.batch_size if self._can_batch else 1
-        for i in range(0, len(inputs[0]), step):
-            try:
-                self._invoke([x[i : i + step] for x in inputs])
-            except _Rebatch:
-                self.tensor_stats([x[i:] for x in inputs], stats, bounds)
-                return
-            tensors.collect_stats(self._interpreter, anatomy, stats, bounds)
+        for interpreter in self.invocations(inputs):
+            tensors.collect_stats(interpreter, anatomy, stats, bounds)
 
     def latency_ms(self, sample: Sequence[np.ndarray], repeats: int = 30) -> float:
         """Median wall time of one single-sample invocation, in milliseconds."""

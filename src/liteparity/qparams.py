@@ -167,3 +167,14 @@ def dequantize(codes: np.ndarray, qp: QParams) -> np.ndarray:
     scale = _broadcast(qp.scale, qp, codes.ndim)
     zero_point = _broadcast(qp.zero_point, qp, codes.ndim)
     return ((codes.astype(np.float64) - zero_point) * scale).astype(np.float32)
+
+
+def edge_codes(codes: np.ndarray, qp: QParams) -> tuple[int, int]:
+    """How many codes sit on the lowest and on the highest code of a per-tensor quantized
+    tensor. The lowest code counts only when it stands for a value below zero: a ReLU's
+    zeros sit there by design, not by clipping."""
+    qmin, qmax = dtype_range(qp.dtype)
+    zero = int(qp.zero_point[0])
+    low = int(np.sum(codes == qmin)) if qmin < zero else 0
+    high = int(np.sum(codes == qmax)) if qmax > zero else 0
+    return low, high

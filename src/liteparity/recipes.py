@@ -211,10 +211,15 @@ def calibration_from(batches: Sequence[list[np.ndarray]]) -> Calibration:
     return generate
 
 
-def requantize(calibrated: bytes, keep_float: Sequence[str] = ()) -> bytes:
+def requantize(
+    calibrated: bytes, keep_float: Sequence[str] = (), *, numeric_verify: bool = False
+) -> bytes:
     """Full-integer int8 quantization (float input/output) of a ``calibrate_only`` model,
     keeping the ops whose output tensors are named in ``keep_float`` in float. Takes ~10 ms,
-    so many variants of one calibration are cheap (TF's private ``mlir_quantize``)."""
+    so many variants of one calibration are cheap (TF's private ``mlir_quantize``).
+    ``numeric_verify`` builds the debug model of TF's QuantizationDebugger: each quantized
+    op gets a float twin fed its dequantized inputs and a NumericVerify op whose output is
+    ``dequantize(q) − float``."""
     import_tensorflow()
     from tensorflow.lite.python import convert as tf_convert
 
@@ -222,7 +227,10 @@ def requantize(calibrated: bytes, keep_float: Sequence[str] = ()) -> bytes:
         with quiet():
             return bytes(
                 tf_convert.mlir_quantize(
-                    calibrated, fully_quantize=True, denylisted_nodes=list(keep_float) or None
+                    calibrated,
+                    fully_quantize=True,
+                    enable_numeric_verify=numeric_verify,
+                    denylisted_nodes=list(keep_float) or None,
                 )
             )
     except Exception as exc:

@@ -219,6 +219,25 @@ class KerasSource(Source):
     def layer_names(self) -> frozenset[str]:
         return frozenset(keras_layer_names(self.model))
 
+    def output_layers(self) -> list[str]:
+        """The layer that produces each model output, in output order."""
+        return [t._keras_history[0].name for t in self.model.outputs]
+
+    def layer_outputs(self, inputs: list[np.ndarray]) -> dict[str, np.ndarray]:
+        """Every top-level layer's output (single-output layers) for one batch."""
+        import keras
+
+        layers = [
+            layer
+            for layer in self.model.layers
+            if not isinstance(layer, keras.layers.InputLayer)
+            and not isinstance(getattr(layer, "output", None), (list, tuple, dict))
+        ]
+        probe = keras.Model(self.model.inputs, [layer.output for layer in layers])
+        values = probe.predict_on_batch(inputs[0] if len(inputs) == 1 else inputs)
+        values = values if isinstance(values, (list, tuple)) else [values]
+        return {layer.name: np.asarray(v) for layer, v in zip(layers, values, strict=True)}
+
     def frozen_graph(self) -> tuple[Any, list[str], list[str]]:
         tf = import_tensorflow()
         specs = [

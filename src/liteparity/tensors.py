@@ -164,13 +164,9 @@ class TensorStats:
         bounds: tuple[float, float] | None,
     ) -> None:
         if quantization is not None and not quantization.per_channel:
-            codes = value.astype(np.int64)
-            qmin, qmax = qparams.dtype_range(quantization.dtype)
-            zero = int(quantization.zero_point[0])
-            if qmin < zero:  # the lowest code is a real negative value, not a clipped zero
-                self.at_qmin += int(np.sum(codes == qmin))
-            if qmax > zero:
-                self.at_qmax += int(np.sum(codes == qmax))
+            low, high = qparams.edge_codes(value, quantization)
+            self.at_qmin += low
+            self.at_qmax += high
             real = qparams.dequantize(value, quantization)
         else:
             real = np.asarray(value, dtype=np.float32)

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from . import errors
+from .layers import LayerProbe, LayerStats, Target
 from .litemodel import LiteModel, TensorInfo
 from .tensors import Anatomy, TensorStats
 
@@ -46,20 +47,22 @@ class SharedInputs:
 
 
 class SharedSlots:
-    """Two memory-mapped files that take turns holding input batches: batch k+1 is written
-    while workers may still read batch k (the evaluation keeps at most two in flight)."""
+    """Memory-mapped files that take turns holding input batches: batch k+1 is written while
+    workers may still read batch k (a caller keeps at most ``count`` batches in flight)."""
 
-    def __init__(self) -> None:
+    def __init__(self, count: int = 2) -> None:
         base = "/dev/shm" if os.path.isdir("/dev/shm") else None
         self._files = [
             tempfile.NamedTemporaryFile(prefix="liteparity-", dir=base)  # noqa: SIM115
-            for _ in range(2)
+            for _ in range(count)
         ]  # closed (and so deleted) by close()
-        self._maps: list[np.memmap | None] = [None, None]
+        self._maps: list[np.memmap | None] = [None] * count
         self._turn = 0
 
-    def put(self, inputs: Sequence[np.ndarray]) -> SharedInputs:
-        slot, self._turn = self._turn, 1 - self._turn
+    def put(self, inputs: Sequence[np.ndarray], slot: int | None = None) -> SharedInputs:
+        """Write ``inputs`` into ``slot`` (default: the next one in turn)."""
+        if slot is None:
+            slot, self._turn = self._turn, (self._turn + 1) % len(self._files)
         layout, size = [], 0
         for x in inputs:
             layout.append((size, tuple(x.shape), x.dtype.str))
@@ -75,7 +78,7 @@ class SharedSlots:
         return SharedInputs(self._files[slot].name, tuple(layout))
 
     def close(self) -> None:
-        self._maps = [None, None]
+        self._maps = [None] * len(self._files)
         for f in self._files:
             f.close()
 
@@ -114,7 +117,17 @@ def _serve(conn: Any) -> None:
     model: LiteModel | None = None
     inspector: LiteModel | None = None  # the same model, every tensor readable
     stats: dict[str, TensorStats] = {}
+    probe: LayerProbe | None = None
     shared = _SharedReader()
+
+    def inspector_of() -> LiteModel:
+        """The loaded model again, with every tensor readable (built on first use)."""
+        nonlocal inspector
+        if inspector is None:
+            inspector = LiteModel(content, num_threads=threads, inspect=True)
+            inspector.batch_size = model.batch_size  # type: ignore[union-attr]
+        return inspector
+
     while True:
         try:
             request, payload = conn.recv()
@@ -135,20 +148,34 @@ def _serve(conn: Any) -> None:
                 if isinstance(payload, SharedInputs):
                     payload = shared.arrays(payload)
                 reply = model.run(payload)  # type: ignore[union-attr]
-            elif request in ("anatomy", "stats"):
-                if inspector is None:
-                    inspector = LiteModel(content, num_threads=threads, inspect=True)
-                    inspector.batch_size = model.batch_size  # type: ignore[union-attr]
-                if request == "anatomy":
-                    reply = inspector.anatomy()
-                else:
-                    batch, bounds = payload
-                    if isinstance(batch, SharedInputs):
-                        batch = shared.arrays(batch)
-                    inspector.tensor_stats(batch, stats, bounds)
-                    reply = None
+            elif request == "anatomy":
+                reply = inspector_of().anatomy()
+            elif request == "stats":
+                batch, bounds = payload
+                if isinstance(batch, SharedInputs):
+                    batch = shared.arrays(batch)
+                inspector_of().tensor_stats(batch, stats, bounds)
+                reply = None
+            elif request == "tensors":
+                batch, indices = payload
+                parts: dict[int, list[np.ndarray]] = {i: [] for i in indices}
+                for interp in inspector_of().invocations(batch):
+                    for i in indices:
+                        parts[i].append(interp.get_tensor(i))
+                reply = {i: np.concatenate(p) for i, p in parts.items() if p}
             elif request == "stats_result":
                 reply, stats = stats, {}
+            elif request == "probe_start":
+                quant, twin = payload
+                probe = LayerProbe(quant, twin, threads)
+                reply = probe.targets
+            elif request == "probe":
+                probe.update(
+                    shared.arrays(payload) if isinstance(payload, SharedInputs) else payload
+                )
+                reply = None
+            elif request == "probe_result":
+                reply = probe.stats
             elif request == "tune":
                 reply = model.tune_batch_size(payload)  # type: ignore[union-attr]
             elif request == "latency":
@@ -239,6 +266,27 @@ class Worker:
             self._send("stats", (batch, bounds or {}))
             self.receive()
         self._send("stats_result", None)
+        return self.receive()
+
+    def tensors(self, inputs: Sequence[np.ndarray], indices: list[int]) -> dict[int, Any]:
+        """The values of the given tensors for ``inputs``, by tensor index."""
+        self._doing = "reading tensors"
+        self._send("tensors", (list(inputs), indices))
+        return self.receive()
+
+    def probe_start(self, quant: bytes, twin: bytes | None) -> list[Target]:
+        """Load a quantized model and its float twin for ``layers.LayerProbe``."""
+        self._doing = "preparing the per-layer comparison"
+        self._send("probe_start", (quant, twin))
+        return self.receive()
+
+    def probe(self, inputs: Sequence[np.ndarray] | SharedInputs) -> None:
+        """Fold one batch into the per-layer statistics (answer with ``receive``)."""
+        self._doing = "comparing layers"
+        self._send("probe", inputs if isinstance(inputs, SharedInputs) else list(inputs))
+
+    def probe_result(self) -> dict[str, LayerStats]:
+        self._send("probe_result", None)
         return self.receive()
 
     def latency_ms(self, inputs: Sequence[np.ndarray]) -> float:

@@ -1,0 +1,415 @@
+"""``locate``: which layer loses the accuracy, in Keras names.
+
+For a recipe liteparity converts, the model is calibrated once and quantized into TF's debug
+model, whose NumericVerify ops give each op's **local** error (QuantizationDebugger's
+definition); every tensor is also compared with the float32 TFLite model run end to end
+(**propagated** error), and for Keras sources each layer's float32 TFLite output with Keras's
+own (**conversion**). Batches stream through worker processes, one per core; statistics are
+running sums. The sensitivity experiment re-quantizes with one layer group in float at a time.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import compare, names, pipeline, recipes, sensitivity, sources
+from . import data as data_module
+from .errors import UsageError
+from .layers import ErrorStats, LayerStats, Target
+from .workers import SharedSlots, Worker
+
+#: A layer whose propagated SQNR falls this many dB below the best one before it is where
+#: the error jumps (6 dB: the error amplitude doubled).
+JUMP_DB = 6.0
+#: Samples for the sensitivity experiment (one quantize+evaluate per layer group).
+SENSITIVITY_SAMPLES = 256
+#: Samples for the Keras → TFLite float32 comparison of every layer output.
+CONVERSION_SAMPLES = 32
+#: The debugger's CSV columns, in its order, so existing notebooks keep working.
+DEBUGGER_COLUMNS = (
+    "op_name",
+    "tensor_idx",
+    "num_elements",
+    "stddev",
+    "mean_error",
+    "max_abs_error",
+    "mean_squared_error",
+    "scale",
+    "zero_point",
+    "tensor_name",
+)
+
+
+@dataclass(frozen=True)
+class LayerRecord:
+    """One tensor of the quantized model and its errors."""
+
+    tensor_name: str
+    op: str
+    tensor_index: int
+    keras_layer: str | None
+    local: dict[str, Any] | None
+    propagated: dict[str, Any] | None
+    conversion: dict[str, Any] | None
+    scale: float | None
+    zero_point: int | None
+    rmse_over_scale: float | None
+    saturation: float | None
+    sensitivity: float | None = None  # share of the output error removed with it in float
+    jump: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            k: (_plain(v) if isinstance(v, dict) else compare.json_number(v))
+            for k, v in self.__dict__.items()
+        }
+
+
+def _plain(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: compare.json_number(v) for k, v in d.items()}
+
+
+@dataclass(frozen=True)
+class LocateResult:
+    """What ``liteparity.locate`` returns."""
+
+    model: str
+    candidate: str
+    samples: int
+    layers: tuple[LayerRecord, ...]
+    unmatched: tuple[str, ...] = ()
+    sensitivity: tuple[dict[str, Any], ...] = ()
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def first_jump(self) -> LayerRecord | None:
+        return next((r for r in self.layers if r.jump), None)
+
+    def by_impact(self) -> list[LayerRecord]:
+        """Most harmful first: sensitivity, then the lowest SQNR."""
+
+        def key(r: LayerRecord) -> tuple[float, float]:
+            metric = r.local or r.propagated or {}
+            sqnr = metric.get("sqnr_db")
+            return (-(r.sensitivity or 0.0), sqnr if isinstance(sqnr, float) else math.inf)
+
+        return sorted(self.layers, key=key)
+
+    def to_dict(self) -> dict[str, Any]:
+        jump = self.first_jump
+        return {
+            "model": self.model,
+            "candidate": self.candidate,
+            "samples": self.samples,
+            "first_jump": jump.tensor_name if jump else None,
+            "layers": [r.to_dict() for r in self.layers],
+            "unmatched_tensors": list(self.unmatched),
+            "sensitivity": list(self.sensitivity),
+            "seconds": self.seconds,
+        }
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    def to_csv(self) -> str:
+        """QuantizationDebugger's columns (local error), then liteparity's."""
+        ours = (
+            "keras_layer",
+            "local_sqnr_db",
+            "propagated_mean_squared_error",
+            "propagated_max_abs_error",
+            "propagated_sqnr_db",
+            "conversion_sqnr_db",
+            "rmse_over_scale",
+            "saturation",
+            "sensitivity",
+            "jump",
+        )
+        out = io.StringIO()
+        writer = csv.DictWriter(out, [*DEBUGGER_COLUMNS, *ours])
+        writer.writeheader()
+        for r in self.layers:
+            local, prop, conv = r.local or {}, r.propagated or {}, r.conversion or {}
+            writer.writerow(
+                {
+                    "op_name": r.op,
+                    "tensor_idx": r.tensor_index,
+                    **{
+                        k: local.get(k)
+                        for k in (
+                            "num_elements",
+                            "stddev",
+                            "mean_error",
+                            "max_abs_error",
+                            "mean_squared_error",
+                        )
+                    },
+                    "scale": r.scale,
+                    "zero_point": r.zero_point,
+                    "tensor_name": r.tensor_name,
+                    "keras_layer": r.keras_layer,
+                    "local_sqnr_db": local.get("sqnr_db"),
+                    "propagated_mean_squared_error": prop.get("mean_squared_error"),
+                    "propagated_max_abs_error": prop.get("max_abs_error"),
+                    "propagated_sqnr_db": prop.get("sqnr_db"),
+                    "conversion_sqnr_db": conv.get("sqnr_db"),
+                    "rmse_over_scale": r.rmse_over_scale,
+                    "saturation": r.saturation,
+                    "sensitivity": r.sensitivity,
+                    "jump": r.jump,
+                }
+            )
+        return out.getvalue()
+
+    def __rich__(self) -> Any:
+        from .report.layers import layers_table
+
+        return layers_table(self)
+
+
+def locate(
+    model: str | os.PathLike[str],
+    *,
+    data: Any,
+    calibration_data: Any = None,
+    recipe: str = "int8",
+    candidate: str | os.PathLike[str] | None = None,
+    inputs: list[str] | None = None,
+    outputs: list[str] | None = None,
+    input_shapes: list[tuple[int, ...]] | None = None,
+    calibration_samples: int = 200,
+    max_samples: int | None = None,
+    seed: int = 0,
+    with_sensitivity: bool = True,
+    unsafe: bool = False,
+    image_size: tuple[int, int] | None = None,
+    scale: float | None = None,
+    label_column: int | None = None,
+    workers: int | None = None,
+    progress: pipeline.Progress | None = None,
+) -> LocateResult:
+    """Per-layer local, propagated and conversion error of ``recipe`` (or of ``candidate``,
+    a ``.tflite`` you have), with each layer's Keras name and sensitivity."""
+    progress = progress or pipeline._no_progress
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+    source = sources.load(
+        model, inputs=inputs, outputs=outputs, input_shapes=input_shapes, unsafe=unsafe
+    )
+    try:
+        chosen = None if candidate is not None else recipes.get(recipe)
+        if chosen is not None and (chosen.legacy or not source.convertible):
+            raise UsageError(
+                f"locate cannot build recipe {recipe!r} from {source.path}: give "
+                "a TensorFlow model and an int8, int8-io, uint8-io, int16x8, "
+                "dynamic or float16 recipe, or --candidate FILE.tflite"
+            )
+        prepared = pipeline.prepare_data(
+            source,
+            data,
+            calibration_data,
+            chosen is not None and chosen.needs_calibration,
+            calibration_samples=calibration_samples,
+            max_samples=max_samples,
+            seed=seed,
+            image_size=image_size,
+            scale=scale,
+            label_column=label_column,
+        )
+        progress("converting", 0, 1)
+        twin = _float_twin(source)
+        calibrated = None
+        if candidate is not None:
+            quant, name = sources.read_tflite(candidate), f"tflite:{Path(candidate).name}"
+        elif chosen.activations == "int8":  # type: ignore[union-attr]
+            calibrated = recipes.convert(source, chosen, prepared.calibration, calibrate_only=True)
+            quant, name = recipes.requantize(calibrated, numeric_verify=True), recipe
+        else:
+            quant, name = recipes.convert(source, chosen, prepared.calibration), recipe
+        timings["convert"] = time.perf_counter() - clock
+        clock = time.perf_counter()
+        targets, stats, order = _probe(quant, twin, source, prepared, workers, progress)
+        timings["layers"] = time.perf_counter() - clock
+        clock = time.perf_counter()
+        layer_names = source.layer_names()
+        picked = prepared.eval_rows[
+            data_module.sample_rows(len(prepared.eval_rows), SENSITIVITY_SAMPLES, seed)
+        ]
+        ranking: list[sensitivity.LayerSensitivity] = []
+        if calibrated is not None and with_sensitivity:
+            progress("sensitivity", 0, 1)
+            batches = [x for x, _ in prepared.binding.batches(picked, pipeline.BATCH_ROWS)]
+            references = [source.predict(b) for b in batches]
+            ordered = [[b[i] for i in order] for b in batches]
+            ranking = sensitivity.layer_sensitivity(calibrated, ordered, references, layer_names)
+        timings["sensitivity"] = time.perf_counter() - clock
+        conversion = _conversion(source, twin, prepared, picked[:CONVERSION_SAMPLES])
+    finally:
+        source.close()
+    aliases = _output_aliases(source, twin)
+    layers = _records(targets, stats, layer_names, aliases, ranking, conversion)
+    unmatched = tuple(r.tensor_name for r in layers if r.keras_layer is None)
+    return LocateResult(
+        str(model),
+        name,
+        len(prepared.eval_rows),
+        layers,
+        unmatched if layer_names else (),
+        tuple(s.to_dict() for s in ranking),
+        timings,
+    )
+
+
+def _float_twin(source: sources.Source) -> bytes | None:
+    """The float32 TFLite model the quantized one is compared with, tensor by tensor."""
+    if isinstance(source, sources.TFLiteSource):
+        return source.content
+    if source.convertible:
+        return recipes.convert(source, recipes.RECIPES["float32"])
+    return None
+
+
+def _probe(
+    quant: bytes,
+    twin: bytes | None,
+    source: sources.Source,
+    prepared: pipeline.PreparedData,
+    workers: int | None,
+    progress: Callable[[str, int, int], None],
+) -> tuple[list[Target], dict[str, LayerStats], list[int]]:
+    """Stream the evaluation rows through ``workers`` probes (one per core), alternating
+    batches, and merge their statistics."""
+    count = max(1, min(workers or os.cpu_count() or 1, 8))
+    pool = [Worker(f"locate {i}", quant) for i in range(count)]
+    slots = SharedSlots(len(pool))
+    try:
+        order = pipeline.input_order(source.io.input_names, [i.name for i in pool[0].info.inputs])
+        plans = [w.probe_start(quant, twin) for w in pool]  # the same plan in every worker
+        targets = plans[0]
+        rows = prepared.eval_rows
+        busy: list[bool] = [False] * count
+        done = 0
+        for k, (batch, _) in enumerate(prepared.binding.batches(rows, pipeline.BATCH_ROWS)):
+            w = k % count
+            if busy[w]:
+                pool[w].receive()
+            pool[w].probe(slots.put(batch, w).select(order))
+            busy[w] = True
+            done += len(batch[0])
+            progress("comparing layers", done, len(rows))
+        for w, worker in enumerate(pool):
+            if busy[w]:
+                worker.receive()
+        merged: dict[str, LayerStats] = {}
+        for worker in pool:
+            for key, value in worker.probe_result().items():
+                merged[key] = merged[key].merge(value) if key in merged else value
+        return targets, merged, order
+    finally:
+        slots.close()
+        for worker in pool:
+            worker.close()
+
+
+def _conversion(
+    source: sources.Source, twin: bytes | None, prepared: pipeline.PreparedData, rows: np.ndarray
+) -> dict[str, dict[str, Any]]:
+    """Keras fp32 → TFLite fp32, per Keras layer: each layer's output against the float32
+    TFLite tensor that layer produced last (keyed by that tensor's name)."""
+    if not isinstance(source, sources.KerasSource) or twin is None or not len(rows):
+        return {}
+    keras_out = source.layer_outputs([x for x in prepared.binding.take(rows)[0]])
+    with Worker("conversion", twin) as worker:
+        order = pipeline.input_order(source.io.input_names, [i.name for i in worker.info.inputs])
+        anatomy = worker.anatomy()
+        last: dict[str, int] = {}
+        for t in anatomy.activations():
+            layer = names.keras_layer(t.name, keras_out)
+            if layer is not None and t.dtype == "float32":
+                last[layer] = t.index
+        # A layer that produces a model output ends in that output (a fused softmax, say).
+        outputs = [info.index for info in worker.info.outputs]
+        last.update(zip(source.output_layers(), outputs, strict=False))
+        inputs = prepared.binding.take(rows)[0]
+        values = worker.tensors([inputs[i] for i in order], list(last.values()))
+    out = {}
+    for layer, index in last.items():
+        got, want = values.get(index), keras_out[layer]
+        if got is None or got.shape != want.shape:
+            continue
+        stats = ErrorStats()
+        stats.update(got - want, want)
+        out[anatomy.tensor(index).name] = stats.to_dict()
+    return out
+
+
+def _output_aliases(source: sources.Source, twin: bytes | None) -> dict[str, str]:
+    """Model-output tensor names (``StatefulPartitionedCall:0``) → the Keras layer that
+    produces that output."""
+    if not isinstance(source, sources.KerasSource) or twin is None:
+        return {}
+    with Worker("outputs", twin) as worker:
+        anatomy = worker.anatomy()
+        tensors = [anatomy.tensor(info.index).name for info in worker.info.outputs]
+    return dict(zip(tensors, source.output_layers(), strict=False))
+
+
+def _records(
+    targets: list[Target],
+    stats: dict[str, LayerStats],
+    layer_names: frozenset[str],
+    aliases: dict[str, str],
+    ranking: list[sensitivity.LayerSensitivity],
+    conversion: dict[str, dict[str, Any]],
+) -> tuple[LayerRecord, ...]:
+    share: dict[str, float] = {}
+    for s in ranking:
+        for tensor in s.keep_float:
+            share[tensor] = max(share.get(tensor, 0.0), s.share_removed)
+    records = []
+    best = -math.inf
+    jumped = False
+    for t in targets:
+        s = stats.get(t.name, LayerStats())
+        local = s.local.to_dict() if t.verify is not None and s.local.num_elements else None
+        propagated = (
+            s.propagated.to_dict() if t.twin is not None and s.propagated.num_elements else None
+        )
+        q = t.quantization
+        scale = float(q.scale[0]) if q is not None else None
+        mse = (local or propagated or {}).get("mean_squared_error")
+        sqnr = (propagated or local or {}).get("sqnr_db")
+        jump = False
+        if isinstance(sqnr, float) and math.isfinite(sqnr):
+            jump = not jumped and sqnr < best - JUMP_DB
+            jumped = jumped or jump
+            best = max(best, sqnr)
+        records.append(
+            LayerRecord(
+                tensor_name=t.name,
+                op=t.op,
+                tensor_index=t.index,
+                keras_layer=names.keras_layer(t.name, layer_names) or aliases.get(t.name),
+                local=local,
+                propagated=propagated,
+                conversion=conversion.get(t.name),
+                scale=scale,
+                zero_point=int(q.zero_point[0]) if q is not None else None,
+                rmse_over_scale=math.sqrt(mse) / scale if scale and mse is not None else None,
+                saturation=s.saturated / s.count if s.count and q is not None else None,
+                sensitivity=share.get(t.name),
+                jump=jump,
+            )
+        )
+    return tuple(records)

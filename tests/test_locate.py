@@ -1,0 +1,109 @@
+"""``locate`` against TensorFlow's own QuantizationDebugger, and on planted faults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from liteparity.locate import DEBUGGER_COLUMNS, locate
+from tests.conftest import Digits
+
+
+@pytest.fixture(scope="session")
+def located(cnn: Path, digits: Digits):
+    return locate(cnn, data=(digits.x_eval, digits.y_eval), calibration_data=digits.x_cal)
+
+
+def test_local_error_equals_quantization_debugger(cnn: Path, digits: Digits, located) -> None:
+    """Same model, calibration and samples: mean_squared_error and mean_error agree."""
+    from liteparity.sources import KerasSource, import_tensorflow, quiet
+
+    tf = import_tensorflow()
+    converter = KerasSource(str(cnn)).converter()
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    x_cal, x_eval = digits.x_cal, digits.x_eval
+    converter.representative_dataset = lambda: ([x_cal[i : i + 1]] for i in range(len(x_cal)))
+    with quiet():
+        debugger = tf.lite.experimental.QuantizationDebugger(
+            converter=converter,
+            debug_dataset=lambda: ([x_eval[i : i + 1]] for i in range(len(x_eval))),
+            debug_options=tf.lite.experimental.QuantizationDebugOptions(fully_quantize=True),
+        )
+        debugger.run()
+    theirs = list(debugger.layer_statistics.values())
+    ours = [r.local for r in located.layers if r.local is not None]
+    assert len(ours) == len(theirs) >= 5
+    for mine, tf_stats in zip(ours, theirs, strict=True):
+        for key in ("mean_squared_error", "mean_error"):
+            assert mine[key] == pytest.approx(float(tf_stats[key]), rel=0.01, abs=1e-12), key
+        assert mine["num_elements"] == tf_stats["num_elements"] * len(x_eval)
+
+
+def test_every_tensor_maps_to_a_keras_layer_in_a_sequential_model(located) -> None:
+    layers = {r.keras_layer for r in located.layers}
+    assert {"conv_a", "pool_a", "conv_b", "pool_b", "flatten", "logits"} <= layers
+    assert located.unmatched == ()
+    assert all(r.propagated is not None for r in located.layers)
+
+
+def test_keras_to_tflite_float_conversion_is_near_exact_per_layer(located) -> None:
+    conversions = [r.conversion["sqnr_db"] for r in located.layers if r.conversion]
+    assert len(conversions) >= 5
+    assert min(conversions) > 100  # float32 vs float32: only rounding differs
+
+
+def test_functional_model_names(two_by_two: Path, digits: Digits, tmp_path: Path) -> None:
+    data = tmp_path / "multi.npz"
+    np.savez(data, alpha=digits.x_eval[::-1], zeta=digits.x_eval, y=digits.y_eval)
+    result = locate(two_by_two, data=data, recipe="int8", max_samples=200)
+    names = {r.keras_layer for r in result.layers}
+    assert {"zz_head", "aa_head"} <= names
+
+
+def test_outlier_channel_is_where_the_error_lives(outlier_cnn: Path, digits: Digits) -> None:
+    result = locate(outlier_cnn, data=(digits.x_eval, digits.y_eval), calibration_data=digits.x_cal)
+    top = result.by_impact()[0]
+    assert top.keras_layer in {"conv_a", "pool_a", "conv_b"}
+    assert top.sensitivity > 0.5
+    conv_a = next(r for r in result.layers if r.keras_layer == "conv_a")
+    assert conv_a.rmse_over_scale < 1  # conv_a itself is fine: its *scale* is the problem
+    assert result.first_jump is not None
+
+
+@pytest.mark.parametrize("recipe", ["dynamic", "float16", "int16x8"])
+def test_beyond_int8_the_propagated_error_is_measured(
+    cnn: Path, digits: Digits, recipe: str
+) -> None:
+    result = locate(
+        cnn,
+        data=(digits.x_eval, digits.y_eval),
+        calibration_data=digits.x_cal,
+        recipe=recipe,
+        max_samples=200,
+    )
+    assert result.layers
+    assert all(r.local is None for r in result.layers)
+    errors = [r.propagated["mean_squared_error"] for r in result.layers if r.propagated]
+    assert errors and max(errors) > 0
+
+
+def test_a_users_candidate_gets_the_propagated_comparison(
+    check_all, cnn: Path, digits: Digits
+) -> None:
+    result = locate(
+        cnn,
+        candidate=check_all.candidate("int8").path,
+        data=(digits.x_eval, digits.y_eval),
+        max_samples=200,
+    )
+    assert result.candidate == "tflite:int8.tflite"
+    assert any(r.propagated for r in result.layers)
+
+
+def test_csv_keeps_the_debugger_columns_first(located) -> None:
+    header = located.to_csv().splitlines()[0].split(",")
+    assert tuple(header[: len(DEBUGGER_COLUMNS)]) == DEBUGGER_COLUMNS
+    assert "keras_layer" in header and "propagated_sqnr_db" in header
