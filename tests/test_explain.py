@@ -72,7 +72,12 @@ def test_perturbed_float_model_is_a_conversion_error(
     result = explain(cnn, candidates=[bad], data=(digits.x_eval, digits.y_eval))
     (row,) = result.candidates
     assert "conversion-error" in ids(row) and "float-noise" not in ids(row)
-    assert finding(row, "conversion-error").evidence["ratio_to_floor"] > 100
+    f = finding(row, "conversion-error")
+    assert f.evidence["ratio_to_floor"] > 100
+    # Located layer by layer against Keras: conv_a is untouched, conv_b is where it starts.
+    assert f.evidence["first_layer"] == "conv_b"
+    assert f.evidence["layers"][0]["layer"] == "conv_a"
+    assert f.evidence["layers"][0]["sqnr_db"] > 100
 
 
 def test_weights_only_is_measured_from_the_model(explained) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from liteparity.locate import DEBUGGER_COLUMNS, locate
+from liteparity.per_layer import DEBUGGER_COLUMNS, locate
 from tests.conftest import Digits
 
 

@@ -351,7 +351,7 @@ def locate(
 
       liteparity locate model.keras --candidate my_quant.tflite --data eval.npz
     """
-    from .locate import locate as run_locate
+    from .per_layer import locate as run_locate
 
     with progress_bar() as progress:
         result = run_locate(

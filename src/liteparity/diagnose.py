@@ -113,6 +113,8 @@ class Evidence:
     sensitivity: tuple[Any, ...] = ()  # sensitivity.LayerSensitivity, most sensitive first
     learned_ranges: Mapping[str, tuple[float, float]] | None = None  # QAT ranges by layer
     layers: frozenset[str] = frozenset()  # the reference's Keras layer names
+    #: Keras fp32 → TFLite fp32 per layer, in execution order: (layer, SQNR dB)
+    conversion: tuple[tuple[str, float], ...] = ()
 
     def label(self, tensor_name: str) -> str:
         """A tensor as reports call it: its Keras layer when known."""

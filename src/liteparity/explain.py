@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from . import compare, diagnose, pipeline, recipes, sensitivity, sources
+from . import compare, diagnose, per_layer, pipeline, recipes, sensitivity, sources
 from . import data as data_module
 from .errors import LiteparityError
 from .results import CheckResult
@@ -154,6 +154,19 @@ class _Diagnosis:
                 except LiteparityError as exc:
                     run.fail(exc)
                     continue
+                conversion: tuple[tuple[str, float], ...] = ()
+                if diagnose.is_float_compute(anatomy) and run.candidate.content is not None:
+                    layers, _ = (
+                        per_layer.conversion_by_layer(
+                            self._source,
+                            run.candidate.content,
+                            binding,
+                            picked[: per_layer.CONVERSION_SAMPLES],
+                        )
+                        if self._source
+                        else ({}, {})
+                    )
+                    conversion = tuple((c["layer"], c["sqnr_db"]) for c in layers.values())
                 evidence = diagnose.Evidence(
                     result=pipeline.candidate_result(run, run.task.kind, None, None),
                     anatomy=anatomy,
@@ -164,6 +177,7 @@ class _Diagnosis:
                     sensitivity=sensitivity if _int8(run) else (),
                     learned_ranges=self._learned,
                     layers=self._layers,
+                    conversion=conversion,
                 )
                 self.findings[run.candidate.name] = diagnose.diagnose(evidence)
         finally:

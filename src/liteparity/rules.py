@@ -29,6 +29,9 @@ from .tensors import FLOAT16_MAX, Anatomy, TensorRecord
 FLOAT_NOISE_FACTOR = 10.0
 #: Without a floor, float32 noise relative to the output's RMS rarely exceeds this.
 FLOAT_NOISE_RELATIVE = 1e-5
+#: A float32 layer output within this SQNR of Keras's (1e-4 relative) is float noise; the
+#: first layer below it is where the conversion changed the computation.
+CONVERSION_LAYER_DB = 80.0
 #: Input values clipped by the input's (scale, zero_point): a warning, then an error.
 CLIPPED_WARNING, CLIPPED_ERROR = 0.005, 0.05
 #: Share of the input's code range the data uses: below these, precision is wasted.
@@ -103,13 +106,25 @@ def float_deviation(ev: Evidence) -> list[Finding]:
                 "equality.",
             )
         ]
+    first = next(((layer, db) for layer, db in ev.conversion if db < CONVERSION_LAYER_DB), None)
+    where = ""
+    if first is not None:
+        numbers |= {
+            "first_layer": first[0],
+            "first_layer_sqnr_db": first[1],
+            "layers": [{"layer": layer, "sqnr_db": db} for layer, db in ev.conversion],
+        }
+        where = (
+            f" The first layer whose output leaves float noise is {first[0]!r} "
+            f"(SQNR {first[1]:.1f} dB against Keras)."
+        )
     return [
         Finding(
             "conversion-error",
             Severity.ERROR if floor and floor.rmse else Severity.WARNING,
             "conversion changed the computation",
             f"The float32 model differs from the reference by up to {r.max_abs_error:.3g} "
-            f"(RMSE {r.rmse:.3g}), {against}: the converted graph computes something else.",
+            f"(RMSE {r.rmse:.3g}), {against}: the converted graph computes something else." + where,
             numbers,
             "Look for layers the converter rewrites (custom or Lambda layers, resize/pad "
             "semantics, training-only behaviour such as dropout or batch statistics) and compare "

@@ -192,7 +192,9 @@ def _serve(conn: Any) -> None:
 class Worker:
     """One model in one child process; requests go one at a time, in order."""
 
-    def __init__(self, name: str, content: bytes, threads: int = 1) -> None:
+    def __init__(self, name: str, content: bytes | None = None, threads: int = 1) -> None:
+        """Start the process and load ``content`` without waiting (``info`` waits); with no
+        content the process boots in the background until ``load``."""
         self.name = name
         parent, child = socket.socketpair()
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (closed by close())
@@ -207,16 +209,38 @@ class Worker:
         child.close()
         self._conn = Connection(parent.detach())
         self._threads = threads
-        self.load(content)
+        self._info: ModelInfo | None = None
+        self._loading = False
+        if content is not None:
+            self._start_load(content)
+
+    def _start_load(self, content: bytes) -> None:
+        # Not waiting for the answer lets several workers start at once; ``info`` collects it.
+        self._doing = "loading the model"
+        self._send("load", (content, self._threads))
+        self._loading = True
+
+    @property
+    def info(self) -> ModelInfo:
+        """The loaded model's inputs and outputs (waits for the load to finish)."""
+        if self._loading:
+            self._loading = False
+            self._doing = "loading the model"
+            self._info = self.receive()
+        if self._info is None:
+            raise errors.InterpreterError(f"worker {self.name!r} has no model loaded")
+        return self._info
 
     def load(self, content: bytes) -> ModelInfo:
         """Load a(nother) model into this worker's process."""
-        self._doing = "loading the model"
-        self._send("load", (content, self._threads))
-        self.info: ModelInfo = self.receive()
+        if self._loading:
+            self.info  # noqa: B018 - collect the answer to the previous load first
+        self._start_load(content)
         return self.info
 
     def _send(self, request: str, payload: Any) -> None:
+        if self._loading and request != "load":
+            self.info  # noqa: B018 - answers arrive in order: collect the load's first
         try:
             self._conn.send((request, payload))
         except (BrokenPipeError, OSError):

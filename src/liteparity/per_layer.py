@@ -1,4 +1,4 @@
-"""``locate``: which layer loses the accuracy, in Keras names.
+"""``locate`` (module ``per_layer``): which layer loses the accuracy, in Keras names.
 
 For a recipe liteparity converts, the model is calibrated once and quantized into TF's debug
 model, whose NumericVerify ops give each op's **local** error (QuantizationDebugger's
@@ -179,7 +179,7 @@ class LocateResult:
 
 
 def locate(
-    model: str | os.PathLike[str],
+    model: str | os.PathLike[str] | sources.Source,
     *,
     data: Any,
     calibration_data: Any = None,
@@ -204,8 +204,14 @@ def locate(
     progress = progress or pipeline._no_progress
     timings: dict[str, float] = {}
     clock = time.perf_counter()
-    source = sources.load(
-        model, inputs=inputs, outputs=outputs, input_shapes=input_shapes, unsafe=unsafe
+    # Boot the probe processes now: they start while this process converts.
+    pool = [Worker(f"locate {i}") for i in range(max(1, min(workers or os.cpu_count() or 1, 8)))]
+    source = (
+        model
+        if isinstance(model, sources.Source)
+        else sources.load(
+            model, inputs=inputs, outputs=outputs, input_shapes=input_shapes, unsafe=unsafe
+        )
     )
     try:
         chosen = None if candidate is not None else recipes.get(recipe)
@@ -239,7 +245,7 @@ def locate(
             quant, name = recipes.convert(source, chosen, prepared.calibration), recipe
         timings["convert"] = time.perf_counter() - clock
         clock = time.perf_counter()
-        targets, stats, order = _probe(quant, twin, source, prepared, workers, progress)
+        targets, stats, order = _probe(quant, twin, source, prepared, pool, progress)
         timings["layers"] = time.perf_counter() - clock
         clock = time.perf_counter()
         layer_names = source.layer_names()
@@ -254,14 +260,17 @@ def locate(
             ordered = [[b[i] for i in order] for b in batches]
             ranking = sensitivity.layer_sensitivity(calibrated, ordered, references, layer_names)
         timings["sensitivity"] = time.perf_counter() - clock
-        conversion = _conversion(source, twin, prepared, picked[:CONVERSION_SAMPLES])
+        conversion, aliases = conversion_by_layer(
+            source, twin, prepared.binding, picked[:CONVERSION_SAMPLES]
+        )
     finally:
         source.close()
-    aliases = _output_aliases(source, twin)
+        for worker in pool:
+            worker.close()
     layers = _records(targets, stats, layer_names, aliases, ranking, conversion)
     unmatched = tuple(r.tensor_name for r in layers if r.keras_layer is None)
     return LocateResult(
-        str(model),
+        source.path,
         name,
         len(prepared.eval_rows),
         layers,
@@ -285,23 +294,21 @@ def _probe(
     twin: bytes | None,
     source: sources.Source,
     prepared: pipeline.PreparedData,
-    workers: int | None,
+    pool: list[Worker],
     progress: Callable[[str, int, int], None],
 ) -> tuple[list[Target], dict[str, LayerStats], list[int]]:
-    """Stream the evaluation rows through ``workers`` probes (one per core), alternating
+    """Stream the evaluation rows through the probe workers (one per core), alternating
     batches, and merge their statistics."""
-    count = max(1, min(workers or os.cpu_count() or 1, 8))
-    pool = [Worker(f"locate {i}", quant) for i in range(count)]
+    for worker in pool:
+        worker.load(quant)
+    order = pipeline.input_order(source.io.input_names, [i.name for i in pool[0].info.inputs])
+    plans = [w.probe_start(quant, twin) for w in pool]  # the same plan in every worker
     slots = SharedSlots(len(pool))
     try:
-        order = pipeline.input_order(source.io.input_names, [i.name for i in pool[0].info.inputs])
-        plans = [w.probe_start(quant, twin) for w in pool]  # the same plan in every worker
-        targets = plans[0]
-        rows = prepared.eval_rows
-        busy: list[bool] = [False] * count
-        done = 0
+        busy = [False] * len(pool)
+        done, rows = 0, prepared.eval_rows
         for k, (batch, _) in enumerate(prepared.binding.batches(rows, pipeline.BATCH_ROWS)):
-            w = k % count
+            w = k % len(pool)
             if busy[w]:
                 pool[w].receive()
             pool[w].probe(slots.put(batch, w).select(order))
@@ -315,21 +322,22 @@ def _probe(
         for worker in pool:
             for key, value in worker.probe_result().items():
                 merged[key] = merged[key].merge(value) if key in merged else value
-        return targets, merged, order
+        return plans[0], merged, order
     finally:
         slots.close()
-        for worker in pool:
-            worker.close()
 
 
-def _conversion(
-    source: sources.Source, twin: bytes | None, prepared: pipeline.PreparedData, rows: np.ndarray
-) -> dict[str, dict[str, Any]]:
-    """Keras fp32 → TFLite fp32, per Keras layer: each layer's output against the float32
-    TFLite tensor that layer produced last (keyed by that tensor's name)."""
+def conversion_by_layer(
+    source: sources.Source, twin: bytes | None, binding: data_module.Binding, rows: np.ndarray
+) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """Keras fp32 → TFLite fp32, per Keras layer, in execution order: each layer's output
+    against the float32 TFLite tensor that layer produced last, keyed by that tensor's name
+    (with ``layer`` in each entry). Also returns model-output tensor names
+    (``StatefulPartitionedCall:0``) → the Keras layer that produces that output."""
     if not isinstance(source, sources.KerasSource) or twin is None or not len(rows):
-        return {}
-    keras_out = source.layer_outputs([x for x in prepared.binding.take(rows)[0]])
+        return {}, {}
+    inputs = binding.take(rows)[0]
+    keras_out = source.layer_outputs(inputs)
     with Worker("conversion", twin) as worker:
         order = pipeline.input_order(source.io.input_names, [i.name for i in worker.info.inputs])
         anatomy = worker.anatomy()
@@ -341,28 +349,21 @@ def _conversion(
         # A layer that produces a model output ends in that output (a fused softmax, say).
         outputs = [info.index for info in worker.info.outputs]
         last.update(zip(source.output_layers(), outputs, strict=False))
-        inputs = prepared.binding.take(rows)[0]
         values = worker.tensors([inputs[i] for i in order], list(last.values()))
+    aliases = {
+        anatomy.tensor(index).name: layer
+        for layer, index in zip(source.output_layers(), outputs, strict=False)
+    }
+    position = {t.index: k for k, t in enumerate(anatomy.activations())}
     out = {}
-    for layer, index in last.items():
+    for layer, index in sorted(last.items(), key=lambda item: position.get(item[1], 0)):
         got, want = values.get(index), keras_out[layer]
         if got is None or got.shape != want.shape:
             continue
         stats = ErrorStats()
         stats.update(got - want, want)
-        out[anatomy.tensor(index).name] = stats.to_dict()
-    return out
-
-
-def _output_aliases(source: sources.Source, twin: bytes | None) -> dict[str, str]:
-    """Model-output tensor names (``StatefulPartitionedCall:0``) → the Keras layer that
-    produces that output."""
-    if not isinstance(source, sources.KerasSource) or twin is None:
-        return {}
-    with Worker("outputs", twin) as worker:
-        anatomy = worker.anatomy()
-        tensors = [anatomy.tensor(info.index).name for info in worker.info.outputs]
-    return dict(zip(tensors, source.output_layers(), strict=False))
+        out[anatomy.tensor(index).name] = {"layer": layer, **stats.to_dict()}
+    return out, aliases
 
 
 def _records(
