@@ -234,7 +234,6 @@ def locate(
             label_column=label_column,
         )
         progress("converting", 0, 1)
-        twin = _float_twin(source)
         calibrated = None
         if candidate is not None:
             quant, name = sources.read_tflite(candidate), f"tflite:{Path(candidate).name}"
@@ -243,6 +242,8 @@ def locate(
             quant, name = recipes.requantize(calibrated, numeric_verify=True), recipe
         else:
             quant, name = recipes.convert(source, chosen, prepared.calibration), recipe
+        # The calibrated model computes exactly what the float32 recipe does: reuse it.
+        twin = calibrated if calibrated is not None else _float_twin(source)
         timings["convert"] = time.perf_counter() - clock
         clock = time.perf_counter()
         targets, stats, order = _probe(quant, twin, source, prepared, pool, progress)
@@ -261,7 +262,7 @@ def locate(
             ranking = sensitivity.layer_sensitivity(calibrated, ordered, references, layer_names)
         timings["sensitivity"] = time.perf_counter() - clock
         conversion, aliases = conversion_by_layer(
-            source, twin, prepared.binding, picked[:CONVERSION_SAMPLES]
+            source, twin, prepared.binding, picked[:CONVERSION_SAMPLES], pool[0]
         )
     finally:
         source.close()
@@ -328,7 +329,11 @@ def _probe(
 
 
 def conversion_by_layer(
-    source: sources.Source, twin: bytes | None, binding: data_module.Binding, rows: np.ndarray
+    source: sources.Source,
+    twin: bytes | None,
+    binding: data_module.Binding,
+    rows: np.ndarray,
+    worker: Worker | None = None,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
     """Keras fp32 → TFLite fp32, per Keras layer, in execution order: each layer's output
     against the float32 TFLite tensor that layer produced last, keyed by that tensor's name
@@ -338,7 +343,10 @@ def conversion_by_layer(
         return {}, {}
     inputs = binding.take(rows)[0]
     keras_out = source.layer_outputs(inputs)
-    with Worker("conversion", twin) as worker:
+    own = worker is None
+    worker = Worker("conversion") if worker is None else worker
+    try:
+        worker.load(twin)
         order = pipeline.input_order(source.io.input_names, [i.name for i in worker.info.inputs])
         anatomy = worker.anatomy()
         last: dict[str, int] = {}
@@ -350,6 +358,9 @@ def conversion_by_layer(
         outputs = [info.index for info in worker.info.outputs]
         last.update(zip(source.output_layers(), outputs, strict=False))
         values = worker.tensors([inputs[i] for i in order], list(last.values()))
+    finally:
+        if own:
+            worker.close()
     aliases = {
         anatomy.tensor(index).name: layer
         for layer, index in zip(source.output_layers(), outputs, strict=False)

@@ -201,7 +201,7 @@ class KerasSource(Source):
             input_dtypes=tuple(str(t.dtype) for t in inputs),
             output_names=tuple(f"output_{i}" for i in range(len(model.outputs))),
         )
-        self._predict = None
+        self._layer_probe: tuple[list[str], Any] | None = None
 
     def predict(self, inputs: list[np.ndarray], shared: Any = None) -> list[np.ndarray]:
         out = self.model.predict_on_batch(inputs[0] if len(inputs) == 1 else inputs)
@@ -227,16 +227,19 @@ class KerasSource(Source):
         """Every top-level layer's output (single-output layers) for one batch."""
         import keras
 
-        layers = [
-            layer
-            for layer in self.model.layers
-            if not isinstance(layer, keras.layers.InputLayer)
-            and not isinstance(getattr(layer, "output", None), (list, tuple, dict))
-        ]
-        probe = keras.Model(self.model.inputs, [layer.output for layer in layers])
+        if self._layer_probe is None:  # built once: each new Model would retrace
+            layers = [
+                layer
+                for layer in self.model.layers
+                if not isinstance(layer, keras.layers.InputLayer)
+                and not isinstance(getattr(layer, "output", None), (list, tuple, dict))
+            ]
+            probe = keras.Model(self.model.inputs, [layer.output for layer in layers])
+            self._layer_probe = ([layer.name for layer in layers], probe)
+        names, probe = self._layer_probe
         values = probe.predict_on_batch(inputs[0] if len(inputs) == 1 else inputs)
         values = values if isinstance(values, (list, tuple)) else [values]
-        return {layer.name: np.asarray(v) for layer, v in zip(layers, values, strict=True)}
+        return {name: np.asarray(v) for name, v in zip(names, values, strict=True)}
 
     def frozen_graph(self) -> tuple[Any, list[str], list[str]]:
         tf = import_tensorflow()
