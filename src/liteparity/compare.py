@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from .errors import DataError
+
 #: Task metric names: accuracy against integer labels, MSE against float labels or, with no
 #: labels, MSE against the reference's own outputs.
 ACCURACY, MSE, MSE_VS_REFERENCE = "accuracy", "mse", "mse_vs_reference"
@@ -32,6 +34,20 @@ def classes(output: np.ndarray) -> np.ndarray:
     if flat.shape[1] == 1:
         return (flat[:, 0] > 0.5).astype(np.int64)
     return flat.argmax(axis=1)
+
+
+def check_labels(labels: np.ndarray | None, output: np.ndarray) -> None:
+    """A clear error when integer labels cannot be classes of this output."""
+    if labels is None or not len(labels):
+        return
+    width = output.reshape(len(output), -1).shape[1]
+    classes_ = 2 if width == 1 else width
+    low, high = int(np.min(labels)), int(np.max(labels))
+    if low < 0 or high >= classes_:
+        raise DataError(
+            f"labels range over [{low}, {high}] but the model's first output has {classes_} "
+            f"classes: expected class ids 0..{classes_ - 1} (one id per sample)"
+        )
 
 
 @dataclass

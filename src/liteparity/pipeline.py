@@ -392,6 +392,12 @@ def _evaluate(
             inputs, labels = current
             reference = source.predict(inputs, shared) if source is not None else None
             outputs = _collect(runs, reference)
+            if kind == compare.ACCURACY:
+                first = (
+                    reference if reference is not None else next((out for _, out in outputs), None)
+                )
+                if first is not None:
+                    compare.check_labels(labels, first[0])
             current = next(batches, None)
             if current is not None:
                 shared = slots.put(current[0])

@@ -26,7 +26,7 @@ import numpy as np
 
 from . import errors
 from .layers import LayerProbe, LayerStats, Target
-from .litemodel import LiteModel, TensorInfo
+from .litemodel import LiteModel, TensorInfo, first_line
 from .tensors import Anatomy, TensorStats
 
 #: How long a worker may stay silent while alive; generous, LiteRT can be slow on big models.
@@ -186,7 +186,7 @@ def _serve(conn: Any) -> None:
         except errors.LiteparityError as exc:
             conn.send(("error", type(exc).__name__, str(exc)))
         except Exception as exc:  # a LiteRT failure that is not ours: still one clear line
-            conn.send(("error", "InterpreterError", f"{type(exc).__name__}: {exc}"))
+            conn.send(("error", "InterpreterError", f"{type(exc).__name__}: {first_line(exc)}"))
 
 
 class Worker:

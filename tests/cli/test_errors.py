@@ -1,0 +1,99 @@
+"""Every bad input a user can bring: one line saying what was wrong and what was expected,
+exit code 2, no traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from liteparity.cli import app
+from tests.conftest import Digits
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="session")
+def bad_files(tmp_path_factory: pytest.TempPathFactory, check_all, digits: Digits) -> dict:
+    d = tmp_path_factory.mktemp("bad")
+    x, y = digits.x_eval[:50], digits.y_eval[:50]
+    files = {
+        "text.keras": b"not a model",
+        "truncated.tflite": Path(check_all.candidate("float32").path).read_bytes()[:600],
+        "garbage.tflite": b"\x00\x00\x00\x00TFL3" + b"\xff" * 200,
+    }
+    for name, content in files.items():
+        (d / name).write_bytes(content)
+    np.savez(d / "flat.npz", x=x.reshape(50, 64), y=y)
+    nan = x.copy()
+    nan[7, 0, 0, 0] = np.nan
+    np.savez(d / "nan.npz", x=nan, y=y)
+    np.savez(d / "few_labels.npz", x=x, y=y[:40])
+    np.savez(d / "big_labels.npz", x=x, y=y + 10)
+    np.savez(d / "empty.npz", x=x[:0], y=y[:0])
+    np.savez(d / "unnamed.npz", a=x, b=x, y=y)
+    np.savez(d / "good.npz", x=x, y=y)
+    return {"dir": d, "float": check_all.candidate("float32").path}
+
+
+@pytest.fixture(scope="session")
+def lambda_model(models_dir: Path) -> Path:
+    import keras
+
+    from liteparity.sources import import_tensorflow
+
+    import_tensorflow()
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Lambda(lambda t: t * 2.0),
+                              keras.layers.Flatten(), keras.layers.Dense(10)])
+    path = models_dir / "lambda.keras"
+    model.save(path)
+    return path
+
+
+CASES = [
+    ("missing file", ["check", "nope.keras", "--data", "{dir}/good.npz"],
+     "model file not found: nope.keras"),
+    ("not a model", ["check", "{dir}/text.keras", "--data", "{dir}/good.npz"],
+     "not a Keras 3 .keras file (it is not a zip archive)"),
+    ("truncated .tflite", ["check", "{dir}/truncated.tflite", "--data", "{dir}/good.npz"],
+     "not a valid .tflite model"),
+    ("corrupt flatbuffer", ["qparams", "{dir}/garbage.tflite"], "not a valid .tflite model"),
+    ("unknown recipe", ["check", "{cnn}", "--data", "{dir}/good.npz", "--recipes", "int4"],
+     "expected one of float32, float16, dynamic, int8"),
+    ("data shape", ["check", "{cnn}", "--data", "{dir}/flat.npz", "--recipes", "float32"],
+     "expects samples of shape (8, 8, 1) but the data has (64,): reshape the data to (N, 8, 8, 1)"),
+    ("NaN", ["check", "{cnn}", "--data", "{dir}/nan.npz", "--recipes", "float32"],
+     "NaN or Inf in sample(s) 7"),
+    ("label count", ["check", "{cnn}", "--data", "{dir}/few_labels.npz"],
+     "40 labels for 50 samples"),
+    ("labels out of range", ["check", "{cnn}", "--data", "{dir}/big_labels.npz",
+                             "--recipes", "float32"],
+     "expected class ids 0..9"),
+    ("empty dataset", ["check", "{cnn}", "--data", "{dir}/empty.npz"], "the dataset is empty"),
+    ("unnamed inputs", ["check", "{two}", "--data", "{dir}/unnamed.npz", "--recipes", "float32"],
+     "name one array per input"),
+    ("Lambda in safe mode", ["check", "{lambda}", "--data", "{dir}/good.npz"],
+     "pass --unsafe"),
+    ("bad option pair", ["check", "{cnn}", "--data", "{dir}/good.npz", "--std", "1"],
+     "--mean and --std go together"),
+]
+
+
+@pytest.mark.parametrize(("case", "args", "message"), CASES, ids=[c[0] for c in CASES])
+def test_bad_input_gets_one_clear_line(bad_files, cnn: Path, two_by_two: Path,
+                                       lambda_model: Path, case: str, args: list[str],
+                                       message: str) -> None:
+    values = {"dir": bad_files["dir"], "cnn": cnn, "two": two_by_two, "lambda": lambda_model}
+    result = runner.invoke(app, [a.format(**values) for a in args], catch_exceptions=False)
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr
+    assert "Traceback" not in result.output
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_debug_shows_the_traceback(bad_files) -> None:
+    result = runner.invoke(app, ["check", "nope.keras", "--data", "x.npz", "--debug"])
+    assert result.exit_code != 0
+    assert result.exception is not None  # re-raised for the traceback
