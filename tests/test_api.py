@@ -8,9 +8,7 @@ import liteparity
 def test_all_is_explicit_and_importable() -> None:
     # (ruff's RUF022 keeps it sorted, constants first)
     assert len(set(liteparity.__all__)) == len(liteparity.__all__)
-    assert {"check", "explain", "locate", "LiteModel", "LiteparityError"} <= set(
-        liteparity.__all__
-    )
+    assert {"check", "explain", "locate", "LiteModel", "LiteparityError"} <= set(liteparity.__all__)
     assert set(liteparity.__all__) - {"__version__"} == set(liteparity._EXPORTS)
     for name in liteparity.__all__:
         assert getattr(liteparity, name) is not None

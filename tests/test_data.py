@@ -24,14 +24,24 @@ def test_one_hot_labels_become_class_ids() -> None:
     assert ds.labels.tolist() == [2, 0, 1]
 
 
-def test_npy_is_memory_mapped(tmp_path: Path) -> None:
+def test_npy_is_read_lazily_row_by_row(tmp_path: Path) -> None:
     path = tmp_path / "d.npy"
-    np.save(path, np.arange(24, dtype=np.float32).reshape(6, 4))
+    full = np.arange(48, dtype=np.float32).reshape(6, 4, 2)
+    np.save(path, full)
     ds = data.load(path)
-    assert isinstance(ds.columns["x"], np.memmap)
-    binding = data.bind(ds, ["in"], [(4,)], ["float32"])
-    (x,), labels = binding.take(np.array([1, 3]))
-    assert labels is None and x.tolist() == [[4, 5, 6, 7], [12, 13, 14, 15]]
+    assert isinstance(ds.columns["x"], data.NpyColumn) and len(ds) == 6
+    binding = data.bind(ds, ["in"], [(4, 2)], ["float32"])
+    rows = np.array([0, 1, 2, 4])  # a run of three and a single row
+    (x,), labels = binding.take(rows)
+    assert labels is None and np.array_equal(x, full[rows])
+
+
+def test_truncated_npy_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "d.npy"
+    np.save(path, np.zeros((100, 8), np.float32))
+    path.write_bytes(path.read_bytes()[:-64])
+    with pytest.raises(DataError, match="shorter than its header"):
+        data.load(path).columns["x"][np.arange(100)]
 
 
 def test_pickled_npy_is_refused(tmp_path: Path) -> None:

@@ -30,8 +30,7 @@ def mutate(content: bytes, rng: np.random.Generator) -> bytes:
 
 
 @pytest.mark.slow
-def test_mutated_models_never_take_check_down(check_all, digits: Digits,
-                                              tmp_path: Path) -> None:
+def test_mutated_models_never_take_check_down(check_all, digits: Digits, tmp_path: Path) -> None:
     reference = check_all.candidate("float32").path
     content = Path(check_all.candidate("int8").path).read_bytes()
     rng = np.random.default_rng(0)
@@ -43,8 +42,7 @@ def test_mutated_models_never_take_check_down(check_all, digits: Digits,
     data = (digits.x_eval[:16], digits.y_eval[:16])
     outcomes = {"error": 0, "result": 0}
     for start in range(0, MUTANTS, PER_CHECK):
-        result = liteparity.check(reference, candidates=paths[start : start + PER_CHECK],
-                                  data=data)
+        result = liteparity.check(reference, candidates=paths[start : start + PER_CHECK], data=data)
         for row in result.candidates:
             if row.error is not None:
                 assert row.error.strip() and "\n" not in row.error.strip()

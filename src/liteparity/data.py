@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -204,7 +205,7 @@ def load(
         if name.endswith(".npz"):
             return _load_npz(path)
         if name.endswith(".npy"):
-            return Dataset({INPUT_KEY: _np_load(path, mmap_mode="r")}, source=str(path))
+            return Dataset({INPUT_KEY: NpyColumn(path)}, source=str(path))
         if name.endswith((".csv", ".csv.gz")):
             return _load_csv(path, label_column)
         raise DataError(
@@ -275,6 +276,58 @@ def _is_number(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+class NpyColumn:
+    """A ``.npy`` file read row by row with ``pread``: unlike a memory map, the rows read do
+    not stay in this process's resident memory, so memory does not grow with the file."""
+
+    def __init__(self, path: Path) -> None:
+        with open(path, "rb") as fh:
+            try:
+                version = np.lib.format.read_magic(fh)
+                read_header = (
+                    np.lib.format.read_array_header_1_0
+                    if version == (1, 0)
+                    else np.lib.format.read_array_header_2_0
+                )
+                shape, fortran, dtype = read_header(fh)
+            except ValueError as exc:
+                raise DataError(f"{path}: not a numpy .npy file ({exc})") from exc
+            self._offset = fh.tell()
+        if dtype.hasobject:
+            raise DataError(f"{path}: holds Python objects, which need pickle: refused")
+        if fortran and len(shape) > 1:
+            raise DataError(
+                f"{path}: Fortran-ordered arrays are not supported: save with "
+                "np.save(path, np.ascontiguousarray(x))"
+            )
+        self.path, self.shape, self.dtype = path, tuple(shape), dtype
+        self._row = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, rows: Any) -> np.ndarray:
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        out = np.empty((len(rows), *self.shape[1:]), dtype=self.dtype)
+        flat = out.reshape(len(rows), -1).view(np.uint8)
+        with open(self.path, "rb", buffering=0) as fh:
+            start = 0
+            while start < len(rows):  # one read per run of consecutive rows
+                end = start + 1
+                while end < len(rows) and rows[end] == rows[end - 1] + 1:
+                    end += 1
+                want = (end - start) * self._row
+                got = os.preadv(
+                    fh.fileno(),
+                    [memoryview(flat[start:end]).cast("B")],
+                    self._offset + int(rows[start]) * self._row,
+                )
+                if got != want:
+                    raise DataError(f"{self.path}: the file is shorter than its header says")
+                start = end
+        return out
 
 
 class ImageFolder:

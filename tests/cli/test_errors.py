@@ -45,46 +45,87 @@ def lambda_model(models_dir: Path) -> Path:
     from liteparity.sources import import_tensorflow
 
     import_tensorflow()
-    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Lambda(lambda t: t * 2.0),
-                              keras.layers.Flatten(), keras.layers.Dense(10)])
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 1)),
+            keras.layers.Lambda(lambda t: t * 2.0),
+            keras.layers.Flatten(),
+            keras.layers.Dense(10),
+        ]
+    )
     path = models_dir / "lambda.keras"
     model.save(path)
     return path
 
 
 CASES = [
-    ("missing file", ["check", "nope.keras", "--data", "{dir}/good.npz"],
-     "model file not found: nope.keras"),
-    ("not a model", ["check", "{dir}/text.keras", "--data", "{dir}/good.npz"],
-     "not a Keras 3 .keras file (it is not a zip archive)"),
-    ("truncated .tflite", ["check", "{dir}/truncated.tflite", "--data", "{dir}/good.npz"],
-     "not a valid .tflite model"),
+    (
+        "missing file",
+        ["check", "nope.keras", "--data", "{dir}/good.npz"],
+        "model file not found: nope.keras",
+    ),
+    (
+        "not a model",
+        ["check", "{dir}/text.keras", "--data", "{dir}/good.npz"],
+        "not a Keras 3 .keras file (it is not a zip archive)",
+    ),
+    (
+        "truncated .tflite",
+        ["check", "{dir}/truncated.tflite", "--data", "{dir}/good.npz"],
+        "not a valid .tflite model",
+    ),
     ("corrupt flatbuffer", ["qparams", "{dir}/garbage.tflite"], "not a valid .tflite model"),
-    ("unknown recipe", ["check", "{cnn}", "--data", "{dir}/good.npz", "--recipes", "int4"],
-     "expected one of float32, float16, dynamic, int8"),
-    ("data shape", ["check", "{cnn}", "--data", "{dir}/flat.npz", "--recipes", "float32"],
-     "expects samples of shape (8, 8, 1) but the data has (64,): reshape the data to (N, 8, 8, 1)"),
-    ("NaN", ["check", "{cnn}", "--data", "{dir}/nan.npz", "--recipes", "float32"],
-     "NaN or Inf in sample(s) 7"),
-    ("label count", ["check", "{cnn}", "--data", "{dir}/few_labels.npz"],
-     "40 labels for 50 samples"),
-    ("labels out of range", ["check", "{cnn}", "--data", "{dir}/big_labels.npz",
-                             "--recipes", "float32"],
-     "expected class ids 0..9"),
+    (
+        "unknown recipe",
+        ["check", "{cnn}", "--data", "{dir}/good.npz", "--recipes", "int4"],
+        "expected one of float32, float16, dynamic, int8",
+    ),
+    (
+        "data shape",
+        ["check", "{cnn}", "--data", "{dir}/flat.npz", "--recipes", "float32"],
+        "expects samples of shape (8, 8, 1) but the data has (64,): reshape the data to "
+        "(N, 8, 8, 1)",
+    ),
+    (
+        "NaN",
+        ["check", "{cnn}", "--data", "{dir}/nan.npz", "--recipes", "float32"],
+        "NaN or Inf in sample(s) 7",
+    ),
+    (
+        "label count",
+        ["check", "{cnn}", "--data", "{dir}/few_labels.npz"],
+        "40 labels for 50 samples",
+    ),
+    (
+        "labels out of range",
+        ["check", "{cnn}", "--data", "{dir}/big_labels.npz", "--recipes", "float32"],
+        "expected class ids 0..9",
+    ),
     ("empty dataset", ["check", "{cnn}", "--data", "{dir}/empty.npz"], "the dataset is empty"),
-    ("unnamed inputs", ["check", "{two}", "--data", "{dir}/unnamed.npz", "--recipes", "float32"],
-     "name one array per input"),
-    ("Lambda in safe mode", ["check", "{lambda}", "--data", "{dir}/good.npz"],
-     "pass --unsafe"),
-    ("bad option pair", ["check", "{cnn}", "--data", "{dir}/good.npz", "--std", "1"],
-     "--mean and --std go together"),
+    (
+        "unnamed inputs",
+        ["check", "{two}", "--data", "{dir}/unnamed.npz", "--recipes", "float32"],
+        "name one array per input",
+    ),
+    ("Lambda in safe mode", ["check", "{lambda}", "--data", "{dir}/good.npz"], "pass --unsafe"),
+    (
+        "bad option pair",
+        ["check", "{cnn}", "--data", "{dir}/good.npz", "--std", "1"],
+        "--mean and --std go together",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("case", "args", "message"), CASES, ids=[c[0] for c in CASES])
-def test_bad_input_gets_one_clear_line(bad_files, cnn: Path, two_by_two: Path,
-                                       lambda_model: Path, case: str, args: list[str],
-                                       message: str) -> None:
+def test_bad_input_gets_one_clear_line(
+    bad_files,
+    cnn: Path,
+    two_by_two: Path,
+    lambda_model: Path,
+    case: str,
+    args: list[str],
+    message: str,
+) -> None:
     values = {"dir": bad_files["dir"], "cnn": cnn, "two": two_by_two, "lambda": lambda_model}
     result = runner.invoke(app, [a.format(**values) for a in args], catch_exceptions=False)
     assert result.exit_code == 2, result.output
