@@ -21,6 +21,7 @@ _EXPORTS = {
     "ConversionError": "errors",
     "DataError": "errors",
     "Finding": "results",
+    "FixResult": "repair",
     "InterpreterError": "errors",
     "LegacySettings": "recipes",
     "LiteModel": "litemodel",
@@ -35,6 +36,7 @@ _EXPORTS = {
     "check": "pipeline",
     "dequantize": "qparams",
     "explain": "explain",
+    "fix": "repair",
     "from_mean_std": "qparams",
     "from_min_max": "qparams",
     "locate": "per_layer",
@@ -48,6 +50,7 @@ __all__ = [
     "ConversionError",
     "DataError",
     "Finding",
+    "FixResult",
     "InterpreterError",
     "LegacySettings",
     "LiteModel",
@@ -63,6 +66,7 @@ __all__ = [
     "check",
     "dequantize",
     "explain",
+    "fix",
     "from_mean_std",
     "from_min_max",
     "locate",
@@ -93,4 +97,5 @@ if TYPE_CHECKING:
     from .pipeline import check
     from .qparams import QParams, dequantize, from_mean_std, from_min_max, quantize
     from .recipes import RECIPES, LegacySettings, Recipe
+    from .repair import FixResult, fix
     from .results import CandidateResult, CheckResult, Finding, Metric, Severity

@@ -31,7 +31,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
 )
-out = Console(width=None if sys.stdout.isatty() else 160)
+console = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
 
 Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")]
@@ -130,11 +130,11 @@ def write_output(path: Path, text: str) -> None:
 def _report_check(
     result: Any, json_path: Path | None, max_drop: float | None, min_agreement: float | None
 ) -> None:
-    out.print(result)
+    console.print(result)
     if result.noise_floor is not None or any(c.findings for c in result.candidates):
         from .report.findings import findings_view
 
-        out.print(findings_view(result))
+        console.print(findings_view(result))
     if json_path is not None:
         write_output(json_path, result.to_json())
         err.print(f"wrote {json_path}")
@@ -373,16 +373,16 @@ def locate(
             label_column=label_column,
             progress=progress,
         )
-    out.print(result)
+    console.print(result)
     jump = result.first_jump
     if jump is not None:
-        out.print(
+        console.print(
             f"The error first jumps at [bold]{jump.keras_layer or jump.tensor_name}[/] "
             f"({jump.op}, tensor {jump.tensor_name!r}).",
             highlight=False,
         )
     if result.unmatched:
-        out.print(
+        console.print(
             f"[dim]{len(result.unmatched)} tensor(s) not produced by a Keras layer: "
             f"{', '.join(result.unmatched[:5])}[/]",
             highlight=False,
@@ -391,6 +391,101 @@ def locate(
         if path is not None:
             write_output(path, text())
             err.print(f"wrote {path}")
+
+
+@app.command()
+@handle_errors
+def fix(
+    model: Annotated[
+        str, typer.Argument(help="Reference model: .keras, .h5, SavedModel dir or frozen .pb.")
+    ],
+    data: Annotated[
+        str,
+        typer.Option(
+            "--data", "-d", help="Evaluation data (split into search and held-out halves)."
+        ),
+    ],
+    calibration_data: Annotated[
+        str | None, typer.Option(help="Calibration data (default: a seeded split of --data).")
+    ] = None,
+    max_drop: Annotated[
+        float | None, typer.Option(help="Accuracy points (or % MSE) the fixed model may lose.")
+    ] = 1.0,
+    min_agreement: Annotated[
+        float | None, typer.Option(help="Top-1 agreement with the reference it must keep.")
+    ] = None,
+    prefer: Annotated[str, typer.Option(help="size or latency.")] = "size",
+    integer_only: Annotated[
+        bool,
+        typer.Option(help="Only integer models (int8, int16x8, int8 with a few layers in float)."),
+    ] = False,
+    out: Annotated[Path | None, typer.Option(help="Write the chosen .tflite here.")] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write JSON.")] = None,
+    inputs: Annotated[list[str] | None, typer.Option(help="Frozen graph input names.")] = None,
+    outputs: Annotated[list[str] | None, typer.Option(help="Frozen graph output names.")] = None,
+    input_shapes: Annotated[
+        list[str] | None,
+        typer.Option(help="Frozen graph input shapes, e.g. 1,784 (repeat per input)."),
+    ] = None,
+    calibration_samples: Annotated[int, typer.Option(help="Calibration samples.")] = 200,
+    max_samples: Annotated[
+        int | None, typer.Option(help="Use at most this many evaluation samples (seeded choice).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of every data split.")] = 0,
+    unsafe: Annotated[bool, typer.Option(help="Allow Keras Lambda/custom layers.")] = False,
+    debug: Debug = False,
+) -> None:
+    """The smallest (or fastest) model that meets the accuracy budget, written to --out.
+
+    Tries every recipe that needs no training and int8 with the most sensitive layer groups
+    kept in float (bisection over the sensitivity ranking, then pruning); measures the winner
+    again on held-out data. Exit 1 when nothing meets the budget (the best model found is
+    still written).
+
+    [dim]Examples:[/]
+
+      liteparity fix model.keras --data eval.npz --calibration-data cal.npz --max-drop 1.0
+      --out model_fixed.tflite --json fix.json
+
+      liteparity fix model.keras --data eval.npz --max-drop 0.5 --prefer latency
+    """
+    from .repair import fix as run_fix
+
+    with progress_bar() as progress:
+        result = run_fix(
+            model,
+            data=data,
+            calibration_data=calibration_data,
+            max_drop=max_drop,
+            min_agreement=min_agreement,
+            prefer=prefer,
+            out=out,
+            inputs=_split(inputs),
+            outputs=_split(outputs),
+            input_shapes=_shapes(input_shapes),
+            calibration_samples=calibration_samples,
+            max_samples=max_samples,
+            seed=seed,
+            unsafe=unsafe,
+            progress=progress,
+        )
+    console.print(result)
+    w, held = result.winner, result.held_out
+    console.print(
+        f"winner: [bold]{w.name}[/] — {result.reason}. Held out ({held['samples']} samples): "
+        f"drop {held['drop']:.2f}, agreement {held['agreement']:.4f}"
+        + ("" if result.held_out_met else " [bold yellow](breaks the budget on held-out data)[/]")
+        + f"; selective search: {result.search_trials} quantize+evaluate trials.",
+        highlight=False,
+    )
+    if result.out:
+        err.print(f"wrote {result.out}")
+    if json_path is not None:
+        write_output(json_path, result.to_json())
+        err.print(f"wrote {json_path}")
+    if not result.met:
+        err.print("[bold yellow]budget:[/] no model meets it; wrote the most accurate one found")
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -450,7 +545,7 @@ def qparams(
         payload = rows[0] if model is None else rows
         if model is None:
             payload.pop("tensor")
-        out.print_json(json.dumps(payload))
+        console.print_json(json.dumps(payload))
         return
     _print_qparams(rows)
 
@@ -481,7 +576,7 @@ def _print_qparams(rows: list[dict[str, Any]]) -> None:
     for row in rows:
         cells = [_fmt(row.get(k, "float (not quantized)" if k == "scale" else "")) for k in keys]
         table.add_row(*([row["tensor"]] if row["tensor"] is not None else []), *cells)
-    out.print(table)
+    console.print(table)
 
 
 def _fmt(value: Any) -> str:
@@ -526,7 +621,7 @@ def demo(
 
 def version_callback(value: bool) -> None:
     if value:
-        out.print(f"liteparity {__version__}")
+        console.print(f"liteparity {__version__}")
         raise typer.Exit()
 
 

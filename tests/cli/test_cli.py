@@ -138,3 +138,39 @@ def test_demo_trains_once_and_checks_every_recipe(tmp_path: Path, monkeypatch) -
     assert doc["reference"]["metric"]["value"] > 0.9  # a real CNN on real MNIST digits
     assert doc["data"]["evaluation_samples"] == 1000
     assert (tmp_path / "demo" / "mnist_cnn.keras").exists()
+
+
+def test_fix_writes_the_model_and_exits_by_budget(
+    cnn: Path, eval_npz: Path, cal_npz: Path, tmp_path: Path
+) -> None:
+    out, doc = tmp_path / "fixed.tflite", tmp_path / "fix.json"
+    result = invoke(
+        "fix",
+        cnn,
+        "--data",
+        eval_npz,
+        "--calibration-data",
+        cal_npz,
+        "--max-drop",
+        "2",
+        "--out",
+        out,
+        "--json",
+        doc,
+    )
+    assert result.exit_code == 0, result.output
+    assert out.exists() and "winner:" in result.stdout
+    assert json.loads(doc.read_text())["met"] is True
+    impossible = invoke(
+        "fix",
+        cnn,
+        "--data",
+        eval_npz,
+        "--calibration-data",
+        cal_npz,
+        "--max-drop",
+        "-100",
+        "--out",
+        out,
+    )
+    assert impossible.exit_code == 1 and out.exists()

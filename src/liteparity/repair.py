@@ -1,0 +1,398 @@
+"""``fix``: the smallest (or fastest) model that meets the accuracy budget.
+
+Search space: the recipes that need no training (float32, float16, dynamic, int16x8, int8) and
+int8 with layer groups kept in float (calibrated once, re-quantized in ~10 ms per variant).
+Search: rank the groups by sensitivity, bisect over the ranked prefix for the fewest groups
+that meet the budget, then try dropping each kept group. Every trial is measured on a search
+split; the winner is measured again on a disjoint held-out split.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import compare, pipeline, recipes, sensitivity, sources
+from .errors import UsageError
+from .workers import Worker
+
+#: Recipes tried as they are, smallest first.
+PLAIN_RECIPES = ("int8", "int16x8", "dynamic", "float16", "float32")
+#: The ones that compute in integers (for integer-only hardware: microcontrollers, NPUs).
+INTEGER_RECIPES = ("int8", "int16x8")
+#: Share of the evaluation rows used for the search; the rest is held out.
+SEARCH_SHARE = 0.5
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What the user accepts: points lost (accuracy, or % MSE) and top-1 agreement."""
+
+    max_drop: float | None = 1.0
+    min_agreement: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_drop is None and self.min_agreement is None:
+            raise UsageError("give a budget: --max-drop and/or --min-agreement")
+
+    def met(self, drop: float | None, agreement: float | None) -> bool:
+        if self.max_drop is not None and (drop is None or drop > self.max_drop):
+            return False
+        return not (
+            self.min_agreement is not None and (agreement is None or agreement < self.min_agreement)
+        )
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One model the search built and measured."""
+
+    recipe: str
+    keep_float: tuple[str, ...]  # layer groups kept in float (int8 variants)
+    size_bytes: int
+    latency_ms: float
+    metric: float | None
+    drop: float | None
+    agreement: float | None
+    within_budget: bool
+    pareto: bool = False
+
+    @property
+    def name(self) -> str:
+        kept = f" + float {', '.join(self.keep_float)}" if self.keep_float else ""
+        return self.recipe + kept
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "recipe": self.recipe,
+            "keep_float": list(self.keep_float),
+            "size_bytes": self.size_bytes,
+            "latency_ms": self.latency_ms,
+            "metric": compare.json_number(self.metric),
+            "drop": compare.json_number(self.drop),
+            "agreement": self.agreement,
+            "within_budget": self.within_budget,
+            "pareto": self.pareto,
+        }
+
+
+@dataclass(frozen=True)
+class FixResult:
+    """What ``liteparity.fix`` returns: every trial, the winner and how it holds up."""
+
+    model: str
+    metric_name: str
+    reference_metric: float | None
+    budget: Budget
+    prefer: str
+    trials: tuple[Trial, ...]
+    winner: Trial
+    met: bool  # the winner meets the budget on the search split
+    reason: str
+    held_out: dict[str, Any]
+    search_samples: int
+    out: str | None = None
+    content: bytes = field(default=b"", repr=False)
+    search_trials: int = 0  # quantize+evaluate trials of the selective search
+
+    @property
+    def held_out_met(self) -> bool:
+        return self.budget.met(self.held_out.get("drop"), self.held_out.get("agreement"))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "metric": self.metric_name,
+            "reference_metric": self.reference_metric,
+            "budget": {
+                "max_drop": self.budget.max_drop,
+                "min_agreement": self.budget.min_agreement,
+            },
+            "prefer": self.prefer,
+            "winner": self.winner.to_dict(),
+            "met": self.met,
+            "reason": self.reason,
+            "held_out": self.held_out,
+            "held_out_met": self.held_out_met,
+            "search_samples": self.search_samples,
+            "selective_search_trials": self.search_trials,
+            "trials": [t.to_dict() for t in self.trials],
+            "out": self.out,
+        }
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    def __rich__(self) -> Any:
+        from .report.fix import fix_table
+
+        return fix_table(self)
+
+
+class _Bench:
+    """Measures candidate models on fixed, in-memory batches against cached references."""
+
+    def __init__(
+        self,
+        worker: Worker,
+        batches: list[list[np.ndarray]],
+        labels: list[np.ndarray | None],
+        references: list[list[np.ndarray]],
+        kind: str,
+        order: list[int],
+    ) -> None:
+        self.worker, self.batches, self.labels = worker, batches, labels
+        self.references, self.kind, self.order = references, kind, order
+        task = compare.TaskAccumulator(kind)
+        for ref, y in zip(references, labels, strict=True):
+            task.update(ref[0], y, ref[0])
+        self.reference_metric = 0.0 if kind == compare.MSE_VS_REFERENCE else task.value
+        self.power = task.reference_power
+
+    def measure(self, content: bytes) -> dict[str, Any]:
+        self.worker.load(content)
+        task = compare.TaskAccumulator(self.kind)
+        errors = compare.ErrorAccumulator(classify=True if self.kind == compare.ACCURACY else None)
+        for inputs, y, ref in zip(self.batches, self.labels, self.references, strict=True):
+            out = self.worker.run([inputs[i] for i in self.order])
+            task.update(out[0], y, ref[0])
+            errors.update(ref, out)
+        value = task.value
+        return {
+            "metric": value,
+            "drop": compare.drop(self.kind, self.reference_metric, value, self.power),
+            "agreement": errors.metrics()["agreement"],
+            "latency_ms": self.worker.latency_ms([self.batches[0][i] for i in self.order]),
+            "size_bytes": len(content),
+        }
+
+
+def fix(
+    model: str | os.PathLike[str] | sources.Source,
+    *,
+    data: Any,
+    calibration_data: Any = None,
+    max_drop: float | None = 1.0,
+    min_agreement: float | None = None,
+    prefer: str = "size",
+    integer_only: bool = False,
+    out: str | os.PathLike[str] | None = None,
+    inputs: list[str] | None = None,
+    outputs: list[str] | None = None,
+    input_shapes: list[tuple[int, ...]] | None = None,
+    calibration_samples: int = 200,
+    max_samples: int | None = None,
+    seed: int = 0,
+    unsafe: bool = False,
+    image_size: tuple[int, int] | None = None,
+    scale: float | None = None,
+    label_column: int | None = None,
+    progress: pipeline.Progress | None = None,
+) -> FixResult:
+    """Search recipes and selective quantization for the best model within the budget and
+    write it to ``out`` (the best model found is written even when none meets the budget).
+    ``integer_only`` leaves out float16, dynamic and float32 (int8 with a few layers kept in
+    float stays in)."""
+    if prefer not in ("size", "latency"):
+        raise UsageError(f"--prefer {prefer!r}: expected size or latency")
+    budget = Budget(max_drop, min_agreement)
+    progress = progress or pipeline._no_progress
+    source = (
+        model
+        if isinstance(model, sources.Source)
+        else sources.load(
+            model, inputs=inputs, outputs=outputs, input_shapes=input_shapes, unsafe=unsafe
+        )
+    )
+    if not source.convertible:
+        source.close()
+        raise UsageError(f"fix needs a TensorFlow model to convert, not {source.path}")
+    worker = Worker("fix")
+    try:
+        prepared = pipeline.prepare_data(
+            source,
+            data,
+            calibration_data,
+            True,
+            calibration_samples=calibration_samples,
+            max_samples=max_samples,
+            seed=seed,
+            image_size=image_size,
+            scale=scale,
+            label_column=label_column,
+        )
+        rows = prepared.eval_rows
+        if len(rows) < 2:
+            raise UsageError("fix needs at least 2 evaluation samples (search and held-out)")
+        cut = np.random.default_rng(seed + 1).permutation(len(rows))
+        search_rows = np.sort(rows[cut[: max(1, int(len(rows) * SEARCH_SHARE))]])
+        held_rows = np.sort(rows[cut[max(1, int(len(rows) * SEARCH_SHARE)) :]])
+        kind = compare.task_kind(prepared.binding.dataset.labels)
+
+        def bench_for(selected: np.ndarray) -> _Bench:
+            batches, labels = [], []
+            for x, y in prepared.binding.batches(selected, pipeline.BATCH_ROWS):
+                batches.append(x)
+                labels.append(y)
+            references = [source.predict(b) for b in batches]
+            names = [i.name for i in worker.info.inputs]
+            order = pipeline.input_order(source.io.input_names, names)
+            return _Bench(worker, batches, labels, references, kind, order)
+
+        calibrated = recipes.convert(
+            source, recipes.RECIPES["int8"], prepared.calibration, calibrate_only=True
+        )
+        worker.load(calibrated)
+        bench = bench_for(search_rows)
+        contents: dict[str, bytes] = {}
+        trials: list[Trial] = []
+
+        def trial(recipe: str, content: bytes, keep: Sequence[str] = ()) -> Trial:
+            m = bench.measure(content)
+            t = Trial(
+                recipe,
+                tuple(keep),
+                m["size_bytes"],
+                m["latency_ms"],
+                m["metric"],
+                m["drop"],
+                m["agreement"],
+                budget.met(m["drop"], m["agreement"]),
+            )
+            trials.append(t)
+            contents[t.name] = content
+            progress(f"tried {t.name}", len(trials), len(trials))
+            return t
+
+        for name in INTEGER_RECIPES if integer_only else PLAIN_RECIPES:
+            content = (
+                recipes.requantize(calibrated)
+                if name == "int8"
+                else recipes.convert(source, recipes.RECIPES[name], prepared.calibration)
+            )
+            trial(name, content)
+        search_trials = 0
+        if not trials[0].within_budget:
+            ranking = sensitivity.layer_sensitivity(
+                calibrated,
+                [[b[i] for i in bench.order] for b in bench.batches],
+                bench.references,
+                source.layer_names(),
+            )
+            groups = [(s.layer, s.keep_float) for s in ranking if s.share_removed > 0]
+            before = len(trials)
+            _selective_search(groups, calibrated, trial, budget)
+            search_trials = len(trials) - before
+        winner, reason, met = _choose(trials, budget, prefer)
+        trials = _mark_pareto(trials, prefer)
+        winner = next(t for t in trials if t.name == winner.name)
+        content = contents[winner.name]
+        held = bench_for(held_rows).measure(content)
+        written = None
+        if out is not None:
+            written = str(pipeline.write_atomic(Path(out), content))
+    finally:
+        worker.close()
+        source.close()
+    return FixResult(
+        model=source.path,
+        metric_name=kind,
+        reference_metric=bench.reference_metric,
+        budget=budget,
+        prefer=prefer,
+        trials=tuple(trials),
+        winner=winner,
+        met=met,
+        reason=reason,
+        search_samples=len(search_rows),
+        held_out={
+            "samples": len(held_rows),
+            **{k: held[k] for k in ("metric", "drop", "agreement")},
+        },
+        out=written,
+        content=content,
+        search_trials=search_trials,
+    )
+
+
+def _selective_search(
+    groups: list[tuple[str, tuple[str, ...]]],
+    calibrated: bytes,
+    trial: Callable[..., Trial],
+    budget: Budget,
+) -> Trial | None:
+    """Fewest float groups that meet the budget: bisect over the sensitivity-ranked prefix,
+    then try dropping each kept group. Returns the best trial (None if even all fail)."""
+
+    def build(chosen: list[int]) -> Trial:
+        keep = [groups[i][0] for i in chosen]
+        names = [n for i in chosen for n in groups[i][1]]
+        return trial("int8", recipes.requantize(calibrated, names), keep)
+
+    lo, hi = 1, len(groups)
+    if not groups:
+        return None
+    best = build(list(range(hi)))
+    if not best.within_budget:
+        return None
+    while lo < hi:  # invariant: the prefix of length hi meets the budget
+        mid = (lo + hi) // 2
+        t = build(list(range(mid)))
+        if t.within_budget:
+            hi, best = mid, t
+        else:
+            lo = mid + 1
+    kept = list(range(hi))
+    for i in list(kept):  # pruning: a kept group the budget does not need goes
+        if len(kept) == 1:
+            break
+        t = build([k for k in kept if k != i])
+        if t.within_budget:
+            kept.remove(i)
+            best = t
+    return best
+
+
+def _choose(trials: list[Trial], budget: Budget, prefer: str) -> tuple[Trial, str, bool]:
+    cost = (lambda t: t.size_bytes) if prefer == "size" else (lambda t: t.latency_ms)
+    within = [t for t in trials if t.within_budget]
+    unit = "bytes" if prefer == "size" else "ms"
+    if within:
+        best = min(within, key=lambda t: (cost(t), t.drop if t.drop is not None else 0))
+        return (
+            best,
+            (
+                f"the {'smallest' if prefer == 'size' else 'fastest'} of "
+                f"{len(within)} model(s) within the budget ({cost(best):.4g} {unit}, "
+                f"drop {best.drop:.2f})"
+            ),
+            True,
+        )
+    best = min(trials, key=lambda t: (t.drop if t.drop is not None else np.inf, cost(t)))
+    return best, "no model meets the budget: this is the most accurate one found", False
+
+
+def _mark_pareto(trials: list[Trial], prefer: str) -> list[Trial]:
+    """Trials no other trial beats on both cost and drop."""
+    import dataclasses
+
+    cost = (lambda t: t.size_bytes) if prefer == "size" else (lambda t: t.latency_ms)
+
+    def drop(t: Trial) -> float:
+        return t.drop if t.drop is not None else np.inf
+
+    out = []
+    for t in trials:
+        dominated = any(
+            cost(o) <= cost(t) and drop(o) <= drop(t) and (cost(o) < cost(t) or drop(o) < drop(t))
+            for o in trials
+        )
+        out.append(dataclasses.replace(t, pareto=not dominated))
+    return out

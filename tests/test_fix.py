@@ -1,0 +1,84 @@
+"""``fix`` on a model whose int8 conversion is broken by one bad layer (an outlier channel)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import liteparity
+from liteparity.compare import classes
+from liteparity.repair import Budget, fix
+from tests.conftest import Digits, oracle_outputs
+
+
+@pytest.fixture(scope="session")
+def fixed(outlier_cnn: Path, digits: Digits, models_dir: Path):
+    return fix(
+        outlier_cnn,
+        data=(digits.x_eval, digits.y_eval),
+        calibration_data=digits.x_cal,
+        max_drop=1.0,
+        integer_only=True,
+        out=models_dir / "fixed.tflite",
+    )
+
+
+def test_plain_int8_breaks_the_budget_and_the_search_keeps_only_the_bad_group_float(
+    fixed,
+) -> None:
+    plain = fixed.trials[0]
+    assert plain.name == "int8" and not plain.within_budget and plain.drop > 1.0
+    selective = [t for t in fixed.trials if t.recipe == "int8" and t.keep_float]
+    assert selective and fixed.search_trials == len(selective)
+    smallest = min((t for t in selective if t.within_budget), key=lambda t: len(t.keep_float))
+    assert smallest.keep_float == ("conv_a",)  # pruning dropped every group but the bad one
+    # Bisection and pruning, not one trial per subset: at most full + log2 + prune steps.
+    assert fixed.search_trials <= 1 + 2 + 3
+    assert fixed.met and fixed.winner.recipe in ("int8", "int16x8")  # integer compute
+
+
+def test_the_written_model_meets_the_budget_in_an_independent_loop(
+    fixed, outlier_cnn: Path, digits: Digits
+) -> None:
+    import keras
+
+    reference = keras.saving.load_model(outlier_cnn).predict(digits.x_eval, verbose=0)
+    ref_accuracy = np.mean(reference.argmax(1) == digits.y_eval)
+    outputs = oracle_outputs(fixed.out, digits.x_eval)
+    accuracy = np.mean(classes(outputs) == digits.y_eval)
+    assert 100 * (ref_accuracy - accuracy) <= 1.0 + 0.5  # budget, plus split noise
+    anatomy = liteparity.LiteModel(Path(fixed.out).read_bytes()).anatomy()
+    assert any(t.quantized for t in anatomy.activations())  # still integer compute
+    assert fixed.held_out["samples"] + fixed.search_samples == len(digits.x_eval)
+
+
+def test_pareto_front_and_json(fixed) -> None:
+    import json
+
+    doc = json.loads(fixed.to_json())
+    assert doc["winner"]["name"] == fixed.winner.name
+    assert any(t["pareto"] for t in doc["trials"])
+    assert doc["held_out"]["samples"] > 0
+
+
+def test_nothing_meets_an_impossible_budget_but_the_best_is_still_written(
+    outlier_cnn: Path, digits: Digits, tmp_path: Path
+) -> None:
+    result = fix(
+        outlier_cnn,
+        data=(digits.x_eval, digits.y_eval),
+        calibration_data=digits.x_cal,
+        max_drop=None,
+        min_agreement=1.01,
+        integer_only=True,
+        out=tmp_path / "best.tflite",
+    )
+    assert not result.met
+    assert (tmp_path / "best.tflite").exists()
+
+
+def test_a_budget_is_required() -> None:
+    with pytest.raises(liteparity.UsageError):
+        Budget(None, None)
