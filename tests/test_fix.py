@@ -82,3 +82,10 @@ def test_nothing_meets_an_impossible_budget_but_the_best_is_still_written(
 def test_a_budget_is_required() -> None:
     with pytest.raises(liteparity.UsageError):
         Budget(None, None)
+
+
+def test_fix_report_renders(fixed) -> None:
+    from liteparity.report.html import render
+
+    html = render(fixed, "liteparity fix")
+    assert fixed.winner.name in html and "<svg" in html

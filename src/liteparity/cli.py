@@ -227,6 +227,9 @@ def check_or_explain(
     unsafe: Annotated[
         bool, typer.Option(help="Allow Keras Lambda/custom layers (runs code from the model file).")
     ] = False,
+    report: Annotated[
+        Path | None, typer.Option(help="Write a self-contained HTML report (plots, findings).")
+    ] = None,
     debug: Debug = False,
 ) -> None:
     from .explain import explain
@@ -262,7 +265,16 @@ def check_or_explain(
             label_column=label_column,
             progress=progress,
         )
+    _write_report(report, result)
     _report_check(result, json_path, max_drop, min_agreement)
+
+
+def _write_report(path: Path | None, result: Any) -> None:
+    if path is not None:
+        from .report.html import write_report
+
+        write_report(path, result, "liteparity " + " ".join(sys.argv[1:]))
+        err.print(f"wrote {path}")
 
 
 CHECK_HELP = """Convert MODEL under each recipe, run every candidate on LiteRT, and measure the gap.
@@ -340,6 +352,12 @@ def locate(
     scale: Annotated[float | None, typer.Option(help="Image folders: multiply pixels.")] = None,
     label_column: Annotated[int | None, typer.Option(help="CSV: label column.")] = None,
     unsafe: Annotated[bool, typer.Option(help="Allow Keras Lambda/custom layers.")] = False,
+    report: Annotated[
+        Path | None, typer.Option(help="Write a self-contained HTML report (plots, findings).")
+    ] = None,
+    model_explorer: Annotated[
+        Path | None, typer.Option(help="Write Model Explorer node data (graph coloured by error).")
+    ] = None,
     debug: Debug = False,
 ) -> None:
     """Per-layer error of a quantized model, local and propagated, in Keras layer names.
@@ -391,6 +409,12 @@ def locate(
         if path is not None:
             write_output(path, text())
             err.print(f"wrote {path}")
+    if model_explorer is not None:
+        from .report.model_explorer import write_node_data
+
+        for path in write_node_data(model_explorer, result):
+            err.print(f"wrote {path}")
+    _write_report(report, result)
 
 
 @app.command()
@@ -433,6 +457,9 @@ def fix(
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of every data split.")] = 0,
     unsafe: Annotated[bool, typer.Option(help="Allow Keras Lambda/custom layers.")] = False,
+    report: Annotated[
+        Path | None, typer.Option(help="Write a self-contained HTML report (plots, findings).")
+    ] = None,
     debug: Debug = False,
 ) -> None:
     """The smallest (or fastest) model that meets the accuracy budget, written to --out.
@@ -483,6 +510,7 @@ def fix(
     if json_path is not None:
         write_output(json_path, result.to_json())
         err.print(f"wrote {json_path}")
+    _write_report(report, result)
     if not result.met:
         err.print("[bold yellow]budget:[/] no model meets it; wrote the most accurate one found")
         raise typer.Exit(1)
@@ -593,6 +621,9 @@ def demo(
     json_path: Annotated[
         Path | None, typer.Option("--json", help="Write the result as JSON.")
     ] = None,
+    report: Annotated[
+        Path | None, typer.Option(help="Write a self-contained HTML report (plots, findings).")
+    ] = None,
     debug: Debug = False,
 ) -> None:
     """Train (once, cached) a small CNN on real MNIST digits and explain every recipe on it.
@@ -616,6 +647,7 @@ def demo(
             legacy=LegacySettings(0.0, 255.0, (0.0, 6.0)),
             progress=progress,
         )
+    _write_report(report, result)
     _report_check(result, json_path, None, None)
 
 

@@ -9,12 +9,15 @@ cosine between the reference's and the candidate's output vectors). The task met
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from .errors import DataError
+
+#: Errors kept per candidate for the report's histogram (memory stays bounded).
+ERROR_SAMPLE = 4096
 
 #: Task metric names: accuracy against integer labels, MSE against float labels or, with no
 #: labels, MSE against the reference's own outputs.
@@ -57,6 +60,7 @@ class TaskAccumulator:
     kind: str
     count: int = 0
     total: float = 0.0  # correct predictions, or summed squared error
+    per_batch: list[float] = field(default_factory=list)  # the metric of each batch
     sum_sq_ref: float = 0.0  # Σref² of the reference's first output, for relative MSE
     ref_values: int = 0
 
@@ -65,13 +69,16 @@ class TaskAccumulator:
         self.ref_values += reference.size
         if self.kind == ACCURACY:
             assert labels is not None
-            self.total += float(np.sum(classes(output) == labels.reshape(len(labels))))
+            correct = float(np.sum(classes(output) == labels.reshape(len(labels))))
+            self.total += correct
             self.count += len(output)
+            self.per_batch.append(correct / len(output))
         else:
             target = reference if self.kind == MSE_VS_REFERENCE else labels
             diff = output.astype(np.float64) - np.asarray(target, np.float64).reshape(output.shape)
             self.total += float(np.sum(diff * diff))
             self.count += diff.size
+            self.per_batch.append(float(np.mean(diff * diff)))
 
     @property
     def value(self) -> float | None:
@@ -97,12 +104,17 @@ class ErrorAccumulator:
     #: top-1 agreement makes sense (a class vector, or labelled 0/1); None: decide on the
     #: first batch from the output's width
     classify: bool | None = None
+    #: a bounded sample of the errors, up to 256 per batch (for histograms in reports)
+    sample: list[float] = field(default_factory=list)
 
     def update(self, reference: list[np.ndarray], candidate: list[np.ndarray]) -> None:
         refs = [r.reshape(len(r), -1).astype(np.float64) for r in reference]
         cands = [c.reshape(len(c), -1).astype(np.float64) for c in candidate]
         ref, cand = np.concatenate(refs, axis=1), np.concatenate(cands, axis=1)
         diff = cand - ref
+        if len(self.sample) < ERROR_SAMPLE:
+            step = max(1, diff.size // 256)
+            self.sample.extend(diff.ravel()[::step][: ERROR_SAMPLE - len(self.sample)].tolist())
         self.values += diff.size
         self.samples += len(ref)
         self.sum_sq_err += float(np.sum(diff * diff))

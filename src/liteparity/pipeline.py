@@ -506,5 +506,7 @@ def candidate_result(
         metric_delta=delta,
         drop=compare.drop(kind, reference, value, power),
         batch_size=run.batch_size,
+        error_sample=tuple(run.errors.sample),
+        batch_metrics=tuple(run.task.per_batch) if run.task else (),
         **run.errors.metrics(),
     )

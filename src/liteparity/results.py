@@ -78,6 +78,9 @@ class CandidateResult:
     batch_size: int | None = None
     findings: tuple[Finding, ...] = ()
     error: str | None = None
+    #: for reports only (not in the JSON): a sample of errors, the metric of each batch
+    error_sample: tuple[float, ...] = field(default=(), repr=False)
+    batch_metrics: tuple[float, ...] = field(default=(), repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
