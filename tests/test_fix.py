@@ -54,6 +54,13 @@ def test_the_written_model_meets_the_budget_in_an_independent_loop(
     assert fixed.held_out["samples"] + fixed.search_samples == len(digits.x_eval)
 
 
+def test_explain_before_and_after_names_the_fault_and_its_cure(fixed) -> None:
+    before = {f.id for f in fixed.before}
+    after = {f.id: f.severity.value for f in fixed.after}
+    assert "outlier-scale" in before  # plain int8: the planted fault, named
+    assert "outlier-scale" not in after or fixed.winner.recipe == "int16x8"
+
+
 def test_pareto_front_and_json(fixed) -> None:
     import json
 

@@ -23,24 +23,35 @@ from tests.conftest import Digits
 def explained_small(cnn: Path, digits: Digits):
     from liteparity.explain import explain
 
-    return explain(cnn, data=(digits.x_eval, digits.y_eval), calibration_data=digits.x_cal,
-                   recipes=["float32", "int8", "legacy-uint8"],
-                   legacy=__import__("liteparity").LegacySettings(0.0, 255.0, (0.0, 6.0)))
+    return explain(
+        cnn,
+        data=(digits.x_eval, digits.y_eval),
+        calibration_data=digits.x_cal,
+        recipes=["float32", "int8", "legacy-uint8"],
+        legacy=__import__("liteparity").LegacySettings(0.0, 255.0, (0.0, 6.0)),
+    )
 
 
 @pytest.fixture(scope="session")
 def located_small(cnn: Path, digits: Digits):
     from liteparity.per_layer import locate
 
-    return locate(cnn, data=(digits.x_eval, digits.y_eval), calibration_data=digits.x_cal,
-                  max_samples=200)
+    return locate(
+        cnn, data=(digits.x_eval, digits.y_eval), calibration_data=digits.x_cal, max_samples=200
+    )
 
 
 def test_names_from_the_model_are_escaped(explained_small) -> None:
     evil = "<script>alert(1)</script>"
     row = explained_small.candidates[0]
-    finding = Finding("saturation", Severity.WARNING, "saturated tensors", f"tensor {evil}",
-                      {"tensor": evil, "covered_range": [0, 1], "needed_range": [0, 2]}, evil)
+    finding = Finding(
+        "saturation",
+        Severity.WARNING,
+        "saturated tensors",
+        f"tensor {evil}",
+        {"tensor": evil, "covered_range": [0, 1], "needed_range": [0, 2]},
+        evil,
+    )
     bad = dataclasses.replace(row, name=evil, findings=(finding,))
     result = dataclasses.replace(explained_small, candidates=(bad,))
     html = render(result, f"liteparity explain {evil}")
@@ -70,8 +81,9 @@ def test_model_explorer_overlay_matches_its_schema(located_small, tmp_path: Path
     assert paths[0] == tmp_path / "overlay.json" and len(paths) >= 3
     for path in paths:
         doc = json.loads(path.read_text())
-        graph = dacite.from_dict(builder.GraphNodeData, doc["main"],
-                                 config=dacite.Config(strict=True))
+        graph = dacite.from_dict(
+            builder.GraphNodeData, doc["main"], config=dacite.Config(strict=True)
+        )
         assert graph.results and graph.gradient[0].stop == 0 and graph.gradient[-1].stop == 1
         tensor_names = {r.tensor_name for r in located_small.layers}
         assert set(graph.results) <= tensor_names  # keyed by TFLite output tensor name
@@ -89,14 +101,33 @@ def test_report_renders_in_a_real_browser(explained_small, tmp_path: Path) -> No
     from PIL import Image
 
     path = write_report(tmp_path / "report.html", explained_small, "liteparity explain")
-    flags = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-             "--no-first-run", "--disable-background-networking", "--disable-component-update",
-             "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", "--hide-scrollbars"]
+    flags = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--hide-scrollbars",
+    ]
     shot = tmp_path / "shot.png"
-    subprocess.run([*flags, "--window-size=1200,2400", f"--screenshot={shot}",
-                    path.as_uri()], check=True, capture_output=True, timeout=120)
-    dom = subprocess.run([*flags, "--dump-dom", path.as_uri()], check=True,
-                         capture_output=True, text=True, timeout=120).stdout
+    subprocess.run(
+        [*flags, "--window-size=1200,2400", f"--screenshot={shot}", path.as_uri()],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    dom = subprocess.run(
+        [*flags, "--dump-dom", path.as_uri()],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
     assert "Verdict" in dom and "legacy-uint8" in dom
     sizes = re.findall(r'<svg[^>]*\swidth="([\d.]+)pt"[^>]*\sheight="([\d.]+)pt"', dom)
     assert len(sizes) >= 3 and all(float(w) > 0 and float(h) > 0 for w, h in sizes)

@@ -505,6 +505,10 @@ def fix(
         + f"; selective search: {result.search_trials} quantize+evaluate trials.",
         highlight=False,
     )
+    for label, findings in (("before (plain int8)", result.before), ("after", result.after)):
+        top = findings[0] if findings else None
+        words = f"{top.verdict} — {top.summary}" if top else "no issues found"
+        console.print(f"{label}: {words}", highlight=False)
     if result.out:
         err.print(f"wrote {result.out}")
     if json_path is not None:

@@ -101,6 +101,9 @@ class FixResult:
     out: str | None = None
     content: bytes = field(default=b"", repr=False)
     search_trials: int = 0  # quantize+evaluate trials of the selective search
+    #: ``explain``'s findings on the held-out data: plain int8, then the winner
+    before: tuple[Any, ...] = ()
+    after: tuple[Any, ...] = ()
 
     @property
     def held_out_met(self) -> bool:
@@ -125,6 +128,8 @@ class FixResult:
             "selective_search_trials": self.search_trials,
             "trials": [t.to_dict() for t in self.trials],
             "out": self.out,
+            "findings_before": [f.to_dict() for f in self.before],
+            "findings_after": [f.to_dict() for f in self.after],
         }
 
     def to_json(self, indent: int | None = 2) -> str:
@@ -298,6 +303,10 @@ def fix(
         written = None
         if out is not None:
             written = str(pipeline.write_atomic(Path(out), content))
+        progress("explaining before and after", 0, 1)
+        before, after = _before_after(
+            source, prepared, held_rows, contents[trials[0].name], content
+        )
     finally:
         worker.close()
         source.close()
@@ -319,7 +328,33 @@ def fix(
         out=written,
         content=content,
         search_trials=search_trials,
+        before=before,
+        after=after,
     )
+
+
+def _before_after(
+    source: sources.Source,
+    prepared: pipeline.PreparedData,
+    rows: np.ndarray,
+    plain: bytes,
+    winner: bytes,
+) -> tuple[tuple, tuple]:
+    """``explain``'s findings for plain int8 and for the winner, on the held-out rows."""
+    import tempfile
+
+    from .explain import explain
+
+    inputs, labels = prepared.binding.take(rows)
+    arrays: dict[str, Any] = dict(zip(source.io.input_names, inputs, strict=True))
+    if labels is not None:
+        arrays["y"] = labels
+    with tempfile.TemporaryDirectory(prefix="liteparity-fix-") as tmp:
+        paths = [Path(tmp) / "before.tflite", Path(tmp) / "after.tflite"]
+        for path, content in zip(paths, (plain, winner), strict=True):
+            path.write_bytes(content)
+        result = explain(source, data=arrays, recipes=[], candidates=paths)
+    return result.candidates[0].findings, result.candidates[1].findings
 
 
 def _selective_search(
