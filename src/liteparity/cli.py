@@ -36,6 +36,48 @@ err = Console(stderr=True)
 
 Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")]
 
+# Options shared by several commands, declared once.
+Model = Annotated[
+    str,
+    typer.Argument(
+        help="Reference model: .keras, .h5, SavedModel dir, frozen .pb or float .tflite."
+    ),
+]
+Data = Annotated[
+    str,
+    typer.Option(
+        "--data", "-d", help="Evaluation data: .npz (x, y), .npy, .csv[.gz] or an image folder."
+    ),
+]
+CalibrationData = Annotated[
+    str | None, typer.Option(help="Calibration data (default: a seeded split of --data).")
+]
+Inputs = Annotated[list[str] | None, typer.Option(help="Frozen graph input names.")]
+Outputs = Annotated[list[str] | None, typer.Option(help="Frozen graph output names.")]
+InputShapes = Annotated[
+    list[str] | None, typer.Option(help="Frozen graph input shapes, e.g. 1,784 (repeat per input).")
+]
+CalibrationSamples = Annotated[int, typer.Option(help="Calibration samples.")]
+MaxSamples = Annotated[
+    int | None, typer.Option(help="Use at most this many evaluation samples (seeded choice).")
+]
+Seed = Annotated[int, typer.Option(help="Seed of every data split.")]
+JsonPath = Annotated[Path | None, typer.Option("--json", help="Write the result as JSON.")]
+Report = Annotated[
+    Path | None, typer.Option(help="Write a self-contained HTML report (plots, findings).")
+]
+ImageSize = Annotated[str | None, typer.Option(help="Image folders: resize to HxW.")]
+Scale = Annotated[
+    float | None,
+    typer.Option(
+        help="Image folders: multiply pixels by this (e.g. 0.00392156862745098 for [0, 1])."
+    ),
+]
+LabelColumn = Annotated[int | None, typer.Option(help="CSV: column holding the label (-1: last).")]
+Unsafe = Annotated[
+    bool, typer.Option(help="Allow Keras Lambda/custom layers (runs code from the model file).")
+]
+
 
 def _fail(message: str, code: int) -> None:
     err.print(f"[bold red]liteparity:[/] {message}", highlight=False, soft_wrap=True)
@@ -150,21 +192,9 @@ def _report_check(
 
 def check_or_explain(
     ctx: typer.Context,
-    model: Annotated[
-        str,
-        typer.Argument(
-            help="Reference model: .keras, .h5, SavedModel dir, frozen .pb or float .tflite."
-        ),
-    ],
-    data: Annotated[
-        str,
-        typer.Option(
-            "--data", "-d", help="Evaluation data: .npz (x, y), .npy, .csv[.gz] or an image folder."
-        ),
-    ],
-    calibration_data: Annotated[
-        str | None, typer.Option(help="Calibration data (default: a seeded split of --data).")
-    ] = None,
+    model: Model,
+    data: Data,
+    calibration_data: CalibrationData = None,
     recipes: Annotated[
         list[str] | None,
         typer.Option(
@@ -177,12 +207,9 @@ def check_or_explain(
         list[Path] | None,
         typer.Option(help="A .tflite to compare with the reference (repeatable)."),
     ] = None,
-    inputs: Annotated[list[str] | None, typer.Option(help="Frozen graph input names.")] = None,
-    outputs: Annotated[list[str] | None, typer.Option(help="Frozen graph output names.")] = None,
-    input_shapes: Annotated[
-        list[str] | None,
-        typer.Option(help="Frozen graph input shapes, e.g. 1,784 (repeat per input)."),
-    ] = None,
+    inputs: Inputs = None,
+    outputs: Outputs = None,
+    input_shapes: InputShapes = None,
     mean: Annotated[
         float | None,
         typer.Option(help="legacy-uint8: quantized_input_stats mean (real = (q - mean) / std)."),
@@ -193,14 +220,10 @@ def check_or_explain(
     default_ranges: Annotated[
         tuple[float, float] | None, typer.Option(help="legacy-uint8: default_ranges_stats MIN MAX.")
     ] = None,
-    calibration_samples: Annotated[int, typer.Option(help="Calibration samples.")] = 200,
-    max_samples: Annotated[
-        int | None, typer.Option(help="Evaluate on at most this many samples (seeded choice).")
-    ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of every data split.")] = 0,
-    json_path: Annotated[
-        Path | None, typer.Option("--json", help="Write the result as JSON.")
-    ] = None,
+    calibration_samples: CalibrationSamples = 200,
+    max_samples: MaxSamples = None,
+    seed: Seed = 0,
+    json_path: JsonPath = None,
     save_models: Annotated[
         Path | None, typer.Option(help="Directory to write each converted .tflite to.")
     ] = None,
@@ -214,22 +237,11 @@ def check_or_explain(
         float | None,
         typer.Option(help="Exit 1 when a candidate's top-1 agreement is below this fraction."),
     ] = None,
-    image_size: Annotated[str | None, typer.Option(help="Image folders: resize to HxW.")] = None,
-    scale: Annotated[
-        float | None,
-        typer.Option(
-            help="Image folders: multiply pixels by this (e.g. 0.00392156862745098 for [0, 1])."
-        ),
-    ] = None,
-    label_column: Annotated[
-        int | None, typer.Option(help="CSV: column holding the label (-1: last).")
-    ] = None,
-    unsafe: Annotated[
-        bool, typer.Option(help="Allow Keras Lambda/custom layers (runs code from the model file).")
-    ] = False,
-    report: Annotated[
-        Path | None, typer.Option(help="Write a self-contained HTML report (plots, findings).")
-    ] = None,
+    image_size: ImageSize = None,
+    scale: Scale = None,
+    label_column: LabelColumn = None,
+    unsafe: Unsafe = False,
+    report: Report = None,
     debug: Debug = False,
 ) -> None:
     from .explain import explain
@@ -311,33 +323,20 @@ app.command("explain", help=EXPLAIN_HELP)(handle_errors(check_or_explain))
 @app.command()
 @handle_errors
 def locate(
-    model: Annotated[
-        str,
-        typer.Argument(
-            help="Reference model: .keras, .h5, SavedModel dir, frozen .pb or float .tflite."
-        ),
-    ],
-    data: Annotated[str, typer.Option("--data", "-d", help="Evaluation data.")],
-    calibration_data: Annotated[
-        str | None, typer.Option(help="Calibration data (default: a seeded split of --data).")
-    ] = None,
+    model: Model,
+    data: Data,
+    calibration_data: CalibrationData = None,
     recipe: Annotated[str, typer.Option(help="The recipe to examine.")] = "int8",
     candidate: Annotated[
         Path | None,
         typer.Option(help="Examine this .tflite instead of a recipe (propagated error only)."),
     ] = None,
-    inputs: Annotated[list[str] | None, typer.Option(help="Frozen graph input names.")] = None,
-    outputs: Annotated[list[str] | None, typer.Option(help="Frozen graph output names.")] = None,
-    input_shapes: Annotated[
-        list[str] | None,
-        typer.Option(help="Frozen graph input shapes, e.g. 1,784 (repeat per input)."),
-    ] = None,
-    calibration_samples: Annotated[int, typer.Option(help="Calibration samples.")] = 200,
-    max_samples: Annotated[
-        int | None,
-        typer.Option(help="Compare layers on at most this many samples (seeded choice)."),
-    ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of every data split.")] = 0,
+    inputs: Inputs = None,
+    outputs: Outputs = None,
+    input_shapes: InputShapes = None,
+    calibration_samples: CalibrationSamples = 200,
+    max_samples: MaxSamples = None,
+    seed: Seed = 0,
     sensitivity: Annotated[
         bool, typer.Option(help="Re-quantize with each layer group in float to rank layers.")
     ] = True,
@@ -347,14 +346,12 @@ def locate(
             "--csv", help="Write every layer as CSV (QuantizationDebugger's columns first)."
         ),
     ] = None,
-    json_path: Annotated[Path | None, typer.Option("--json", help="Write JSON.")] = None,
-    image_size: Annotated[str | None, typer.Option(help="Image folders: resize to HxW.")] = None,
-    scale: Annotated[float | None, typer.Option(help="Image folders: multiply pixels.")] = None,
-    label_column: Annotated[int | None, typer.Option(help="CSV: label column.")] = None,
-    unsafe: Annotated[bool, typer.Option(help="Allow Keras Lambda/custom layers.")] = False,
-    report: Annotated[
-        Path | None, typer.Option(help="Write a self-contained HTML report (plots, findings).")
-    ] = None,
+    json_path: JsonPath = None,
+    image_size: ImageSize = None,
+    scale: Scale = None,
+    label_column: LabelColumn = None,
+    unsafe: Unsafe = False,
+    report: Report = None,
     model_explorer: Annotated[
         Path | None, typer.Option(help="Write Model Explorer node data (graph coloured by error).")
     ] = None,
@@ -420,18 +417,9 @@ def locate(
 @app.command()
 @handle_errors
 def fix(
-    model: Annotated[
-        str, typer.Argument(help="Reference model: .keras, .h5, SavedModel dir or frozen .pb.")
-    ],
-    data: Annotated[
-        str,
-        typer.Option(
-            "--data", "-d", help="Evaluation data (split into search and held-out halves)."
-        ),
-    ],
-    calibration_data: Annotated[
-        str | None, typer.Option(help="Calibration data (default: a seeded split of --data).")
-    ] = None,
+    model: Model,
+    data: Data,
+    calibration_data: CalibrationData = None,
     max_drop: Annotated[
         float | None, typer.Option(help="Accuracy points (or % MSE) the fixed model may lose.")
     ] = 1.0,
@@ -444,22 +432,15 @@ def fix(
         typer.Option(help="Only integer models (int8, int16x8, int8 with a few layers in float)."),
     ] = False,
     out: Annotated[Path | None, typer.Option(help="Write the chosen .tflite here.")] = None,
-    json_path: Annotated[Path | None, typer.Option("--json", help="Write JSON.")] = None,
-    inputs: Annotated[list[str] | None, typer.Option(help="Frozen graph input names.")] = None,
-    outputs: Annotated[list[str] | None, typer.Option(help="Frozen graph output names.")] = None,
-    input_shapes: Annotated[
-        list[str] | None,
-        typer.Option(help="Frozen graph input shapes, e.g. 1,784 (repeat per input)."),
-    ] = None,
-    calibration_samples: Annotated[int, typer.Option(help="Calibration samples.")] = 200,
-    max_samples: Annotated[
-        int | None, typer.Option(help="Use at most this many evaluation samples (seeded choice).")
-    ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of every data split.")] = 0,
-    unsafe: Annotated[bool, typer.Option(help="Allow Keras Lambda/custom layers.")] = False,
-    report: Annotated[
-        Path | None, typer.Option(help="Write a self-contained HTML report (plots, findings).")
-    ] = None,
+    json_path: JsonPath = None,
+    inputs: Inputs = None,
+    outputs: Outputs = None,
+    input_shapes: InputShapes = None,
+    calibration_samples: CalibrationSamples = 200,
+    max_samples: MaxSamples = None,
+    seed: Seed = 0,
+    unsafe: Unsafe = False,
+    report: Report = None,
     debug: Debug = False,
 ) -> None:
     """The smallest (or fastest) model that meets the accuracy budget, written to --out.
@@ -622,12 +603,8 @@ def _fmt(value: Any) -> str:
 @app.command()
 @handle_errors
 def demo(
-    json_path: Annotated[
-        Path | None, typer.Option("--json", help="Write the result as JSON.")
-    ] = None,
-    report: Annotated[
-        Path | None, typer.Option(help="Write a self-contained HTML report (plots, findings).")
-    ] = None,
+    json_path: JsonPath = None,
+    report: Report = None,
     debug: Debug = False,
 ) -> None:
     """Train (once, cached) a small CNN on real MNIST digits and explain every recipe on it.

@@ -206,12 +206,8 @@ def locate(
     clock = time.perf_counter()
     # Boot the probe processes now: they start while this process converts.
     pool = [Worker(f"locate {i}") for i in range(max(1, min(workers or os.cpu_count() or 1, 8)))]
-    source = (
-        model
-        if isinstance(model, sources.Source)
-        else sources.load(
-            model, inputs=inputs, outputs=outputs, input_shapes=input_shapes, unsafe=unsafe
-        )
+    source = sources.load(
+        model, inputs=inputs, outputs=outputs, input_shapes=input_shapes, unsafe=unsafe
     )
     try:
         chosen = None if candidate is not None else recipes.get(recipe)

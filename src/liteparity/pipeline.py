@@ -128,16 +128,12 @@ def run(model: Any, *, hook: Hook | None, **options: Any) -> CheckResult:
     o = _Options(**options)
     progress = o.progress or _no_progress
     candidates = list(o.candidates)
-    source = (
-        model
-        if isinstance(model, sources.Source)
-        else sources.load(
-            model,
-            inputs=o.inputs,
-            outputs=o.outputs,
-            input_shapes=o.input_shapes,
-            unsafe=o.unsafe,
-        )
+    source = sources.load(
+        model,
+        inputs=o.inputs,
+        outputs=o.outputs,
+        input_shapes=o.input_shapes,
+        unsafe=o.unsafe,
     )
     reference_source: sources.Source | None = source
     try:

@@ -209,12 +209,8 @@ def fix(
         raise UsageError(f"--prefer {prefer!r}: expected size or latency")
     budget = Budget(max_drop, min_agreement)
     progress = progress or pipeline._no_progress
-    source = (
-        model
-        if isinstance(model, sources.Source)
-        else sources.load(
-            model, inputs=inputs, outputs=outputs, input_shapes=input_shapes, unsafe=unsafe
-        )
+    source = sources.load(
+        model, inputs=inputs, outputs=outputs, input_shapes=input_shapes, unsafe=unsafe
     )
     if not source.convertible:
         source.close()

@@ -534,14 +534,17 @@ def read_tflite(path: str | Path) -> bytes:
 
 
 def load(
-    path: str | Path,
+    path: str | Path | Source,
     *,
     inputs: list[str] | None = None,
     outputs: list[str] | None = None,
     input_shapes: list[tuple[int, ...]] | None = None,
     unsafe: bool = False,
 ) -> Source:
-    """Load the reference model at ``path``, choosing the loader by what the file is."""
+    """Load the reference model at ``path``, choosing the loader by what the file is (a
+    loaded ``Source`` is returned as it is)."""
+    if isinstance(path, Source):
+        return path
     p = Path(path)
     if not p.exists():
         raise ModelError(f"model file not found: {p}")

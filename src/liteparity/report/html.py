@@ -16,7 +16,7 @@ from typing import Any
 
 from . import plots
 from .findings import verdict
-from .layers import layer_cells
+from .layers import LAYER_COLUMNS, layer_cells
 from .table import COLUMNS, _size, cells, reference_cells
 
 PACKAGES = ("liteparity", "tensorflow", "ai-edge-litert", "keras", "numpy")
@@ -180,16 +180,7 @@ def _locate(result: Any) -> dict[str, Any]:
             "candidate": result.candidate,
             "samples": result.samples,
         },
-        "headers": [
-            "layer",
-            "op",
-            "local SQNR dB",
-            "RMSE/scale",
-            "propagated SQNR dB",
-            "conversion SQNR dB",
-            "saturation %",
-            "sensitivity %",
-        ],
+        "headers": list(LAYER_COLUMNS),
         "rows": [layer_cells(r) for r in result.by_impact()],
         "verdicts": [
             {

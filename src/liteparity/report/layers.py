@@ -9,6 +9,16 @@ from ..per_layer import LayerRecord, LocateResult
 
 #: Rows shown in the terminal; the CSV and JSON have every layer.
 ROWS = 20
+LAYER_COLUMNS = (
+    "layer",
+    "op",
+    "local SQNR dB",
+    "RMSE/scale",
+    "propagated SQNR dB",
+    "conversion SQNR dB",
+    "saturation %",
+    "sensitivity %",
+)
 
 
 def _db(metric: dict[str, Any] | None) -> str:
@@ -45,18 +55,7 @@ def layers_table(result: LocateResult) -> Any:
         title=f"liteparity locate — {result.candidate}, {result.samples} samples, by impact",
         title_justify="left",
     )
-    for i, col in enumerate(
-        (
-            "layer",
-            "op",
-            "local SQNR dB",
-            "RMSE/scale",
-            "propagated SQNR dB",
-            "conversion SQNR dB",
-            "saturation %",
-            "sensitivity %",
-        )
-    ):
+    for i, col in enumerate(LAYER_COLUMNS):
         table.add_column(col, justify="left" if i < 2 else "right", no_wrap=i == 0)
     for r in result.by_impact()[:ROWS]:
         table.add_row(*layer_cells(r), style="bold red" if r.jump else None)
