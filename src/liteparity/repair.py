@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from . import compare, pipeline, recipes, sensitivity, sources
-from .errors import UsageError
+from .errors import ConversionError, UsageError
 from .workers import Worker
 
 #: Recipes tried as they are, smallest first.
@@ -104,6 +104,7 @@ class FixResult:
     #: ``explain``'s findings on the held-out data: plain int8, then the winner
     before: tuple[Any, ...] = ()
     after: tuple[Any, ...] = ()
+    skipped: dict[str, str] = field(default_factory=dict)  # recipe → why it failed
 
     @property
     def held_out_met(self) -> bool:
@@ -128,6 +129,7 @@ class FixResult:
             "selective_search_trials": self.search_trials,
             "trials": [t.to_dict() for t in self.trials],
             "out": self.out,
+            "skipped": self.skipped,
             "findings_before": [f.to_dict() for f in self.before],
             "findings_after": [f.to_dict() for f in self.after],
         }
@@ -247,10 +249,15 @@ def fix(
             order = pipeline.input_order(source.io.input_names, names)
             return _Bench(worker, batches, labels, references, kind, order)
 
-        calibrated = recipes.convert(
-            source, recipes.RECIPES["int8"], prepared.calibration, calibrate_only=True
-        )
-        worker.load(calibrated)
+        skipped: dict[str, str] = {}
+        calibrated: bytes | None = None
+        try:
+            calibrated = recipes.convert(
+                source, recipes.RECIPES["int8"], prepared.calibration, calibrate_only=True
+            )
+        except ConversionError as exc:  # no int8 for this model: the other recipes remain
+            skipped["int8"] = str(exc)
+        worker.load(calibrated or recipes.convert(source, recipes.RECIPES["float32"]))
         bench = bench_for(search_rows)
         contents: dict[str, bytes] = {}
         trials: list[Trial] = []
@@ -273,14 +280,22 @@ def fix(
             return t
 
         for name in INTEGER_RECIPES if integer_only else PLAIN_RECIPES:
-            content = (
-                recipes.requantize(calibrated)
-                if name == "int8"
-                else recipes.convert(source, recipes.RECIPES[name], prepared.calibration)
-            )
+            if name in skipped:
+                continue
+            try:
+                content = (
+                    recipes.requantize(calibrated)
+                    if name == "int8" and calibrated is not None
+                    else recipes.convert(source, recipes.RECIPES[name], prepared.calibration)
+                )
+            except ConversionError as exc:  # a recipe the model does not support
+                skipped[name] = str(exc)
+                continue
             trial(name, content)
+        if not trials:
+            raise ConversionError(f"no recipe could convert the model: {skipped}")
         search_trials = 0
-        if not trials[0].within_budget:
+        if trials[0].recipe == "int8" and not trials[0].within_budget:
             ranking = sensitivity.layer_sensitivity(
                 calibrated,
                 [[b[i] for i in bench.order] for b in bench.batches],
@@ -300,9 +315,8 @@ def fix(
         if out is not None:
             written = str(pipeline.write_atomic(Path(out), content))
         progress("explaining before and after", 0, 1)
-        before, after = _before_after(
-            source, prepared, held_rows, contents[trials[0].name], content
-        )
+        plain = contents.get("int8", contents[trials[0].name])
+        before, after = _before_after(source, prepared, held_rows, plain, content)
     finally:
         worker.close()
         source.close()
@@ -326,6 +340,7 @@ def fix(
         search_trials=search_trials,
         before=before,
         after=after,
+        skipped=skipped,
     )
 
 
