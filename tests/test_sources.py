@@ -239,3 +239,16 @@ def test_graph_with_batch_one_baked_in_runs_sample_by_sample(
     assert f32.batch_size == 1  # resizing failed, so one sample at a time
     assert f32.max_abs_error < 1e-5
     assert int8.agreement > 0.95
+
+
+def test_recurrent_model_with_free_batch(lstm_pair, digits: Digits) -> None:
+    """Keras 3 LSTMs with a free batch size convert to float only with a fixed batch (done
+    for the user); calibrated recipes fail with a clear reason and a fix, not a crash."""
+    reference, _ = lstm_pair
+    x, y = digits.x_eval[:100, ..., 0], digits.y_eval[:100]
+    result = liteparity.check(reference, data=(x, y), recipes=["float32", "dynamic", "int8"])
+    f32, dynamic, int8 = result.candidates
+    assert f32.error is None and f32.max_abs_error < 1e-4
+    assert dynamic.error is None
+    assert "requires element_shape to be static" in int8.error
+    assert "batch_size=1" in int8.error

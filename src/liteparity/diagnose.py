@@ -168,8 +168,9 @@ def percent(x: float) -> str:
 
 
 def is_float_compute(anatomy: Anatomy) -> bool:
-    """No quantized tensor and no float16 tensor anywhere: a plain float32 model."""
-    return not any(t.quantized or t.dtype == "float16" for t in anatomy.tensors)
+    """No quantized, int8 or float16 tensor in any subgraph: a plain float32 model."""
+    everything = (*anatomy.tensors, *anatomy.nested)
+    return not any(t.quantized or t.dtype in ("float16", "int8") for t in everything)
 
 
 def quantized_activations(anatomy: Anatomy) -> list[TensorRecord]:

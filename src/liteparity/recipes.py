@@ -8,6 +8,7 @@ float I/O), ``int8-io``, ``uint8-io``, ``int16x8`` and ``legacy-uint8`` (the TF1
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -134,6 +135,9 @@ def resolve(names: Iterable[str], source: Source, legacy: LegacySettings | None)
 
 Calibration = Callable[[], Iterable[list[np.ndarray]]]
 
+#: The converter's complaint about shapes it needs fixed (LSTM/GRU TensorLists).
+STATIC_SHAPE_HINT = "to be static"
+
 
 def convert(
     source: Source,
@@ -149,8 +153,12 @@ def convert(
     tf = import_tensorflow()
     if recipe.needs_calibration and calibration is None:
         raise UsageError(f"recipe {recipe.name} needs calibration data")
-    try:
-        converter = _legacy_converter(source, legacy) if recipe.legacy else source.converter()
+
+    def attempt(batch_size: int | None) -> bytes:
+        if recipe.legacy:
+            converter = _legacy_converter(source, legacy)
+        else:
+            converter = source.converter(batch_size)
         if recipe.optimize:
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
         if recipe.float16_weights:
@@ -170,12 +178,41 @@ def convert(
         converter._experimental_calibrate_only = calibrate_only
         with quiet():
             return bytes(converter.convert())
+
+    try:
+        try:
+            return attempt(None)
+        except Exception as exc:
+            # Recurrent layers with a free batch size build TensorLists the converter cannot
+            # lower ("element_shape to be static"): a fixed batch of 1 converts them. Not for
+            # calibrated recipes: TF's calibrator segfaults on such models (TF 2.21).
+            if recipe.legacy or recipe.needs_calibration or STATIC_SHAPE_HINT not in str(exc):
+                raise
+            return attempt(1)
     except (UsageError, ConversionError):
         raise
     except Exception as exc:
         raise ConversionError(
-            f"recipe {recipe.name}: the converter failed: {first_line(exc)}"
+            f"recipe {recipe.name}: the converter failed: {converter_message(exc)}"
         ) from exc
+
+
+def converter_message(exc: BaseException) -> str:
+    """The converter's reason without MLIR location noise, with a hint where one is known."""
+    text = str(exc)
+    reasons = [r for r in re.findall(r"error: ([^\n]+)", text) if not r.startswith("loc(")]
+    reasons += [
+        r.split("): error: ")[-1] for r in re.findall(r"loc\([^\n]*\): error: [^\n]+", text)
+    ]
+    if STATIC_SHAPE_HINT in text:
+        line = next(ln for ln in text.splitlines() if STATIC_SHAPE_HINT in ln)
+        found = re.search(r"'[\w.]+' op .*", line)  # "'tf.TensorListReserve' op requires ..."
+        reason = found.group(0) if found else line.rsplit("error: ", 1)[-1]
+        return (
+            f"{reason.strip()} — a recurrent layer with a free batch size: give the model a "
+            "fixed batch, e.g. keras.Input(shape, batch_size=1), to quantize it"
+        )
+    return next((r.strip() for r in reasons if r.strip()), first_line(exc))
 
 
 def _legacy_converter(source: Source, legacy: LegacySettings | None) -> Any:

@@ -141,6 +141,7 @@ def weights_only(ev: Evidence) -> list[Finding]:
     io_float = all(not a.tensor(i).quantized for i in (*a.inputs, *a.outputs))
     activations_float = not any(t.quantized for t in a.activations())
     small = [t for t in a.weights() if t.dtype in ("int8", "float16")]
+    small += [t for t in a.nested if t.dtype in ("int8", "float16")]  # recurrent bodies
     if not (io_float and activations_float and small):
         return []
     kinds = sorted({t.dtype for t in small})

@@ -92,8 +92,9 @@ class Source:
     def warm_up(self, inputs: list[np.ndarray]) -> None:
         """Get ready to predict batches like ``inputs`` (a worker measures its batch size)."""
 
-    def converter(self) -> Any:
-        """A ``tf.lite.TFLiteConverter`` for this model (v2 API, or v1 for frozen graphs)."""
+    def converter(self, batch_size: int | None = None) -> Any:
+        """A ``tf.lite.TFLiteConverter`` for this model (v2 API, or v1 for frozen graphs);
+        ``batch_size`` fixes the batch dimension where the source allows it."""
         raise NotImplementedError
 
     def frozen_graph(self) -> tuple[Any, list[str], list[str]]:
@@ -211,10 +212,33 @@ class KerasSource(Source):
             out = [out]
         return [np.asarray(o) for o in out]
 
-    def converter(self) -> Any:
+    def converter(self, batch_size: int | None = None) -> Any:
         tf = import_tensorflow()
+        if batch_size is None:
+            with quiet():
+                return tf.lite.TFLiteConverter.from_keras_model(self.model)
+        import keras
+
+        # The same layers and weights behind inputs with a fixed batch dimension.
+        inputs = [
+            keras.Input(
+                batch_shape=(batch_size, *(None if d < 0 else d for d in shape[1:])),
+                dtype=dtype,
+                name=name,
+            )
+            for name, shape, dtype in zip(
+                self.io.input_names, self.io.input_shapes, self.io.input_dtypes, strict=True
+            )
+        ]
+        try:
+            fixed = keras.models.clone_model(
+                self.model, input_tensors=inputs if len(inputs) > 1 else inputs[0]
+            )
+        except Exception as exc:
+            raise ModelError(f"cannot fix the batch size of this model: {first_line(exc)}") from exc
+        fixed.set_weights(self.model.get_weights())
         with quiet():
-            return tf.lite.TFLiteConverter.from_keras_model(self.model)
+            return tf.lite.TFLiteConverter.from_keras_model(fixed)
 
     def layer_names(self) -> frozenset[str]:
         return frozenset(keras_layer_names(self.model))
@@ -295,7 +319,7 @@ class SavedModelSource(Source):
         out = self._fn(**dict(zip(self.io.input_names, inputs, strict=True)))
         return [out[name].numpy() for name in self.io.output_names]
 
-    def converter(self) -> Any:
+    def converter(self, batch_size: int | None = None) -> Any:
         tf = import_tensorflow()
         return tf.lite.TFLiteConverter.from_saved_model(self.path)
 
@@ -377,7 +401,7 @@ class FrozenGraphSource(Source):
     def predict(self, inputs: list[np.ndarray], shared: Any = None) -> list[np.ndarray]:
         return self._runner.predict(inputs)
 
-    def converter(self) -> Any:
+    def converter(self, batch_size: int | None = None) -> Any:
         tf = import_tensorflow()
         shapes = {
             name: [1, *shape[1:]]

@@ -67,6 +67,9 @@ class Anatomy:
     ops: tuple[OpRecord, ...]
     inputs: tuple[int, ...]
     outputs: tuple[int, ...]
+    #: tensors of the other subgraphs (bodies of WHILE/IF: recurrent layers), for their
+    #: types only: they cannot be read or matched (index -1)
+    nested: tuple[TensorRecord, ...] = ()
     _by_index: dict[int, TensorRecord] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -121,7 +124,25 @@ def build_anatomy(interpreter: Any) -> Anatomy:
                 weights=summary,
             )
         )
-    return Anatomy(tuple(records), ops, inputs, outputs)
+    nested = []
+    for subgraph in range(1, interpreter._interpreter.NumSubgraphs()):
+        for i in range(interpreter._interpreter.NumTensors(subgraph)):
+            try:
+                d = interpreter._get_tensor_details(i, subgraph)
+            except ValueError:  # a tensor without a shape (an optional, empty operand)
+                continue
+            nested.append(
+                TensorRecord(
+                    index=-1,
+                    name=d["name"],
+                    shape=tuple(int(x) for x in d["shape"]),
+                    dtype=np.dtype(d["dtype"]).name,
+                    quantization=qparams.from_details(d),
+                    constant=False,
+                    producer=None,
+                )
+            )
+    return Anatomy(tuple(records), ops, inputs, outputs, tuple(nested))
 
 
 def _weight_summary(interpreter: Any, index: int) -> WeightSummary | None:
