@@ -241,6 +241,10 @@ def check_or_explain(
     scale: Scale = None,
     label_column: LabelColumn = None,
     unsafe: Unsafe = False,
+    resume: Annotated[
+        bool,
+        typer.Option(help="Reuse converted models and finished results of earlier runs."),
+    ] = False,
     report: Report = None,
     debug: Debug = False,
 ) -> None:
@@ -276,6 +280,7 @@ def check_or_explain(
             scale=scale,
             label_column=label_column,
             progress=progress,
+            resume=resume,
         )
     _write_report(report, result)
     _report_check(result, json_path, max_drop, min_agreement)

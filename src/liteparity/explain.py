@@ -48,6 +48,7 @@ def explain(
     scale: float | None = None,
     label_column: int | None = None,
     progress: pipeline.Progress | None = None,
+    resume: bool = False,
 ) -> CheckResult:
     """``check``, with each candidate's findings (``.findings``) and the document's
     ``noise_floor``. Takes the same arguments as ``check``."""

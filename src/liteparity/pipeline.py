@@ -110,6 +110,7 @@ def check(
     scale: float | None = None,
     label_column: int | None = None,
     progress: Progress | None = None,
+    resume: bool = False,
 ) -> CheckResult:
     """Measure how far each TFLite candidate of ``model`` is from the model itself.
 
@@ -117,6 +118,8 @@ def check(
     ``calibration_data`` take paths or arrays (see ``liteparity.data.load``); without
     ``calibration_data`` a seeded, disjoint split of ``data`` calibrates. A lone quantized
     ``.tflite`` (no recipes, no candidates) is measured on its own, against the labels.
+    ``resume`` reuses converted models and finished results of earlier runs on the same
+    model and data (kept in liteparity's cache directory).
     """
     options = dict(locals())  # every keyword argument above, by name
     del options["model"]
@@ -161,21 +164,97 @@ def run(model: Any, *, hook: Hook | None, **options: Any) -> CheckResult:
             prepared.eval_rows,
             prepared.calibration,
         )
-        converted = _convert_all(source, chosen, calibration, o.legacy, o.save_dir, progress)
+        resumed = _Resume.open(source, prepared, o) if o.resume else None
+        converted = _convert_all(
+            source, chosen, calibration, o.legacy, o.save_dir, progress, resumed
+        )
+        candidates_ = [*converted, *user_files]
         if hook is not None:
             hook.start(reference_source, binding, calibration)
-        reference, results = _evaluate(
-            reference_source,
-            source.io,
-            [*converted, *user_files],
-            binding,
-            eval_rows,
-            progress,
-            hook,
-        )
+        # Results finished by an earlier run (check only: explain's findings are not kept).
+        done = resumed.results(candidates_, reference_source) if resumed and not hook else {}
+        todo = [c for c in candidates_ if c.name not in done]
+        reference = done.get("", None)
+        results: tuple[CandidateResult, ...] = ()
+        if todo or reference is None:
+            reference, results = _evaluate(
+                reference_source, source.io, todo, binding, eval_rows, progress, hook
+            )
+            if resumed and not hook:
+                resumed.keep(todo, results, reference)
+        by_name = {**{c.name: r for c, r in zip(todo, results, strict=True)}, **done}
+        results = tuple(by_name[c.name] for c in candidates_)
     finally:
         source.close()
     return CheckResult(reference, prepared.to_dict(), results)
+
+
+@dataclass
+class _Resume:
+    """The cache of one run: keys for conversions and for finished results."""
+
+    cache: Any
+    conversion_key: str
+    data_key: str
+
+    @classmethod
+    def open(cls, source: sources.Source, prepared: PreparedData, o: _Options) -> _Resume | None:
+        from . import cache as cache_module
+        from .demo import cache_dir
+
+        if not Path(source.path).exists():
+            return None  # an in-memory model has nothing stable to key on
+        model = cache_module.file_fingerprint(source.path)
+        calibration = (
+            cache_module.batches_fingerprint(prepared.calibration())
+            if prepared.calibration
+            else None
+        )
+        dataset = prepared.binding.dataset
+        data = cache_module.fingerprint(
+            *[np.asarray(col[prepared.eval_rows]) for col in prepared.binding.columns],
+            dataset.labels[prepared.eval_rows] if dataset.labels is not None else None,
+        )
+        return cls(
+            cache_module.Cache(cache_dir() / "runs"),
+            cache_module.fingerprint(
+                model, calibration, o.legacy, o.inputs, o.outputs, o.input_shapes
+            ),
+            cache_module.fingerprint(model, data),
+        )
+
+    def model_key(self, recipe: str) -> str:
+        from .cache import fingerprint
+
+        return fingerprint(self.conversion_key, recipe)
+
+    def _result_key(self, candidate: Candidate | None) -> str:
+        from .cache import fingerprint
+
+        content = b"reference" if candidate is None else candidate.content or b""
+        return fingerprint(self.data_key, content, candidate.name if candidate else "")
+
+    def results(self, candidates: list[Candidate], reference: Any) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for c in candidates:
+            if c.content is not None and (stored := self.cache.result(self._result_key(c))):
+                out[c.name] = CandidateResult.from_dict({**stored, "path": c.path})
+        stored = self.cache.result(self._result_key(None))
+        if stored is not None and reference is not None:
+            out[""] = ReferenceResult(**{**stored, "metric": Metric(**stored["metric"])})
+        return out
+
+    def keep(
+        self,
+        candidates: list[Candidate],
+        results: tuple[CandidateResult, ...],
+        reference: ReferenceResult | None,
+    ) -> None:
+        for c, r in zip(candidates, results, strict=True):
+            if c.content is not None and r.error is None:
+                self.cache.put_result(self._result_key(c), r.to_dict())
+        if reference is not None:
+            self.cache.put_result(self._result_key(None), reference.to_dict())
 
 
 @dataclass(frozen=True)
@@ -259,6 +338,7 @@ class _Options:
     scale: float | None
     label_column: int | None
     progress: Progress | None
+    resume: bool
 
 
 def _bind(dataset: data_module.Dataset, source: sources.Source) -> data_module.Binding:
@@ -284,15 +364,21 @@ def _convert_all(
     legacy: recipes_module.LegacySettings | None,
     save_dir: str | os.PathLike[str] | None,
     progress: Progress,
+    resumed: _Resume | None = None,
 ) -> list[Candidate]:
     out = []
     for done, recipe in enumerate(chosen):
         progress(f"converting {recipe.name}", done, len(chosen))
-        try:
-            content = recipes_module.convert(source, recipe, calibration, legacy)
-        except LiteparityError as exc:
-            out.append(Candidate(recipe.name, recipe.name, error=str(exc)))
-            continue
+        key = resumed.model_key(recipe.name) if resumed else ""
+        content = resumed.cache.model(key) if resumed else None
+        if content is None:
+            try:
+                content = recipes_module.convert(source, recipe, calibration, legacy)
+            except LiteparityError as exc:
+                out.append(Candidate(recipe.name, recipe.name, error=str(exc)))
+                continue
+            if resumed:
+                resumed.cache.put_model(key, content)
         path = None
         if save_dir is not None:
             path = str(write_atomic(Path(save_dir) / f"{recipe.name}.tflite", content))

@@ -6,6 +6,7 @@ The JSON output is these dicts, so the names here are the names users see.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -81,6 +82,32 @@ class CandidateResult:
     #: for reports only (not in the JSON): a sample of errors, the metric of each batch
     error_sample: tuple[float, ...] = field(default=(), repr=False)
     batch_metrics: tuple[float, ...] = field(default=(), repr=False)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CandidateResult:
+        """The inverse of ``to_dict`` for the measured numbers (findings are not kept)."""
+        metric = Metric(d["metric"]["name"], d["metric"]["value"]) if d.get("metric") else None
+
+        def number(value: Any) -> Any:
+            return {"inf": math.inf, "-inf": -math.inf}.get(value, value)
+
+        return cls(
+            name=d["name"],
+            recipe=d["recipe"],
+            path=d.get("path"),
+            size_bytes=d.get("size_bytes"),
+            latency_ms=d.get("latency_ms"),
+            metric=metric,
+            metric_delta=number(d.get("metric_delta")),
+            drop=number(d.get("drop")),
+            agreement=d.get("agreement"),
+            max_abs_error=d.get("max_abs_error"),
+            rmse=d.get("rmse"),
+            sqnr_db=number(d.get("sqnr_db")),
+            cosine=d.get("cosine"),
+            batch_size=d.get("batch_size"),
+            error=d.get("error"),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -1,0 +1,77 @@
+"""``--resume``: converted models and finished results, kept under the key of what produced
+them (model bytes, recipe, calibration data, evaluation data, versions), so an interrupted or
+repeated run redoes only what is missing. Entries are written atomically."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import __version__
+
+
+def fingerprint(*parts: Any) -> str:
+    """A sha256 over strings, bytes and arrays (arrays by dtype, shape and content)."""
+    digest = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, np.ndarray):
+            digest.update(f"{part.dtype}{part.shape}".encode())
+            digest.update(np.ascontiguousarray(part).tobytes())
+        elif isinstance(part, bytes):
+            digest.update(part)
+        else:
+            digest.update(repr(part).encode())
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def file_fingerprint(path: str | Path) -> str:
+    """A file's (or a directory's files') bytes."""
+    path = Path(path)
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(str(f.relative_to(path) if path.is_dir() else f.name).encode())
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def batches_fingerprint(batches: Iterable[list[np.ndarray]]) -> str:
+    return fingerprint(*[x for batch in batches for x in batch])
+
+
+class Cache:
+    """A directory of ``<key>.tflite`` and ``<key>.json`` entries."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root / f"v{__version__}"
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def _write(self, path: Path, content: bytes) -> None:
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_bytes(content)
+        tmp.replace(path)
+
+    def model(self, key: str) -> bytes | None:
+        path = self.root / f"{key}.tflite"
+        return path.read_bytes() if path.exists() else None
+
+    def put_model(self, key: str, content: bytes) -> None:
+        self._write(self.root / f"{key}.tflite", content)
+
+    def result(self, key: str) -> dict[str, Any] | None:
+        path = self.root / f"{key}.json"
+        try:
+            return json.loads(path.read_text()) if path.exists() else None
+        except json.JSONDecodeError:  # a damaged entry is recomputed
+            return None
+
+    def put_result(self, key: str, value: dict[str, Any]) -> None:
+        self._write(self.root / f"{key}.json", json.dumps(value).encode())
