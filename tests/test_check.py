@@ -203,13 +203,15 @@ def test_a_crashing_interpreter_is_that_candidates_error(
     assert fine.error is None and fine.metric.value > 0.8
 
 
-def test_resume_reuses_conversions_and_results(cnn: Path, digits: Digits, tmp_path: Path,
-                                               monkeypatch) -> None:
+def test_resume_reuses_conversions_and_results(
+    cnn: Path, digits: Digits, tmp_path: Path, monkeypatch
+) -> None:
     monkeypatch.setenv("LITEPARITY_CACHE", str(tmp_path))
     data = tmp_path / "eval.npz"
     np.savez(data, x=digits.x_eval[:200], y=digits.y_eval[:200])
-    first = liteparity.check(cnn, data=data, calibration_data=digits.x_cal,
-                             recipes=["float32", "int8"], resume=True)
+    first = liteparity.check(
+        cnn, data=data, calibration_data=digits.x_cal, recipes=["float32", "int8"], resume=True
+    )
 
     from liteparity import recipes, workers
 
@@ -218,8 +220,9 @@ def test_resume_reuses_conversions_and_results(cnn: Path, digits: Digits, tmp_pa
 
     monkeypatch.setattr(recipes, "convert", refuse)
     monkeypatch.setattr(workers.Worker, "__init__", refuse)
-    again = liteparity.check(cnn, data=data, calibration_data=digits.x_cal,
-                             recipes=["float32", "int8"], resume=True)
+    again = liteparity.check(
+        cnn, data=data, calibration_data=digits.x_cal, recipes=["float32", "int8"], resume=True
+    )
     assert [c.to_dict() for c in again.candidates] == [
         {**c.to_dict(), "findings": []} for c in first.candidates
     ]

@@ -174,3 +174,69 @@ def test_fix_writes_the_model_and_exits_by_budget(
         out,
     )
     assert impossible.exit_code == 1 and out.exists()
+
+
+def test_ctrl_c_stops_cleanly_without_partial_output(cnn: Path, digits, tmp_path: Path) -> None:
+    """SIGINT while candidates run: exit 130, one line, no JSON, no worker left behind."""
+    import os
+    import signal
+    import time
+
+    import numpy as np
+
+    data = tmp_path / "big.npy"
+    np.save(data, np.resize(digits.x_eval, (40000, 8, 8, 1)))
+    out = tmp_path / "out.json"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "liteparity",
+            "check",
+            str(cnn),
+            "--data",
+            str(data),
+            "--recipes",
+            "float32,int8",
+            "--calibration-data",
+            str(data),
+            "--json",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+    def workers() -> list[int]:
+        found = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if f"PPid:\t{proc.pid}\n" in status and b"liteparity.workers" in cmdline:
+                found.append(int(pid))
+        return found
+
+    deadline = time.time() + 120
+    while not workers() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.1)
+    assert proc.poll() is None, "finished before it could be interrupted"
+    started = workers()
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert "interrupted; no partial output was written" in stderr
+    assert "Traceback" not in stderr
+    assert not out.exists() and not list(tmp_path.glob(".*.tmp"))
+    time.sleep(1)
+
+    def alive(pid: int) -> bool:
+        try:
+            return "State:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            return False
+
+    assert started and not any(alive(pid) for pid in started)  # none orphaned
