@@ -227,3 +227,14 @@ def test_resume_reuses_conversions_and_results(
         {**c.to_dict(), "findings": []} for c in first.candidates
     ]
     assert again.reference == first.reference
+
+
+def test_cosine_of_a_silent_candidate_is_zero() -> None:
+    from liteparity.compare import ErrorAccumulator
+
+    acc = ErrorAccumulator(classify=False)
+    acc.update([np.ones((4, 3))], [np.zeros((4, 3))])
+    assert acc.metrics()["cosine"] == 0.0
+    both = ErrorAccumulator(classify=False)
+    both.update([np.zeros((4, 3))], [np.zeros((4, 3))])
+    assert both.metrics()["cosine"] == 1.0

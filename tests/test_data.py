@@ -131,3 +131,16 @@ def test_batches_cover_every_row_once() -> None:
     seen = [y for _, y in binding.batches(np.arange(10), 4)]
     assert [len(b) for b in seen] == [4, 4, 2]
     assert np.concatenate(seen).tolist() == list(range(10))
+
+
+def test_two_dimensional_float_labels_stay_regression_targets() -> None:
+    targets = np.array([[0.5, 1.5, -2.0], [1.0, 0.0, 0.0]], np.float32)
+    ds = data.load((np.zeros((2, 4), np.float32), targets))
+    assert ds.labels.dtype == np.float32 and ds.labels.shape == (2, 3)
+
+
+def test_label_column_out_of_range(tmp_path: Path) -> None:
+    path = tmp_path / "d.csv"
+    path.write_text("1,2,0\n3,4,1\n")
+    with pytest.raises(DataError, match="--label-column 5 but the CSV has 3 columns"):
+        data.load(path, label_column=5)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import liteparity
@@ -278,3 +279,15 @@ def test_json_carries_findings_and_noise_floor(explained) -> None:
             assert set(f) >= {"id", "severity", "summary", "evidence", "fix"}
             assert f["severity"] in ("info", "warning", "error")
     json.dumps(doc)  # evidence is plain JSON
+
+
+def test_multi_input_model_is_explained_with_inputs_in_each_models_order(
+    two_by_two: Path, digits: Digits, tmp_path: Path
+) -> None:
+    data = tmp_path / "multi.npz"
+    np.savez(data, zeta=digits.x_eval, alpha=digits.x_eval[::-1], y=digits.y_eval)
+    result = explain(two_by_two, data=data, calibration_data=data, recipes=["float32", "int8"])
+    f32, int8 = result.candidates
+    assert f32.error is None and int8.error is None
+    assert "float-noise" in ids(f32)
+    assert not [f for f in int8.findings if f.id == "calibration-range"]

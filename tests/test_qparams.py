@@ -70,7 +70,8 @@ def test_int16_range() -> None:
     "make",
     [
         lambda: qparams.from_mean_std(0, 0),
-        lambda: qparams.from_min_max(1, 1),
+        lambda: qparams.from_min_max(2, 1),
+        lambda: qparams.from_min_max(0, 0),
         lambda: qparams.QParams(0.1, 300, "uint8"),
         lambda: qparams.QParams(-1.0, 0, "int8"),
         lambda: qparams.QParams(0.1, 0, "float8"),
@@ -94,3 +95,8 @@ def test_from_details_reads_litert_tensor_dicts() -> None:
     p = qparams.from_details(details)
     assert p is not None and p.per_channel and p.axis == 3
     assert qparams.from_details({"dtype": np.float32, "quantization": (0.0, 0)}) is None
+
+
+def test_a_range_that_excludes_zero_is_widened_to_include_it() -> None:
+    p = qparams.from_min_max(0.5, 0.5, "uint8")  # a constant input: [0, 0.5]
+    assert p.min.item() == 0.0 and p.max.item() == pytest.approx(0.5)

@@ -15,6 +15,19 @@ import numpy as np
 from . import __version__
 
 
+def versions() -> tuple[str, ...]:
+    """The converter's and the interpreter's versions: an upgrade must not reuse results."""
+    from importlib import metadata
+
+    out = []
+    for name in ("tensorflow", "ai-edge-litert"):
+        try:
+            out.append(f"{name}={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            out.append(f"{name}=?")
+    return tuple(out)
+
+
 def fingerprint(*parts: Any) -> str:
     """A sha256 over strings, bytes and arrays (arrays by dtype, shape and content)."""
     digest = hashlib.sha256()

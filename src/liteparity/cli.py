@@ -472,6 +472,7 @@ def fix(
             max_drop=max_drop,
             min_agreement=min_agreement,
             prefer=prefer,
+            integer_only=integer_only,
             out=out,
             inputs=_split(inputs),
             outputs=_split(outputs),
@@ -486,7 +487,7 @@ def fix(
     w, held = result.winner, result.held_out
     console.print(
         f"winner: [bold]{w.name}[/] — {result.reason}. Held out ({held['samples']} samples): "
-        f"drop {held['drop']:.2f}, agreement {held['agreement']:.4f}"
+        f"drop {_num(held['drop'], '.2f')}, agreement {_num(held['agreement'], '.4f')}"
         + ("" if result.held_out_met else " [bold yellow](breaks the budget on held-out data)[/]")
         + f"; selective search: {result.search_trials} quantize+evaluate trials.",
         highlight=False,
@@ -595,6 +596,10 @@ def _print_qparams(rows: list[dict[str, Any]]) -> None:
         cells = [_fmt(row.get(k, "float (not quantized)" if k == "scale" else "")) for k in keys]
         table.add_row(*([row["tensor"]] if row["tensor"] is not None else []), *cells)
     console.print(table)
+
+
+def _num(value: float | None, fmt: str) -> str:
+    return "–" if value is None else format(value, fmt)
 
 
 def _fmt(value: Any) -> str:

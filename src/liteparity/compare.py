@@ -74,8 +74,14 @@ class TaskAccumulator:
             self.count += len(output)
             self.per_batch.append(correct / len(output))
         else:
-            target = reference if self.kind == MSE_VS_REFERENCE else labels
-            diff = output.astype(np.float64) - np.asarray(target, np.float64).reshape(output.shape)
+            target = np.asarray(reference if self.kind == MSE_VS_REFERENCE else labels, np.float64)
+            if target.size != output.size:
+                raise DataError(
+                    f"labels have {target.size // max(len(target), 1)} value(s) per sample but "
+                    f"the model's first output has {output.size // max(len(output), 1)}: "
+                    "expected float targets shaped like the output (or integer class ids)"
+                )
+            diff = output.astype(np.float64) - target.reshape(output.shape)
             self.total += float(np.sum(diff * diff))
             self.count += diff.size
             self.per_batch.append(float(np.mean(diff * diff)))
@@ -122,8 +128,14 @@ class ErrorAccumulator:
         self.max_abs = max(self.max_abs, float(np.max(np.abs(diff), initial=0.0)))
         norms = np.linalg.norm(ref, axis=1) * np.linalg.norm(cand, axis=1)
         dots = np.sum(ref * cand, axis=1)
-        both_zero = norms == 0
-        cos = np.where(both_zero, 1.0, dots / np.where(both_zero, 1.0, norms))
+        ref_zero = np.linalg.norm(ref, axis=1) == 0
+        cand_zero = np.linalg.norm(cand, axis=1) == 0
+        # Both silent: identical (1). One silent: nothing in common (0).
+        cos = np.where(
+            norms == 0,
+            np.where(ref_zero & cand_zero, 1.0, 0.0),
+            dots / np.where(norms == 0, 1.0, norms),
+        )
         self.cosine_sum += float(np.sum(cos))
         if self.classify is None:
             self.classify = reference[0].reshape(len(reference[0]), -1).shape[1] > 1

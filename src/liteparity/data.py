@@ -228,7 +228,10 @@ def _np_load(path: Path, **kwargs: Any) -> Any:
 
 def _labels(y: Any, source: str) -> np.ndarray:
     y = np.asarray(y)
-    if y.ndim == 2 and y.shape[1] > 1:  # one-hot
+    one_hot = (
+        y.ndim == 2 and y.shape[1] > 1 and np.isin(y, (0, 1)).all() and (y.sum(axis=1) == 1).all()
+    )
+    if one_hot:  # class ids; other 2-D labels are regression targets and stay as they are
         y = y.argmax(axis=1)
     return y.reshape(len(y)) if y.ndim > 1 and y.size == len(y) else y
 
@@ -265,6 +268,10 @@ def _load_csv(path: Path, label_column: int | None) -> Dataset:
         label_column = next((names.index(k) for k in LABEL_KEYS if k in names), None)
     labels = None
     if label_column is not None:
+        if not -table.shape[1] <= label_column < table.shape[1]:
+            raise DataError(
+                f"{path}: --label-column {label_column} but the CSV has {table.shape[1]} columns"
+            )
         labels = table[:, label_column].astype(np.int64)
         table = np.delete(table, label_column, axis=1)
     return Dataset({INPUT_KEY: table}, labels, source=str(path), flat=True)

@@ -151,7 +151,13 @@ class _Diagnosis:
                         ordered = [[x[i] for i in run.order] for x in batches]
                         stats = run.worker.tensor_stats(ordered)
                     if float_model is not None and not diagnose.is_float_compute(anatomy):
-                        float_stats = float_model.tensor_stats(batches, _ranges(anatomy))
+                        order = pipeline.input_order(
+                            self._source.io.input_names,  # type: ignore[union-attr]
+                            [i.name for i in float_model.info.inputs],
+                        )
+                        float_stats = float_model.tensor_stats(
+                            [[x[i] for i in order] for x in batches], _ranges(anatomy)
+                        )
                 except LiteparityError as exc:
                     run.fail(exc)
                     continue

@@ -204,12 +204,14 @@ def locate(
     progress = progress or pipeline._no_progress
     timings: dict[str, float] = {}
     clock = time.perf_counter()
-    # Boot the probe processes now: they start while this process converts.
-    pool = [Worker(f"locate {i}") for i in range(max(1, min(workers or os.cpu_count() or 1, 8)))]
     source = sources.load(
         model, inputs=inputs, outputs=outputs, input_shapes=input_shapes, unsafe=unsafe
     )
+    pool: list[Worker] = []
     try:
+        # Boot the probe processes now: they start while this process converts.
+        for i in range(max(1, min(workers or os.cpu_count() or 1, 8))):
+            pool.append(Worker(f"locate {i}"))
         chosen = None if candidate is not None else recipes.get(recipe)
         if chosen is not None and (chosen.legacy or not source.convertible):
             raise UsageError(

@@ -20,7 +20,7 @@ import numpy as np
 from . import compare, sources
 from . import data as data_module
 from . import recipes as recipes_module
-from .errors import DataError, LiteparityError
+from .errors import DataError, LiteparityError, UsageError
 from .results import CandidateResult, CheckResult, Metric, ReferenceResult
 from .workers import SharedInputs, SharedSlots, Worker
 
@@ -218,9 +218,15 @@ class _Resume:
         return cls(
             cache_module.Cache(cache_dir() / "runs"),
             cache_module.fingerprint(
-                model, calibration, o.legacy, o.inputs, o.outputs, o.input_shapes
+                model,
+                calibration,
+                o.legacy,
+                o.inputs,
+                o.outputs,
+                o.input_shapes,
+                cache_module.versions(),
             ),
-            cache_module.fingerprint(model, data),
+            cache_module.fingerprint(model, data, cache_module.versions()),
         )
 
     def model_key(self, recipe: str) -> str:
@@ -308,7 +314,11 @@ def prepare_data(
     elif needs_calibration:
         cal_rows, eval_rows = data_module.split(len(dataset), calibration_samples, seed)
     if max_samples is not None:
+        if max_samples < 1:
+            raise UsageError(f"--max-samples must be at least 1, got {max_samples}")
         eval_rows = eval_rows[data_module.sample_rows(len(eval_rows), max_samples, seed)]
+    if not len(eval_rows):
+        raise DataError(f"{dataset.source}: no samples left to evaluate")
     calibration = None
     if len(cal_rows):
         batches = [inputs for inputs, _ in cal_binding.batches(cal_rows, BATCH_ROWS)]
@@ -455,9 +465,11 @@ def _evaluate(
         source.warm_up(current[0])
     # Candidates and the reference run at once: share the cores between them.
     threads = max(1, (os.cpu_count() or 1) // (len(candidates) + 1))
-    runs = [_start(c, io, kind, threads) for c in candidates]
+    runs: list[_Run] = []
     slots = SharedSlots()
     try:
+        for c in candidates:  # one by one: a failure leaves the started ones to `finally`
+            runs.append(_start(c, io, kind, threads))
         for run in runs:
             _guard(
                 run,

@@ -115,11 +115,13 @@ def from_mean_std(mean: float, std_dev: float, dtype: str = "uint8") -> QParams:
 def from_min_max(minimum: float, maximum: float, dtype: str = "uint8") -> QParams:
     """The parameters that cover ``[minimum, maximum]``, with the zero point nudged so that
     real 0 is exactly representable (what TFLite's converter does)."""
-    if not minimum < maximum:
+    if minimum > maximum:
         raise UsageError(f"min must be below max, got min={minimum}, max={maximum}")
     qmin, qmax = dtype_range(dtype)
     # Real zero must be representable (zero padding, ReLU): widen the range to include it.
     minimum, maximum = min(minimum, 0.0), max(maximum, 0.0)
+    if minimum == maximum:
+        raise UsageError(f"the range [{minimum}, {maximum}] is empty: nothing to quantize")
     scale = (maximum - minimum) / (qmax - qmin)
     zero_point = int(np.clip(round(qmin - minimum / scale), qmin, qmax))
     return QParams(scale, zero_point, dtype)

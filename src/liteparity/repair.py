@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from . import compare, pipeline, recipes, sensitivity, sources
-from .errors import ConversionError, UsageError
+from .errors import ConversionError, InterpreterError, UsageError
 from .workers import Worker
 
 #: Recipes tried as they are, smallest first.
@@ -164,6 +164,14 @@ class _Bench:
         self.power = task.reference_power
 
     def measure(self, content: bytes) -> dict[str, Any]:
+        try:
+            return self._measure(content)
+        except InterpreterError:  # a crashed worker cannot measure the next model: renew it
+            self.worker.close()
+            self.worker = Worker("fix")
+            raise
+
+    def _measure(self, content: bytes) -> dict[str, Any]:
         self.worker.load(content)
         task = compare.TaskAccumulator(self.kind)
         errors = compare.ErrorAccumulator(classify=True if self.kind == compare.ACCURACY else None)
@@ -218,6 +226,7 @@ def fix(
         source.close()
         raise UsageError(f"fix needs a TensorFlow model to convert, not {source.path}")
     worker = Worker("fix")
+    bench: _Bench | None = None
     try:
         prepared = pipeline.prepare_data(
             source,
@@ -288,10 +297,9 @@ def fix(
                     if name == "int8" and calibrated is not None
                     else recipes.convert(source, recipes.RECIPES[name], prepared.calibration)
                 )
-            except ConversionError as exc:  # a recipe the model does not support
+                trial(name, content)
+            except (ConversionError, InterpreterError) as exc:  # the model cannot take it
                 skipped[name] = str(exc)
-                continue
-            trial(name, content)
         if not trials:
             raise ConversionError(f"no recipe could convert the model: {skipped}")
         search_trials = 0
@@ -310,6 +318,7 @@ def fix(
         trials = _mark_pareto(trials, prefer)
         winner = next(t for t in trials if t.name == winner.name)
         content = contents[winner.name]
+        worker = bench.worker  # renewed if a trial crashed the first one
         held = bench_for(held_rows).measure(content)
         written = None
         if out is not None:
@@ -319,6 +328,8 @@ def fix(
         before, after = _before_after(source, prepared, held_rows, plain, content)
     finally:
         worker.close()
+        if bench is not None:
+            bench.worker.close()
         source.close()
     return FixResult(
         model=source.path,

@@ -19,6 +19,7 @@ from .diagnose import (
     quantized_activations,
     rule,
 )
+from .errors import UsageError
 from .names import keras_layer
 from .results import Finding, Severity
 from .tensors import FLOAT16_MAX, Anatomy, TensorRecord
@@ -185,7 +186,15 @@ def input_range(ev: Evidence) -> list[Finding]:
             severity = Severity.WARNING
         if severity is None:
             continue
-        want = qparams.from_min_max(cov.min, cov.max, q.dtype)
+        try:
+            want = qparams.from_min_max(cov.min, cov.max, q.dtype)
+            suggested = [float(want.mean[0]), float(want.std_dev[0])]
+            how = (
+                f"Quantize the input for the range the data really has: (mean, std_dev) = "
+                f"({suggested[0]:.4g}, {suggested[1]:.4g}) for TF1's quantized_input_stats; "
+            )
+        except UsageError:  # constant zero data: no range to suggest
+            suggested, how = None, "The input data is constant: check the preprocessing; "
         covered = covered_range(q)
         findings.append(
             Finding(
@@ -205,12 +214,10 @@ def input_range(ev: Evidence) -> list[Finding]:
                     "used_share": used,
                     "scale": float(q.scale[0]),
                     "zero_point": int(q.zero_point[0]),
-                    "suggested_mean_std_dev": [float(want.mean[0]), float(want.std_dev[0])],
+                    "suggested_mean_std_dev": suggested,
                 },
-                f"Quantize the input for the range the data really has: (mean, std_dev) = "
-                f"({float(want.mean[0]):.4g}, {float(want.std_dev[0]):.4g}) for TF1's "
-                "quantized_input_stats; for post-training quantization, calibrate on data "
-                "preprocessed exactly like this data (same scaling, same normalization).",
+                how + "for post-training quantization, calibrate on data preprocessed exactly "
+                "like this data (same scaling, same normalization).",
             )
         )
     return findings

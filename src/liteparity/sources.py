@@ -383,7 +383,12 @@ class FrozenGraphSource(Source):
             raise UsageError(f"{len(shapes)} input shapes for {len(inputs)} inputs")
         resolved = []
         for tensor, given in zip(self._in, shapes, strict=True):
-            dims = _shape(given) if given is not None else _shape(tensor.shape.as_list() or [])
+            known = tensor.shape.rank is not None
+            dims = (
+                _shape(given)
+                if given is not None
+                else (_shape(tensor.shape.as_list()) if known else ())
+            )
             if any(d < 0 for d in dims[1:]) or not dims:
                 raise UsageError(
                     f"{path}: input {tensor.op.name!r} has shape {list(dims)}: give it with "
@@ -522,7 +527,11 @@ class TFLiteSource(Source):
 
         self.content = read_tflite(path)
         self.worker = Worker(Path(path).name, self.content)
-        info = self.worker.info
+        try:
+            info = self.worker.info
+        except BaseException:
+            self.worker.close()
+            raise
         self.io = IOSpec(
             input_names=tuple(i.name for i in info.inputs),
             input_shapes=tuple(i.shape for i in info.inputs),
