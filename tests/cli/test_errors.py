@@ -58,6 +58,27 @@ def lambda_model(models_dir: Path) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def flex_model(models_dir: Path) -> Path:
+    """A real select-TF model: cumprod has no builtin kernel, so it becomes FlexCumprod."""
+    from liteparity.sources import import_tensorflow, quiet
+
+    tf = import_tensorflow()
+    fn = tf.function(
+        lambda x: tf.math.cumprod(x, axis=1), input_signature=[tf.TensorSpec([None, 4], tf.float32)]
+    )
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], fn)
+    converter.target_spec.supported_ops = [
+        tf.lite.OpsSet.TFLITE_BUILTINS,
+        tf.lite.OpsSet.SELECT_TF_OPS,
+    ]
+    with quiet():
+        content = converter.convert()
+    path = models_dir / "flex.tflite"
+    path.write_bytes(content)
+    return path
+
+
 CASES = [
     (
         "missing file",
@@ -108,6 +129,7 @@ CASES = [
         "name one array per input",
     ),
     ("Lambda in safe mode", ["check", "{lambda}", "--data", "{dir}/good.npz"], "pass --unsafe"),
+    ("Flex ops", ["qparams", "{flex}"], "uses select-TF (Flex) ops FlexCumprod"),
     (
         "bad option pair",
         ["check", "{cnn}", "--data", "{dir}/good.npz", "--std", "1"],
@@ -122,11 +144,18 @@ def test_bad_input_gets_one_clear_line(
     cnn: Path,
     two_by_two: Path,
     lambda_model: Path,
+    flex_model: Path,
     case: str,
     args: list[str],
     message: str,
 ) -> None:
-    values = {"dir": bad_files["dir"], "cnn": cnn, "two": two_by_two, "lambda": lambda_model}
+    values = {
+        "dir": bad_files["dir"],
+        "cnn": cnn,
+        "two": two_by_two,
+        "lambda": lambda_model,
+        "flex": flex_model,
+    }
     result = runner.invoke(app, [a.format(**values) for a in args], catch_exceptions=False)
     assert result.exit_code == 2, result.output
     assert message in result.stderr
