@@ -96,3 +96,27 @@ def test_fix_report_renders(fixed) -> None:
 
     html = render(fixed, "liteparity fix")
     assert fixed.winner.name in html and "<svg" in html
+
+
+def test_quantization_aware_route_on_a_keras2_model(digits: Digits, models_dir: Path) -> None:
+    """tfmot fine-tuning in a tf_keras child process; the result joins the same table."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.test_sources import KERAS2_SCRIPT
+
+    path = models_dir / "mlp_for_qat.h5"
+    env = dict(os.environ, TF_USE_LEGACY_KERAS="1")
+    subprocess.run([sys.executable, "-c", KERAS2_SCRIPT, str(path), str(path) + ".npy"],
+                   env=env, check=True, capture_output=True)
+    x = digits.x_eval.reshape(len(digits.x_eval), -1)
+    result = fix(path, data=(x, digits.y_eval), max_drop=5.0, qat_epochs=1)
+    qat = next(t for t in result.trials if t.recipe == "qat")
+    assert "qat" not in result.skipped
+    assert qat.metric > 0.8 and qat.drop < 5.0
+
+
+def test_quantization_aware_route_refuses_keras3(cnn: Path, digits: Digits) -> None:
+    with pytest.raises(liteparity.UsageError, match="Keras 2"):
+        fix(cnn, data=(digits.x_eval, digits.y_eval), qat_epochs=1)

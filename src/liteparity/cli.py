@@ -436,6 +436,13 @@ def fix(
         bool,
         typer.Option(help="Only integer models (int8, int16x8, int8 with a few layers in float)."),
     ] = False,
+    qat_epochs: Annotated[
+        int,
+        typer.Option(
+            help="Also try quantization-aware fine-tuning for this many epochs on "
+            "the labelled search data (Keras 2 .h5 models)."
+        ),
+    ] = 0,
     out: Annotated[Path | None, typer.Option(help="Write the chosen .tflite here.")] = None,
     json_path: JsonPath = None,
     inputs: Inputs = None,
@@ -473,6 +480,7 @@ def fix(
             min_agreement=min_agreement,
             prefer=prefer,
             integer_only=integer_only,
+            qat_epochs=qat_epochs,
             out=out,
             inputs=_split(inputs),
             outputs=_split(outputs),

@@ -1,7 +1,9 @@
-"""Child-process entry: load a Keras 2 ``.h5`` with ``tf_keras`` and save it as a SavedModel.
+"""Child-process entries for Keras 2 models (``tf_keras``), run with ``TF_USE_LEGACY_KERAS=1``
+so that the parent process keeps whatever Keras the user has:
 
-Run as ``python -m liteparity.keras2 MODEL.h5 OUT_DIR`` with ``TF_USE_LEGACY_KERAS=1`` set, so
-that the parent process keeps whatever Keras the user has.
+    python -m liteparity.keras2 MODEL.h5 OUT_DIR                 # export as a SavedModel
+    python -m liteparity.keras2 qat MODEL.h5 DATA.npz OUT.tflite EPOCHS
+                                                                  # quantization-aware training
 """
 
 from __future__ import annotations
@@ -13,8 +15,7 @@ from pathlib import Path
 from liteparity.sources import LAYERS_FILE, keras_layer_names
 
 
-def main(src: str, dst: str) -> None:
-    import tensorflow as tf
+def _load(src: str):  # type: ignore[no-untyped-def]
     import tf_keras
 
     try:  # quantization-aware models need tfmot's custom layers to deserialize
@@ -26,7 +27,13 @@ def main(src: str, dst: str) -> None:
 
         scope = contextlib.nullcontext()
     with scope:
-        model = tf_keras.models.load_model(src, compile=False)
+        return tf_keras.models.load_model(src, compile=False)
+
+
+def main(src: str, dst: str) -> None:
+    import tensorflow as tf
+
+    model = _load(src)
     specs = [tf.TensorSpec(t.shape, t.dtype, name=t.name.split(":")[0]) for t in model.inputs]
 
     @tf.function(input_signature=specs)
@@ -40,5 +47,31 @@ def main(src: str, dst: str) -> None:
     (Path(dst) / LAYERS_FILE).write_text(json.dumps(names))
 
 
+def qat(src: str, data: str, dst: str, epochs: int) -> None:
+    """Fine-tune with fake quantization (tfmot), then convert with the learned ranges."""
+    import numpy as np
+    import tensorflow as tf
+    import tensorflow_model_optimization as tfmot
+
+    model = _load(src)
+    with np.load(data, allow_pickle=False) as d:
+        x, y = d["x"], d["y"]
+    tf.keras.utils.set_random_seed(0)
+    quantized = tfmot.quantization.keras.quantize_model(model)
+    width = int(np.prod(quantized.outputs[0].shape[1:]))
+    if np.issubdtype(y.dtype, np.integer):
+        loss = "sparse_categorical_crossentropy" if width > 1 else "binary_crossentropy"
+    else:
+        loss = "mse"
+    quantized.compile(tf.keras.optimizers.Adam(1e-4), loss)
+    quantized.fit(x, y, epochs=epochs, batch_size=32, verbose=0)
+    converter = tf.lite.TFLiteConverter.from_keras_model(quantized)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    Path(dst).write_bytes(converter.convert())
+
+
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    if sys.argv[1] == "qat":
+        qat(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]))
+    else:
+        main(sys.argv[1], sys.argv[2])

@@ -198,6 +198,7 @@ def fix(
     min_agreement: float | None = None,
     prefer: str = "size",
     integer_only: bool = False,
+    qat_epochs: int = 0,
     out: str | os.PathLike[str] | None = None,
     inputs: list[str] | None = None,
     outputs: list[str] | None = None,
@@ -214,7 +215,8 @@ def fix(
     """Search recipes and selective quantization for the best model within the budget and
     write it to ``out`` (the best model found is written even when none meets the budget).
     ``integer_only`` leaves out float16, dynamic and float32 (int8 with a few layers kept in
-    float stays in)."""
+    float stays in). ``qat_epochs`` adds quantization-aware fine-tuning on the labelled search
+    rows (Keras 2 ``.h5`` models: tfmot does not support Keras 3)."""
     if prefer not in ("size", "latency"):
         raise UsageError(f"--prefer {prefer!r}: expected size or latency")
     budget = Budget(max_drop, min_agreement)
@@ -300,6 +302,15 @@ def fix(
                 trial(name, content)
             except (ConversionError, InterpreterError) as exc:  # the model cannot take it
                 skipped[name] = str(exc)
+        if qat_epochs > 0:
+            progress(f"quantization-aware training ({qat_epochs} epochs)", 0, 1)
+            x, y = prepared.binding.take(search_rows)
+            if y is None or len(x) != 1:
+                raise UsageError("--qat-epochs needs labelled data (y) for a single-input model")
+            try:
+                trial("qat", sources.quantization_aware(source, x[0], y, qat_epochs))
+            except (ConversionError, InterpreterError) as exc:
+                skipped["qat"] = str(exc)
         if not trials:
             raise ConversionError(f"no recipe could convert the model: {skipped}")
         search_trials = 0

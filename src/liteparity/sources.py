@@ -286,10 +286,13 @@ class SavedModelSource(Source):
 
     format = "saved_model"
 
-    def __init__(self, path: str, *, format: str | None = None, keep: Any = None) -> None:
+    def __init__(
+        self, path: str, *, format: str | None = None, keep: Any = None, origin: str | None = None
+    ) -> None:
         super().__init__(path)
         tf = import_tensorflow()
         self._keep = keep  # a TemporaryDirectory that must live as long as this source
+        self.origin = origin  # the Keras 2 .h5 this SavedModel was exported from
         if format:
             self.format = format
         try:
@@ -619,7 +622,47 @@ def _load_keras2(path: Path) -> SavedModelSource:
         keep.cleanup()
         lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
         raise ModelError(f"{path}: tf_keras cannot load it: {lines[-1] if lines else 'unknown'}")
-    return SavedModelSource(str(out), format="keras2_h5", keep=keep)
+    return SavedModelSource(str(out), format="keras2_h5", keep=keep, origin=str(path))
+
+
+def quantization_aware(source: Source, x: np.ndarray, y: np.ndarray, epochs: int) -> bytes:
+    """Fine-tune ``source`` for ``epochs`` with fake quantization (tfmot, in a tf_keras child
+    process) on labelled ``(x, y)`` and convert it with the learned ranges. tfmot supports
+    Keras 2 models only: a Keras 3 model gets a clear error."""
+    from .errors import ConversionError
+
+    origin = getattr(source, "origin", None)
+    if origin is None:
+        raise UsageError(
+            "quantization-aware training needs a Keras 2 .h5 model: tensorflow-model-"
+            "optimization does not support Keras 3 models"
+        )
+    with tempfile.TemporaryDirectory(prefix="liteparity-qat-") as tmp:
+        data, out = Path(tmp) / "train.npz", Path(tmp) / "qat.tflite"
+        np.savez(data, x=x, y=y)
+        env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "liteparity.keras2",
+                "qat",
+                origin,
+                str(data),
+                str(out),
+                str(epochs),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if proc.returncode != 0:
+            lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+            raise ConversionError(
+                f"quantization-aware training failed: {lines[-1] if lines else 'unknown'}"
+            )
+        return out.read_bytes()
 
 
 def _tensor(name: str) -> str:
