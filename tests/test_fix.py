@@ -120,3 +120,34 @@ def test_quantization_aware_route_on_a_keras2_model(digits: Digits, models_dir: 
 def test_quantization_aware_route_refuses_keras3(cnn: Path, digits: Digits) -> None:
     with pytest.raises(liteparity.UsageError, match="Keras 2"):
         fix(cnn, data=(digits.x_eval, digits.y_eval), qat_epochs=1)
+
+
+def test_compare_qat_gives_both_distributions(digits: Digits, models_dir: Path) -> None:
+    """Seed 003's comparison on a real tf_keras model, through the CLI."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from typer.testing import CliRunner
+
+    from liteparity.cli import app
+    from tests.test_sources import KERAS2_SCRIPT
+
+    path = models_dir / "mlp_for_compare.h5"
+    env = dict(os.environ, TF_USE_LEGACY_KERAS="1")
+    subprocess.run([sys.executable, "-c", KERAS2_SCRIPT, str(path), str(path) + ".npy"],
+                   env=env, check=True, capture_output=True)
+    data = models_dir / "compare.npz"
+    np.savez(data, x=digits.x_eval.reshape(len(digits.x_eval), -1), y=digits.y_eval)
+    out = models_dir / "compare.json"
+    result = CliRunner().invoke(app, ["compare-qat", str(path), "--data", str(data),
+                                      "--resamples", "12", "--batch-size", "50",
+                                      "--json", str(out)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    doc = json.loads(out.read_text())
+    assert set(doc["accuracies"]) == {"reference", "qat", "copied"}
+    for values in doc["accuracies"].values():
+        assert len(values) == 12 and all(0.0 <= v <= 1.0 for v in values)
+    assert doc["summary"]["qat"]["mean"] > 0.7 and doc["summary"]["copied"]["mean"] > 0.7
+    assert doc["train_samples"] + doc["eval_samples"] == len(digits.x_eval)

@@ -515,6 +515,47 @@ def fix(
         raise typer.Exit(1)
 
 
+@app.command("compare-qat")
+@handle_errors
+def compare_qat(
+    model: Annotated[str, typer.Argument(help="A float Keras 2 model (.h5).")],
+    data: Annotated[
+        str, typer.Option("--data", "-d", help="Labelled data: half trains, half evaluates.")
+    ],
+    epochs: Annotated[int, typer.Option(help="Quantization-aware training epochs.")] = 1,
+    resamples: Annotated[int, typer.Option(help="Resampled evaluation batches.")] = 20,
+    batch_size: Annotated[int, typer.Option(help="Samples per resampled batch.")] = 100,
+    max_samples: MaxSamples = None,
+    seed: Seed = 0,
+    json_path: JsonPath = None,
+    debug: Debug = False,
+) -> None:
+    """Seed 003: a QAT model converted directly vs its weights copied into the float model and
+    post-training quantized, as distributions over resampled batches.
+
+    [dim]Example:[/]
+
+      liteparity compare-qat model.h5 --data train.npz --epochs 3 --resamples 20
+    """
+    from .repair import compare_qat as run
+
+    with progress_bar() as progress:
+        result = run(
+            model,
+            data=data,
+            epochs=epochs,
+            resamples=resamples,
+            batch_size=batch_size,
+            max_samples=max_samples,
+            seed=seed,
+            progress=progress,
+        )
+    console.print(result)
+    if json_path is not None:
+        write_output(json_path, result.to_json())
+        err.print(f"wrote {json_path}")
+
+
 @app.command()
 @handle_errors
 def qparams(

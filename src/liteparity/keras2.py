@@ -47,8 +47,10 @@ def main(src: str, dst: str) -> None:
     (Path(dst) / LAYERS_FILE).write_text(json.dumps(names))
 
 
-def qat(src: str, data: str, dst: str, epochs: int) -> None:
-    """Fine-tune with fake quantization (tfmot), then convert with the learned ranges."""
+def qat(src: str, data: str, dst: str, epochs: int, copy_dst: str | None = None) -> None:
+    """Fine-tune with fake quantization (tfmot), then convert with the learned ranges. With
+    ``copy_dst``, also seed 003's workaround: the trained weights copied into the float model,
+    then post-training quantized on the same data (``x`` as the representative dataset)."""
     import numpy as np
     import tensorflow as tf
     import tensorflow_model_optimization as tfmot
@@ -68,10 +70,24 @@ def qat(src: str, data: str, dst: str, epochs: int) -> None:
     converter = tf.lite.TFLiteConverter.from_keras_model(quantized)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     Path(dst).write_bytes(converter.convert())
+    if copy_dst is None:
+        return
+    for layer in model.layers:  # the QAT wrappers hold the trained kernels and biases
+        if layer.weights:
+            trained = {
+                w.name.split("/")[-1]: w.numpy()
+                for w in quantized.get_layer("quant_" + layer.name).weights
+            }
+            layer.set_weights([trained[w.name.split("/")[-1]] for w in layer.weights])
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([x[i : i + 1]] for i in range(min(len(x), 200)))
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    Path(copy_dst).write_bytes(converter.convert())
 
 
 if __name__ == "__main__":
     if sys.argv[1] == "qat":
-        qat(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]))
+        qat(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), *sys.argv[6:7])
     else:
         main(sys.argv[1], sys.argv[2])

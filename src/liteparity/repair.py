@@ -464,3 +464,124 @@ def _mark_pareto(trials: list[Trial], prefer: str) -> list[Trial]:
         )
         out.append(dataclasses.replace(t, pareto=not dominated))
     return out
+
+
+@dataclass(frozen=True)
+class QatComparison:
+    """Seed 003: the QAT model converted directly against its weights copied into the float
+    model and post-training quantized, over resampled evaluation batches."""
+
+    model: str
+    epochs: int
+    batch_size: int
+    accuracies: dict[str, tuple[float, ...]]  # reference / qat / copied → one per resample
+    agreement: dict[str, float]  # with the reference, over all evaluation samples
+    train_samples: int
+    eval_samples: int
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        return {
+            name: {
+                "mean": float(np.mean(v)),
+                "std": float(np.std(v)),
+                "min": float(np.min(v)),
+                "max": float(np.max(v)),
+            }
+            for name, v in self.accuracies.items()
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "train_samples": self.train_samples,
+            "eval_samples": self.eval_samples,
+            "summary": self.summary(),
+            "agreement": self.agreement,
+            "accuracies": {k: list(v) for k, v in self.accuracies.items()},
+        }
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    def __rich__(self) -> Any:
+        from rich.table import Table
+
+        table = Table(
+            title=f"compare-qat — accuracy over {len(self.accuracies['qat'])} "
+            f"resampled batches of {self.batch_size}",
+            title_justify="left",
+        )
+        for col in ("model", "mean", "std", "min", "max", "agreement"):
+            table.add_column(col, justify="left" if col == "model" else "right")
+        for name, s in self.summary().items():
+            table.add_row(
+                name,
+                f"{100 * s['mean']:.2f}%",
+                f"{100 * s['std']:.2f}",
+                f"{100 * s['min']:.2f}%",
+                f"{100 * s['max']:.2f}%",
+                f"{self.agreement.get(name, 1.0):.4f}",
+            )
+        return table
+
+
+def compare_qat(
+    model: str | os.PathLike[str] | sources.Source,
+    *,
+    data: Any,
+    epochs: int = 1,
+    resamples: int = 20,
+    batch_size: int = 100,
+    max_samples: int | None = None,
+    seed: int = 0,
+    progress: pipeline.Progress | None = None,
+) -> QatComparison:
+    """Fine-tune with QAT on half of the labelled ``data``; on the other half, measure the QAT
+    model converted directly and its weights copied into the float model and calibrated
+    again, over ``resamples`` batches drawn with replacement (the spread seed 003 plotted)."""
+    progress = progress or pipeline._no_progress
+    source = sources.load(model)
+    try:
+        prepared = pipeline.prepare_data(
+            source, data, None, False, max_samples=max_samples, seed=seed
+        )
+        if compare.task_kind(prepared.binding.dataset.labels) != compare.ACCURACY:
+            raise UsageError("compare-qat needs integer class labels (y) in --data")
+        if len(source.io.input_names) != 1:
+            raise UsageError("compare-qat supports single-input models")
+        rows = prepared.eval_rows
+        order = np.random.default_rng(seed).permutation(len(rows))
+        train, held = np.sort(rows[order[: len(rows) // 2]]), np.sort(rows[order[len(rows) // 2 :]])
+        (x_train,), y_train = prepared.binding.take(train)
+        progress(f"quantization-aware training ({epochs} epochs)", 0, 1)
+        direct, copied = sources.quantization_aware(
+            source, x_train, y_train, epochs, with_copy=True
+        )
+        (x_eval,), y_eval = prepared.binding.take(held)
+        predictions = {"reference": compare.classes(source.predict([x_eval])[0])}
+        for name, content in (("qat", direct), ("copied", copied)):
+            with Worker(name, content) as worker:
+                predictions[name] = compare.classes(worker.run([x_eval])[0])
+    finally:
+        source.close()
+    draws = np.random.default_rng(seed + 2).integers(0, len(y_eval), (resamples, batch_size))
+    accuracies = {
+        name: tuple(float(np.mean(p[d] == y_eval[d])) for d in draws)
+        for name, p in predictions.items()
+    }
+    agreement = {
+        name: float(np.mean(p == predictions["reference"]))
+        for name, p in predictions.items()
+        if name != "reference"
+    }
+    return QatComparison(
+        getattr(source, "origin", None) or source.path,
+        epochs,
+        batch_size,
+        accuracies,
+        agreement,
+        len(train),
+        len(held),
+    )

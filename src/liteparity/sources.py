@@ -625,10 +625,14 @@ def _load_keras2(path: Path) -> SavedModelSource:
     return SavedModelSource(str(out), format="keras2_h5", keep=keep, origin=str(path))
 
 
-def quantization_aware(source: Source, x: np.ndarray, y: np.ndarray, epochs: int) -> bytes:
+def quantization_aware(
+    source: Source, x: np.ndarray, y: np.ndarray, epochs: int, *, with_copy: bool = False
+) -> Any:
     """Fine-tune ``source`` for ``epochs`` with fake quantization (tfmot, in a tf_keras child
     process) on labelled ``(x, y)`` and convert it with the learned ranges. tfmot supports
-    Keras 2 models only: a Keras 3 model gets a clear error."""
+    Keras 2 models only: a Keras 3 model gets a clear error. ``with_copy`` returns
+    ``(qat, copied)``: also the trained weights copied into the float model and post-training
+    quantized (seed 003's workaround)."""
     from .errors import ConversionError
 
     origin = getattr(source, "origin", None)
@@ -639,19 +643,14 @@ def quantization_aware(source: Source, x: np.ndarray, y: np.ndarray, epochs: int
         )
     with tempfile.TemporaryDirectory(prefix="liteparity-qat-") as tmp:
         data, out = Path(tmp) / "train.npz", Path(tmp) / "qat.tflite"
+        copied = Path(tmp) / "copied.tflite"
         np.savez(data, x=x, y=y)
         env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")
+        args = ["qat", origin, str(data), str(out), str(epochs)]
+        if with_copy:
+            args.append(str(copied))
         proc = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "liteparity.keras2",
-                "qat",
-                origin,
-                str(data),
-                str(out),
-                str(epochs),
-            ],
+            [sys.executable, "-m", "liteparity.keras2", *args],
             env=env,
             capture_output=True,
             text=True,
@@ -662,7 +661,7 @@ def quantization_aware(source: Source, x: np.ndarray, y: np.ndarray, epochs: int
             raise ConversionError(
                 f"quantization-aware training failed: {lines[-1] if lines else 'unknown'}"
             )
-        return out.read_bytes()
+        return (out.read_bytes(), copied.read_bytes()) if with_copy else out.read_bytes()
 
 
 def _tensor(name: str) -> str:
