@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -150,6 +152,34 @@ def outlier_cnn(cnn: Path, models_dir: Path) -> Path:
     path = models_dir / "outlier.keras"
     model.save(path)
     return path
+
+
+KERAS2_SCRIPT = """
+import sys, numpy as np, tf_keras as k
+from sklearn.datasets import load_digits
+d = load_digits(); x = (d.data / 16.0).astype("float32"); y = d.target
+k.utils.set_random_seed(0)
+m = k.Sequential([k.layers.Input((64,), name="pixels"), k.layers.Dense(32, activation="relu"),
+                  k.layers.Dense(10, activation="softmax")])
+m.compile("adam", "sparse_categorical_crossentropy")
+m.fit(x, y, epochs=10, verbose=0)
+m.save(sys.argv[1])
+np.save(sys.argv[2], m.predict(x[:50], verbose=0))
+"""
+
+
+@pytest.fixture(scope="session")
+def keras2_h5(models_dir: Path) -> tuple[Path, np.ndarray]:
+    """A Keras 2 model trained and saved as .h5 by tf_keras, in its own process."""
+    path, expected = models_dir / "mlp.h5", models_dir / "mlp_expected.npy"
+    env = dict(os.environ, TF_USE_LEGACY_KERAS="1")
+    subprocess.run(
+        [sys.executable, "-c", KERAS2_SCRIPT, str(path), str(expected)],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    return path, np.load(expected)
 
 
 def oracle_outputs(path: Path | str, x: np.ndarray) -> np.ndarray:

@@ -30,6 +30,7 @@ def test_plain_int8_breaks_the_budget_and_the_search_keeps_only_the_bad_group_fl
 ) -> None:
     plain = fixed.trials[0]
     assert plain.name == "int8" and not plain.within_budget and plain.drop > 1.0
+    assert "int8-per-tensor" in {t.name for t in fixed.trials}
     selective = [t for t in fixed.trials if t.recipe == "int8" and t.keep_float]
     assert selective and fixed.search_trials == len(selective)
     smallest = min((t for t in selective if t.within_budget), key=lambda t: len(t.keep_float))
@@ -98,18 +99,9 @@ def test_fix_report_renders(fixed) -> None:
     assert fixed.winner.name in html and "<svg" in html
 
 
-def test_quantization_aware_route_on_a_keras2_model(digits: Digits, models_dir: Path) -> None:
+def test_quantization_aware_route_on_a_keras2_model(digits: Digits, keras2_h5) -> None:
     """tfmot fine-tuning in a tf_keras child process; the result joins the same table."""
-    import os
-    import subprocess
-    import sys
-
-    from tests.test_sources import KERAS2_SCRIPT
-
-    path = models_dir / "mlp_for_qat.h5"
-    env = dict(os.environ, TF_USE_LEGACY_KERAS="1")
-    subprocess.run([sys.executable, "-c", KERAS2_SCRIPT, str(path), str(path) + ".npy"],
-                   env=env, check=True, capture_output=True)
+    path, _ = keras2_h5
     x = digits.x_eval.reshape(len(digits.x_eval), -1)
     result = fix(path, data=(x, digits.y_eval), max_drop=5.0, qat_epochs=1)
     qat = next(t for t in result.trials if t.recipe == "qat")
@@ -122,28 +114,34 @@ def test_quantization_aware_route_refuses_keras3(cnn: Path, digits: Digits) -> N
         fix(cnn, data=(digits.x_eval, digits.y_eval), qat_epochs=1)
 
 
-def test_compare_qat_gives_both_distributions(digits: Digits, models_dir: Path) -> None:
+def test_compare_qat_gives_both_distributions(digits: Digits, keras2_h5, models_dir: Path) -> None:
     """Seed 003's comparison on a real tf_keras model, through the CLI."""
     import json
-    import os
-    import subprocess
-    import sys
 
     from typer.testing import CliRunner
 
     from liteparity.cli import app
-    from tests.test_sources import KERAS2_SCRIPT
 
-    path = models_dir / "mlp_for_compare.h5"
-    env = dict(os.environ, TF_USE_LEGACY_KERAS="1")
-    subprocess.run([sys.executable, "-c", KERAS2_SCRIPT, str(path), str(path) + ".npy"],
-                   env=env, check=True, capture_output=True)
+    path, _ = keras2_h5
     data = models_dir / "compare.npz"
     np.savez(data, x=digits.x_eval.reshape(len(digits.x_eval), -1), y=digits.y_eval)
     out = models_dir / "compare.json"
-    result = CliRunner().invoke(app, ["compare-qat", str(path), "--data", str(data),
-                                      "--resamples", "12", "--batch-size", "50",
-                                      "--json", str(out)], catch_exceptions=False)
+    result = CliRunner().invoke(
+        app,
+        [
+            "compare-qat",
+            str(path),
+            "--data",
+            str(data),
+            "--resamples",
+            "12",
+            "--batch-size",
+            "50",
+            "--json",
+            str(out),
+        ],
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.output
     doc = json.loads(out.read_text())
     assert set(doc["accuracies"]) == {"reference", "qat", "copied"}
@@ -151,3 +149,15 @@ def test_compare_qat_gives_both_distributions(digits: Digits, models_dir: Path) 
         assert len(values) == 12 and all(0.0 <= v <= 1.0 for v in values)
     assert doc["summary"]["qat"]["mean"] > 0.7 and doc["summary"]["copied"]["mean"] > 0.7
     assert doc["train_samples"] + doc["eval_samples"] == len(digits.x_eval)
+
+
+def test_check_recipe_qat_fine_tunes_on_the_labelled_calibration_rows(
+    digits: Digits, keras2_h5
+) -> None:
+    path, _ = keras2_h5
+    x = digits.x_eval.reshape(len(digits.x_eval), -1)
+    result = liteparity.check(path, data=(x, digits.y_eval), recipes=["qat", "int8"], qat_epochs=1)
+    qat, _ = result.candidates
+    assert qat.error is None, qat.error
+    assert qat.metric.value > 0.8 and qat.agreement > 0.9
+    assert result.data["calibration"]["samples"] == 200  # trained on the split, not evaluated

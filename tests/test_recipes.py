@@ -23,6 +23,7 @@ def test_recipe_names_are_the_stable_ones() -> None:
         "int8-io",
         "uint8-io",
         "int16x8",
+        "qat",
         "legacy-uint8",
     ]
     with pytest.raises(UsageError, match="float32, float16"):
@@ -55,3 +56,19 @@ def test_calibrate_once_then_requantize_matches_the_int8_recipe(cnn: Path, digit
     kept_conv = next(op for op in kept.ops if op.name == "CONV_2D")
     assert kept.tensor(kept_conv.outputs[0]).dtype == "float32"
     assert anatomy.tensor(conv.outputs[0]).dtype == "int8"
+
+
+def test_per_tensor_requantization_gives_one_weight_scale(cnn: Path, digits: Digits) -> None:
+    source = KerasSource(str(cnn))
+    calibrated = recipes.convert(
+        source,
+        recipes.RECIPES["int8"],
+        recipes.calibration_from([[digits.x_cal]]),
+        calibrate_only=True,
+    )
+    for per_channel in (True, False):
+        model = LiteModel(recipes.requantize(calibrated, per_channel=per_channel))
+        weights = [t for t in model.anatomy().weights() if t.dtype == "int8" and t.quantized]
+        # conv kernels get one scale per output channel unless per_channel is off
+        assert weights
+        assert any(t.quantization.per_channel for t in weights) == per_channel

@@ -241,6 +241,9 @@ def check_or_explain(
     scale: Scale = None,
     label_column: LabelColumn = None,
     unsafe: Unsafe = False,
+    qat_epochs: Annotated[
+        int, typer.Option(help="Epochs of quantization-aware fine-tuning for --recipes qat.")
+    ] = 1,
     resume: Annotated[
         bool,
         typer.Option(help="Reuse converted models and finished results of earlier runs."),
@@ -281,6 +284,7 @@ def check_or_explain(
             label_column=label_column,
             progress=progress,
             resume=resume,
+            qat_epochs=qat_epochs,
         )
     _write_report(report, result)
     _report_check(result, json_path, max_drop, min_agreement)

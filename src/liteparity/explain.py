@@ -49,6 +49,7 @@ def explain(
     label_column: int | None = None,
     progress: pipeline.Progress | None = None,
     resume: bool = False,
+    qat_epochs: int = 1,
 ) -> CheckResult:
     """``check``, with each candidate's findings (``.findings``) and the document's
     ``noise_floor``. Takes the same arguments as ``check``."""

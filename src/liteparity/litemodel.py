@@ -232,7 +232,10 @@ class LiteModel:
         return self.batch_size
 
     def anatomy(self) -> tensors.Anatomy:
-        """The model's tensors and ops (read from an undelegated interpreter)."""
+        """The model's tensors and ops, read from an undelegated interpreter (a delegate hides
+        ops, and XNNPack rewrites some weights' quantization in place)."""
+        if not self._inspect:
+            return LiteModel(self._content, inspect=True).anatomy()
         if self._allocated is None:
             self._allocate(tuple((1, *(max(d, 1) for d in i.sample_shape)) for i in self.inputs))
         return tensors.build_anatomy(self._interpreter)

@@ -111,6 +111,7 @@ def check(
     label_column: int | None = None,
     progress: Progress | None = None,
     resume: bool = False,
+    qat_epochs: int = 1,
 ) -> CheckResult:
     """Measure how far each TFLite candidate of ``model`` is from the model itself.
 
@@ -119,7 +120,8 @@ def check(
     ``calibration_data`` a seeded, disjoint split of ``data`` calibrates. A lone quantized
     ``.tflite`` (no recipes, no candidates) is measured on its own, against the labels.
     ``resume`` reuses converted models and finished results of earlier runs on the same
-    model and data (kept in liteparity's cache directory).
+    model and data (kept in liteparity's cache directory). The ``qat`` recipe fine-tunes a
+    Keras 2 model for ``qat_epochs`` on the labelled calibration rows.
     """
     options = dict(locals())  # every keyword argument above, by name
     del options["model"]
@@ -151,7 +153,7 @@ def run(model: Any, *, hook: Hook | None, **options: Any) -> CheckResult:
             source,
             o.data,
             o.calibration_data,
-            any(r.needs_calibration for r in chosen),
+            any(r.needs_calibration or r.needs_training for r in chosen),
             calibration_samples=o.calibration_samples,
             max_samples=o.max_samples,
             seed=o.seed,
@@ -165,8 +167,17 @@ def run(model: Any, *, hook: Hook | None, **options: Any) -> CheckResult:
             prepared.calibration,
         )
         resumed = _Resume.open(source, prepared, o) if o.resume else None
+        trained = _labelled(prepared) if any(r.needs_training for r in chosen) else None
         converted = _convert_all(
-            source, chosen, calibration, o.legacy, o.save_dir, progress, resumed
+            source,
+            chosen,
+            calibration,
+            o.legacy,
+            o.save_dir,
+            progress,
+            resumed,
+            trained,
+            o.qat_epochs,
         )
         candidates_ = [*converted, *user_files]
         if hook is not None:
@@ -349,6 +360,7 @@ class _Options:
     label_column: int | None
     progress: Progress | None
     resume: bool
+    qat_epochs: int
 
 
 def _bind(dataset: data_module.Dataset, source: sources.Source) -> data_module.Binding:
@@ -375,15 +387,25 @@ def _convert_all(
     save_dir: str | os.PathLike[str] | None,
     progress: Progress,
     resumed: _Resume | None = None,
+    trained: tuple[np.ndarray, np.ndarray] | None = None,
+    epochs: int = 1,
 ) -> list[Candidate]:
     out = []
     for done, recipe in enumerate(chosen):
         progress(f"converting {recipe.name}", done, len(chosen))
-        key = resumed.model_key(recipe.name) if resumed else ""
+        key = resumed.model_key(f"{recipe.name}/{epochs}") if resumed else ""
         content = resumed.cache.model(key) if resumed else None
         if content is None:
             try:
-                content = recipes_module.convert(source, recipe, calibration, legacy)
+                if recipe.needs_training:
+                    if trained is None:
+                        raise DataError(
+                            "the qat recipe needs labelled calibration data (y) "
+                            "for a single-input model"
+                        )
+                    content = sources.quantization_aware(source, *trained, epochs)
+                else:
+                    content = recipes_module.convert(source, recipe, calibration, legacy)
             except LiteparityError as exc:
                 out.append(Candidate(recipe.name, recipe.name, error=str(exc)))
                 continue
@@ -395,6 +417,12 @@ def _convert_all(
         out.append(Candidate(recipe.name, recipe.name, content=content, path=path))
     progress("converted", len(chosen), len(chosen))
     return out
+
+
+def _labelled(prepared: PreparedData) -> tuple[np.ndarray, np.ndarray] | None:
+    """The calibration rows with their labels: what the ``qat`` recipe fine-tunes on."""
+    inputs, labels = prepared.calibration_binding.take(prepared.calibration_rows)
+    return (inputs[0], labels) if labels is not None and len(inputs) == 1 else None
 
 
 def write_atomic(path: Path, content: bytes) -> Path:

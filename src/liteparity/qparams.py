@@ -138,6 +138,8 @@ def from_details(details: dict[str, Any]) -> QParams | None:
         scales, zero_points = np.array([scale]), np.array([zero_point])
     else:
         zero_points = np.asarray(qp["zero_points"])
+        if zero_points.size == 1 and scales.size > 1:  # one zero point shared by all channels
+            zero_points = np.repeat(zero_points, scales.size)
     dtype = np.dtype(details["dtype"]).name
     if dtype not in DTYPE_RANGES:
         return None

@@ -31,6 +31,7 @@ class Recipe:
     activations: Literal["float", "int8", "int16"] = "float"
     io_type: Literal["float32", "int8", "uint8"] = "float32"
     legacy: bool = False  # TF1 converter, QUANTIZED_UINT8
+    needs_training: bool = False  # built by fine-tuning on labelled data (``qat``)
 
     @property
     def needs_calibration(self) -> bool:
@@ -95,6 +96,11 @@ RECIPES: dict[str, Recipe] = {
             activations="int16",
         ),
         Recipe(
+            "qat",
+            "quantization-aware fine-tuning (tfmot, Keras 2 .h5 models), then int8",
+            needs_training=True,
+        ),
+        Recipe(
             "legacy-uint8",
             "TF1 converter, QUANTIZED_UINT8 with mean/std_dev (and default_ranges)",
             legacy=True,
@@ -119,7 +125,11 @@ def resolve(names: Iterable[str], source: Source, legacy: LegacySettings | None)
     chosen: list[Recipe] = []
     for name in names:
         if name == "all":
-            chosen += [r for r in RECIPES.values() if not r.legacy or legacy is not None]
+            chosen += [
+                r
+                for r in RECIPES.values()
+                if not r.needs_training and (not r.legacy or legacy is not None)
+            ]
         else:
             chosen.append(get(name))
     unique = list(dict.fromkeys(chosen))
@@ -151,6 +161,8 @@ def convert(
     the source's input order. ``calibrate_only`` stops after calibration: a float model that
     carries every tensor's measured range, for ``requantize``."""
     tf = import_tensorflow()
+    if recipe.needs_training:
+        raise UsageError(f"recipe {recipe.name} is trained, not converted: use check or fix")
     if recipe.needs_calibration and calibration is None:
         raise UsageError(f"recipe {recipe.name} needs calibration data")
 
@@ -249,14 +261,19 @@ def calibration_from(batches: Sequence[list[np.ndarray]]) -> Calibration:
 
 
 def requantize(
-    calibrated: bytes, keep_float: Sequence[str] = (), *, numeric_verify: bool = False
+    calibrated: bytes,
+    keep_float: Sequence[str] = (),
+    *,
+    numeric_verify: bool = False,
+    per_channel: bool = True,
 ) -> bytes:
     """Full-integer int8 quantization (float input/output) of a ``calibrate_only`` model,
     keeping the ops whose output tensors are named in ``keep_float`` in float. Takes ~10 ms,
     so many variants of one calibration are cheap (TF's private ``mlir_quantize``).
     ``numeric_verify`` builds the debug model of TF's QuantizationDebugger: each quantized
     op gets a float twin fed its dequantized inputs and a NumericVerify op whose output is
-    ``dequantize(q) − float``."""
+    ``dequantize(q) − float``. ``per_channel=False`` gives conv/dense weights one scale per
+    tensor (what some accelerators require)."""
     import_tensorflow()
     from tensorflow.lite.python import convert as tf_convert
 
@@ -267,6 +284,8 @@ def requantize(
                     calibrated,
                     fully_quantize=True,
                     enable_numeric_verify=numeric_verify,
+                    disable_per_channel=not per_channel,
+                disable_per_channel_for_dense_layers=not per_channel,
                     denylisted_nodes=list(keep_float) or None,
                 )
             )

@@ -22,10 +22,11 @@ from . import compare, pipeline, recipes, sensitivity, sources
 from .errors import ConversionError, InterpreterError, UsageError
 from .workers import Worker
 
-#: Recipes tried as they are, smallest first.
-PLAIN_RECIPES = ("int8", "int16x8", "dynamic", "float16", "float32")
+#: Recipes tried as they are, smallest first; ``int8-per-tensor`` is int8 with one weight
+#: scale per tensor instead of per output channel (some accelerators accept only that).
+PLAIN_RECIPES = ("int8", "int8-per-tensor", "int16x8", "dynamic", "float16", "float32")
 #: The ones that compute in integers (for integer-only hardware: microcontrollers, NPUs).
-INTEGER_RECIPES = ("int8", "int16x8")
+INTEGER_RECIPES = ("int8", "int8-per-tensor", "int16x8")
 #: Share of the evaluation rows used for the search; the rest is held out.
 SEARCH_SHARE = 0.5
 
@@ -294,11 +295,12 @@ def fix(
             if name in skipped:
                 continue
             try:
-                content = (
-                    recipes.requantize(calibrated)
-                    if name == "int8" and calibrated is not None
-                    else recipes.convert(source, recipes.RECIPES[name], prepared.calibration)
-                )
+                if name.startswith("int8"):
+                    if calibrated is None:
+                        continue
+                    content = recipes.requantize(calibrated, per_channel=name == "int8")
+                else:
+                    content = recipes.convert(source, recipes.RECIPES[name], prepared.calibration)
                 trial(name, content)
             except (ConversionError, InterpreterError) as exc:  # the model cannot take it
                 skipped[name] = str(exc)
