@@ -161,6 +161,42 @@ def _image_size(value: str | None) -> tuple[int, int] | None:
     return h, w
 
 
+def _model_options(
+    inputs: list[str] | None,
+    outputs: list[str] | None,
+    input_shapes: list[str] | None,
+    unsafe: bool,
+) -> dict[str, Any]:
+    """The API's model-loading keywords from the shared CLI options."""
+    return {
+        "inputs": _split(inputs),
+        "outputs": _split(outputs),
+        "input_shapes": _shapes(input_shapes),
+        "unsafe": unsafe,
+    }
+
+
+def _data_options(
+    calibration_data: str | None,
+    calibration_samples: int,
+    max_samples: int | None,
+    seed: int,
+    image_size: str | None = None,
+    scale: float | None = None,
+    label_column: int | None = None,
+) -> dict[str, Any]:
+    """The API's data keywords from the shared CLI options."""
+    return {
+        "calibration_data": calibration_data,
+        "calibration_samples": calibration_samples,
+        "max_samples": max_samples,
+        "seed": seed,
+        "image_size": _image_size(image_size),
+        "scale": scale,
+        "label_column": label_column,
+    }
+
+
 def write_output(path: Path, text: str) -> None:
     """Write via a temporary file and a rename, so no half-written file is ever left."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -267,21 +303,20 @@ def check_or_explain(
         result = run(
             model,
             data=data,
-            calibration_data=calibration_data,
             recipes=_split(recipes),
             candidates=candidate or (),
-            inputs=_split(inputs),
-            outputs=_split(outputs),
-            input_shapes=_shapes(input_shapes),
             legacy=legacy,
-            calibration_samples=calibration_samples,
-            max_samples=max_samples,
-            seed=seed,
             save_dir=save_models,
-            unsafe=unsafe,
-            image_size=_image_size(image_size),
-            scale=scale,
-            label_column=label_column,
+            **_model_options(inputs, outputs, input_shapes, unsafe),
+            **_data_options(
+                calibration_data,
+                calibration_samples,
+                max_samples,
+                seed,
+                image_size,
+                scale,
+                label_column,
+            ),
             progress=progress,
             resume=resume,
             qat_epochs=qat_epochs,
@@ -381,20 +416,19 @@ def locate(
         result = run_locate(
             model,
             data=data,
-            calibration_data=calibration_data,
             recipe=recipe,
             candidate=candidate,
-            inputs=_split(inputs),
-            outputs=_split(outputs),
-            input_shapes=_shapes(input_shapes),
-            calibration_samples=calibration_samples,
-            max_samples=max_samples,
-            seed=seed,
             with_sensitivity=sensitivity,
-            unsafe=unsafe,
-            image_size=_image_size(image_size),
-            scale=scale,
-            label_column=label_column,
+            **_model_options(inputs, outputs, input_shapes, unsafe),
+            **_data_options(
+                calibration_data,
+                calibration_samples,
+                max_samples,
+                seed,
+                image_size,
+                scale,
+                label_column,
+            ),
             progress=progress,
         )
     console.print(result)
@@ -479,20 +513,14 @@ def fix(
         result = run_fix(
             model,
             data=data,
-            calibration_data=calibration_data,
             max_drop=max_drop,
             min_agreement=min_agreement,
             prefer=prefer,
             integer_only=integer_only,
             qat_epochs=qat_epochs,
             out=out,
-            inputs=_split(inputs),
-            outputs=_split(outputs),
-            input_shapes=_shapes(input_shapes),
-            calibration_samples=calibration_samples,
-            max_samples=max_samples,
-            seed=seed,
-            unsafe=unsafe,
+            **_model_options(inputs, outputs, input_shapes, unsafe),
+            **_data_options(calibration_data, calibration_samples, max_samples, seed),
             progress=progress,
         )
     console.print(result)

@@ -138,9 +138,10 @@ class _Diagnosis:
     ) -> None:
         picked = rows[data_module.sample_rows(len(rows), STATS_SAMPLES)]
         batches = [x for x, _ in binding.batches(picked, pipeline.BATCH_ROWS)]
-        float_model = self._float_model(runs)
+        calibrated = self._calibrated(runs)
+        float_model = self._float_model(runs, calibrated)
         floor = self.floor()
-        sensitivity = self._sensitivity(runs, batches)
+        sensitivity = self._sensitivity(runs, batches, calibrated)
         try:
             for run in runs:
                 anatomy = self._anatomy.get(run.candidate.name)
@@ -194,17 +195,30 @@ class _Diagnosis:
             if self._twin is not None:
                 self._twin.close()
 
+    def _calibrated(self, runs: list[pipeline._Run]) -> bytes | None:
+        """The calibrated float model the int8 recipes share (None without int8 recipes)."""
+        if not any(_int8(r) and r.worker is not None for r in runs):
+            return None
+        if self._source is None or self._calibration is None:
+            return None
+        try:
+            return recipes.convert(
+                self._source, recipes.RECIPES["int8"], self._calibration, calibrate_only=True
+            )
+        except LiteparityError:
+            return None
+
     def _sensitivity(
-        self, runs: list[pipeline._Run], batches: list[list[np.ndarray]]
+        self,
+        runs: list[pipeline._Run],
+        batches: list[list[np.ndarray]],
+        calibrated: bytes | None,
     ) -> tuple[sensitivity.LayerSensitivity, ...]:
         """Per-layer sensitivity of the int8 recipes (they share one calibration)."""
         int8 = [r for r in runs if _int8(r) and r.worker is not None]
-        if not int8 or self._source is None or self._calibration is None:
+        if not int8 or calibrated is None or self._source is None:
             return ()
         try:
-            calibrated = recipes.convert(
-                self._source, recipes.RECIPES["int8"], self._calibration, calibrate_only=True
-            )
             references = [self._source.predict(b) for b in batches]
             ordered = [[b[i] for i in int8[0].order] for b in batches]
             return tuple(
@@ -213,9 +227,10 @@ class _Diagnosis:
         except LiteparityError:
             return ()
 
-    def _float_model(self, runs: list[pipeline._Run]) -> Worker | None:
+    def _float_model(self, runs: list[pipeline._Run], calibrated: bytes | None) -> Worker | None:
         """The float32 TFLite twin whose tensors show the real (unclipped) values: the
-        float32 candidate when there is one, else a conversion of the reference."""
+        float32 candidate when there is one, else the calibrated model (it computes the same),
+        else a conversion of the reference."""
         content = next(
             (
                 r.candidate.content
@@ -224,6 +239,7 @@ class _Diagnosis:
             ),
             None,
         )
+        content = content or calibrated
         try:
             if content is None:
                 if self._source is None or not self._source.convertible:

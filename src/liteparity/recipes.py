@@ -285,7 +285,7 @@ def requantize(
                     fully_quantize=True,
                     enable_numeric_verify=numeric_verify,
                     disable_per_channel=not per_channel,
-                disable_per_channel_for_dense_layers=not per_channel,
+                    disable_per_channel_for_dense_layers=not per_channel,
                     denylisted_nodes=list(keep_float) or None,
                 )
             )
