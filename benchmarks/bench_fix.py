@@ -50,10 +50,10 @@ def main() -> None:
         path = Path(tmp) / "outlier.keras"
         model.save(path)
         source = KerasSource(str(path))
-        calibrated = recipes.convert(source, recipes.RECIPES["int8"],
-                                     recipes.calibration_from([[cal]]), calibrate_only=True)
-    ranking = sensitivity.layer_sensitivity(calibrated, [[x]], [[reference]],
-                                            source.layer_names())
+        calibrated = recipes.convert(
+            source, recipes.RECIPES["int8"], recipes.calibration_from([[cal]]), calibrate_only=True
+        )
+    ranking = sensitivity.layer_sensitivity(calibrated, [[x]], [[reference]], source.layer_names())
     groups = [(s.layer, s.keep_float) for s in ranking]
     budget = Budget(args.max_drop)
     count = {"n": 0}
@@ -62,8 +62,9 @@ def main() -> None:
         count["n"] += 1
         accuracy = float(np.mean(LiteModel(content).run([x])[0].argmax(1) == y))
         drop = 100 * (ref_accuracy - accuracy)
-        return Trial(recipe, tuple(keep), len(content), 0.0, accuracy, drop, None,
-                     budget.met(drop, None))
+        return Trial(
+            recipe, tuple(keep), len(content), 0.0, accuracy, drop, None, budget.met(drop, None)
+        )
 
     def build(keep: list[int]) -> Trial:
         names = [n for i in keep for n in groups[i][1]]
@@ -85,14 +86,20 @@ def main() -> None:
         kept.append(best)
     greedy_s, greedy_n = time.perf_counter() - start, count["n"]
 
-    print(f"demo CNN with an outlier channel, {len(x)} MNIST samples, {len(groups)} layer "
-          f"groups; reference accuracy {ref_accuracy:.4f}, plain int8 drop {plain.drop:.2f}")
-    for label, t, n, s in (("liteparity (bisection + pruning)", ours, ours_n, ours_s),
-                           ("greedy one layer at a time", greedy, greedy_n, greedy_s)):
+    print(
+        f"demo CNN with an outlier channel, {len(x)} MNIST samples, {len(groups)} layer "
+        f"groups; reference accuracy {ref_accuracy:.4f}, plain int8 drop {plain.drop:.2f}"
+    )
+    for label, t, n, s in (
+        ("liteparity (bisection + pruning)", ours, ours_n, ours_s),
+        ("greedy one layer at a time", greedy, greedy_n, greedy_s),
+    ):
         found = f"float {', '.join(t.keep_float)}, drop {t.drop:.2f}" if t else "nothing"
         print(f"{label:34s} {n:3d} trials {s:6.2f} s  -> {found}")
-    print(f"ratio: {greedy_n / max(ours_n, 1):.2f}x fewer trials, "
-          f"{greedy_s / max(ours_s, 1e-9):.2f}x less time")
+    print(
+        f"ratio: {greedy_n / max(ours_n, 1):.2f}x fewer trials, "
+        f"{greedy_s / max(ours_s, 1e-9):.2f}x less time"
+    )
 
 
 if __name__ == "__main__":

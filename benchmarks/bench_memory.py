@@ -50,8 +50,12 @@ print(json.dumps({"own_kb": own, "workers_kb": sum(peaks.values()),
 
 
 def measure(model: Path, data: Path, cal: Path) -> dict:
-    out = subprocess.run([sys.executable, "-c", CHILD, str(model), str(data), str(cal)],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, str(model), str(data), str(cal)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -73,9 +77,11 @@ def main() -> None:
             runs[n] = measure(files.model, path, files.calibration_data)
     for n, r in runs.items():
         total = (r["own_kb"] + r["workers_kb"]) / 1024
-        print(f"{r['samples']:>6} samples ({n * 784 * 4 / 2**20:6.1f} MB of data): peak "
-              f"{r['own_kb'] / 1024:7.1f} MB main + {r['workers_kb'] / 1024:6.1f} MB workers "
-              f"= {total:7.1f} MB")
+        print(
+            f"{r['samples']:>6} samples ({n * 784 * 4 / 2**20:6.1f} MB of data): peak "
+            f"{r['own_kb'] / 1024:7.1f} MB main + {r['workers_kb'] / 1024:6.1f} MB workers "
+            f"= {total:7.1f} MB"
+        )
     small, large = (runs[n]["own_kb"] + runs[n]["workers_kb"] for n in (args.small, args.large))
     print(f"ratio, {args.large} vs {args.small} samples: {large / small:.3f}x (target <= 1.2x)")
 

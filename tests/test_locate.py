@@ -17,7 +17,9 @@ def located(cnn: Path, digits: Digits):
 
 
 def test_local_error_equals_quantization_debugger(cnn: Path, digits: Digits, located) -> None:
-    """Same model, calibration and samples: mean_squared_error and mean_error agree."""
+    """Same model, calibration and samples: mean_squared_error and mean_error agree to 0.1%,
+    also on ops whose error is float rounding only (max pooling: ~1e-15, dequantized the
+    way NumericVerify does)."""
     from liteparity.sources import KerasSource, import_tensorflow, quiet
 
     tf = import_tensorflow()
@@ -38,7 +40,7 @@ def test_local_error_equals_quantization_debugger(cnn: Path, digits: Digits, loc
     assert len(ours) == len(theirs) >= 5
     for mine, tf_stats in zip(ours, theirs, strict=True):
         for key in ("mean_squared_error", "mean_error"):
-            assert mine[key] == pytest.approx(float(tf_stats[key]), rel=0.01, abs=1e-12), key
+            assert mine[key] == pytest.approx(float(tf_stats[key]), rel=1e-3, abs=0), key
         assert mine["num_elements"] == tf_stats["num_elements"] * len(x_eval)
 
 

@@ -12,15 +12,16 @@ never import TensorFlow.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from . import qparams, tensors
+from . import qparams, surgery, tensors
 from .data import check_sample_shape
 from .errors import DataError, InterpreterError, ModelError
 
@@ -77,16 +78,17 @@ class LiteModel:
         *,
         num_threads: int = 1,
         inspect: bool = False,
-        keep_tensors: bool = False,
+        skip_custom_ops: Collection[str] = (),
     ) -> None:
-        """``inspect=True`` keeps every intermediate tensor readable (no delegate, all tensors
-        preserved): slower, for ``anatomy`` and ``tensor_stats``. ``keep_tensors=True``
-        preserves tensors but keeps the default delegate: tensors inside a delegated
-        partition are then not readable, those read by non-delegated ops are."""
+        """``inspect=True`` keeps every intermediate tensor readable: each becomes a model
+        output (``surgery.expose_tensors``), so the default delegate still runs the model; a
+        model with control flow runs undelegated instead, every tensor preserved (slower).
+        ``skip_custom_ops`` leaves custom ops nobody reads out of an inspected model (the
+        debug model's NumericVerify: liteparity computes the same difference itself)."""
         self._content = bytes(content)
         self._num_threads = num_threads
         self._inspect = inspect
-        self._keep_tensors = keep_tensors or inspect
+        self._exposed = surgery.expose_tensors(self._content, skip_custom_ops) if inspect else None
         self._interpreter = self._new_interpreter()
         ops = {op["op_name"] for op in self._interpreter._get_ops_details()}
         flex = sorted(op for op in ops if op.startswith(_FLEX_PREFIX))
@@ -100,28 +102,22 @@ class LiteModel:
         self.inputs, self.outputs = self._io()
         self.batch_size = 1
         self._allocated: tuple[tuple[int, ...], ...] | None = None
+        self._anatomy: tensors.Anatomy | None = None
         self._can_batch = not self.resource_variables and all(
             info.shape and info.shape[0] in (-1, 1) for info in self.inputs
         )
 
+    @property
+    def batchable(self) -> bool:
+        """Whether samples run in batches (False: one at a time, the batch size is baked in
+        or the model keeps state)."""
+        return self._can_batch
+
     # -- construction -------------------------------------------------------------------
     def _new_interpreter(self) -> Any:
-        from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-        options: dict[str, Any] = {}
-        if self._keep_tensors:
-            options["experimental_preserve_all_tensors"] = True
-        if self._inspect:
-            options["experimental_op_resolver_type"] = (
-                OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-            )
-        try:
-            interpreter = Interpreter(
-                model_content=self._content, num_threads=self._num_threads, **options
-            )
-        except Exception as exc:  # LiteRT raises ValueError/RuntimeError with long texts
-            raise ModelError(f"not a valid .tflite model: {first_line(exc)}") from exc
-        return interpreter
+        if self._exposed is not None:
+            return _interpreter(self._exposed, self._num_threads)
+        return _interpreter(self._content, self._num_threads, undelegated=self._inspect)
 
     def _io(self) -> tuple[list[TensorInfo], list[TensorInfo]]:
         """Inputs and outputs in signature order (outputs ``output_0, output_1, …``), or in
@@ -138,8 +134,9 @@ class LiteModel:
                 _info(name, by_index.get(d["index"], d)) for name, d in _natural(outs).items()
             ]
         else:
+            own = it.get_output_details()[: surgery.output_count(self._content)]
             inputs = [_info(clean_name(d["name"]), d) for d in it.get_input_details()]
-            outputs = [_info(clean_name(d["name"]), d) for d in it.get_output_details()]
+            outputs = [_info(clean_name(d["name"]), d) for d in own]
         return inputs, outputs
 
     # -- running ------------------------------------------------------------------------
@@ -203,6 +200,17 @@ class LiteModel:
             raise _Rebatch() from exc
         self._allocated = shapes
 
+    def warm_up(self, batch_size: int) -> None:
+        """Allocate and run once on zeros at ``batch_size``: the delegate prepares (XNNPack
+        packs its weights) on the first run at a shape, not on the first real batch."""
+        self.batch_size = batch_size if self._can_batch else 1
+        zeros = [
+            np.zeros((self.batch_size, *(max(d, 1) for d in i.sample_shape)), np.float32)
+            for i in self.inputs
+        ]
+        with contextlib.suppress(InterpreterError):  # a shape zeros cannot stand for: the
+            self.run(zeros)  # first real batch prepares instead
+
     def tune_batch_size(self, inputs: Sequence[np.ndarray], budget_s: float = 0.3) -> int:
         """Measure seconds per sample for each of ``BATCH_SIZES`` (best of three runs, so a
         hiccup does not decide) and keep the fastest."""
@@ -232,13 +240,21 @@ class LiteModel:
         return self.batch_size
 
     def anatomy(self) -> tensors.Anatomy:
-        """The model's tensors and ops, read from an undelegated interpreter (a delegate hides
-        ops, and XNNPack rewrites some weights' quantization in place)."""
-        if not self._inspect:
-            return LiteModel(self._content, inspect=True).anatomy()
-        if self._allocated is None:
-            self._allocate(tuple((1, *(max(d, 1) for d in i.sample_shape)) for i in self.inputs))
-        return tensors.build_anatomy(self._interpreter)
+        """The model's tensors and ops, read from an undelegated interpreter of the model as
+        given (a delegate hides ops, and XNNPack rewrites some weights' quantization)."""
+        if self._anatomy is None:
+            it = _interpreter(self._content, 1, undelegated=True)
+            for info in self.inputs:
+                shape = [1, *(max(d, 1) for d in info.sample_shape)]
+                it.resize_tensor_input(info.index, shape, strict=False)
+            try:
+                it.allocate_tensors()
+            except Exception as exc:
+                raise InterpreterError(
+                    f"LiteRT cannot allocate the model: {first_line(exc)}"
+                ) from exc
+            self._anatomy = tensors.build_anatomy(it)
+        return self._anatomy
 
     def invocations(self, inputs: Sequence[np.ndarray], step: int | None = None) -> Iterator[Any]:
         """Invoke on successive slices of ``inputs`` (``step`` samples, or the batch size) and
@@ -279,6 +295,21 @@ class LiteModel:
             self._invoke(one)
             times.append(time.perf_counter() - start)
         return float(np.median(times) * 1e3)
+
+
+def _interpreter(content: bytes, num_threads: int, *, undelegated: bool = False) -> Any:
+    """A LiteRT interpreter; ``undelegated`` runs the builtin kernels with every tensor
+    preserved (all readable, slower)."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    options: dict[str, Any] = {}
+    if undelegated:
+        options["experimental_preserve_all_tensors"] = True
+        options["experimental_op_resolver_type"] = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    try:
+        return Interpreter(model_content=content, num_threads=num_threads, **options)
+    except Exception as exc:  # LiteRT raises ValueError/RuntimeError with long texts
+        raise ModelError(f"not a valid .tflite model: {first_line(exc)}") from exc
 
 
 class _Rebatch(Exception):

@@ -244,7 +244,10 @@ def locate(
         twin = calibrated if calibrated is not None else _float_twin(source)
         timings["convert"] = time.perf_counter() - clock
         clock = time.perf_counter()
-        targets, stats, order = _probe(quant, twin, source, prepared, pool, progress)
+        targets, order = _start_probes(quant, twin, source, pool)
+        timings["load"] = time.perf_counter() - clock
+        clock = time.perf_counter()
+        stats = _probe(prepared, order, pool, progress)
         timings["layers"] = time.perf_counter() - clock
         clock = time.perf_counter()
         layer_names = source.layer_names()
@@ -259,9 +262,11 @@ def locate(
             ordered = [[b[i] for i in order] for b in batches]
             ranking = sensitivity.layer_sensitivity(calibrated, ordered, references, layer_names)
         timings["sensitivity"] = time.perf_counter() - clock
+        clock = time.perf_counter()
         conversion, aliases = conversion_by_layer(
             source, twin, prepared.binding, picked[:CONVERSION_SAMPLES], pool[0]
         )
+        timings["conversion_by_layer"] = time.perf_counter() - clock
     finally:
         source.close()
         for worker in pool:
@@ -288,20 +293,26 @@ def _float_twin(source: sources.Source) -> bytes | None:
     return None
 
 
+def _start_probes(
+    quant: bytes, twin: bytes | None, source: sources.Source, pool: list[Worker]
+) -> tuple[list[Target], list[int]]:
+    """Load the quantized model and its float twin into every probe worker at once; the
+    targets to report and the order the workers take the inputs in."""
+    for worker in pool:
+        worker.probe_start(quant, twin)
+    plans = [worker.receive() for worker in pool]  # the same plan in every worker
+    targets, inputs = plans[0]
+    return targets, pipeline.input_order(source.io.input_names, [i.name for i in inputs])
+
+
 def _probe(
-    quant: bytes,
-    twin: bytes | None,
-    source: sources.Source,
     prepared: pipeline.PreparedData,
+    order: list[int],
     pool: list[Worker],
     progress: Callable[[str, int, int], None],
-) -> tuple[list[Target], dict[str, LayerStats], list[int]]:
+) -> dict[str, LayerStats]:
     """Stream the evaluation rows through the probe workers (one per core), alternating
     batches, and merge their statistics."""
-    for worker in pool:
-        worker.load(quant)
-    order = pipeline.input_order(source.io.input_names, [i.name for i in pool[0].info.inputs])
-    plans = [w.probe_start(quant, twin) for w in pool]  # the same plan in every worker
     slots = SharedSlots(len(pool))
     try:
         busy = [False] * len(pool)
@@ -321,7 +332,7 @@ def _probe(
         for worker in pool:
             for key, value in worker.probe_result().items():
                 merged[key] = merged[key].merge(value) if key in merged else value
-        return plans[0], merged, order
+        return merged
     finally:
         slots.close()
 
@@ -392,7 +403,7 @@ def _records(
     jumped = False
     for t in targets:
         s = stats.get(t.name, LayerStats())
-        local = s.local.to_dict() if t.verify is not None and s.local.num_elements else None
+        local = s.local.to_dict() if t.shadow is not None and s.local.num_elements else None
         propagated = (
             s.propagated.to_dict() if t.twin is not None and s.propagated.num_elements else None
         )

@@ -28,6 +28,8 @@ DTYPE_RANGES: dict[str, tuple[int, int]] = {
 
 def dtype_range(dtype: str) -> tuple[int, int]:
     """The smallest and largest code of ``dtype``; a clear error for any other type."""
+    if dtype in DTYPE_RANGES:  # the common case, without numpy's dtype parsing
+        return DTYPE_RANGES[dtype]
     try:
         return DTYPE_RANGES[np.dtype(dtype).name]
     except (KeyError, TypeError):
@@ -179,6 +181,9 @@ def edge_codes(codes: np.ndarray, qp: QParams) -> tuple[int, int]:
     zeros sit there by design, not by clipping."""
     qmin, qmax = dtype_range(qp.dtype)
     zero = int(qp.zero_point[0])
-    low = int(np.sum(codes == qmin)) if qmin < zero else 0
-    high = int(np.sum(codes == qmax)) if qmax > zero else 0
+    if not codes.size:
+        return 0, 0
+    # min/max first: most tensors never touch an edge, and counting costs two passes
+    low = int(np.count_nonzero(codes == qmin)) if qmin < zero and codes.min() == qmin else 0
+    high = int(np.count_nonzero(codes == qmax)) if qmax > zero and codes.max() == qmax else 0
     return low, high

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from . import errors
-from .layers import LayerProbe, LayerStats, Target
+from .layers import LayerProbe, LayerStats
 from .litemodel import LiteModel, TensorInfo, first_line
 from .tensors import Anatomy, TensorStats
 
@@ -166,9 +166,9 @@ def _serve(conn: Any) -> None:
             elif request == "stats_result":
                 reply, stats = stats, {}
             elif request == "probe_start":
-                quant, twin = payload
+                quant, twin, threads = payload
                 probe = LayerProbe(quant, twin, threads)
-                reply = probe.targets
+                reply = probe.targets, probe.model.inputs
             elif request == "probe":
                 probe.update(
                     shared.arrays(payload) if isinstance(payload, SharedInputs) else payload
@@ -298,11 +298,11 @@ class Worker:
         self._send("tensors", (list(inputs), indices))
         return self.receive()
 
-    def probe_start(self, quant: bytes, twin: bytes | None) -> list[Target]:
-        """Load a quantized model and its float twin for ``layers.LayerProbe``."""
+    def probe_start(self, quant: bytes, twin: bytes | None) -> None:
+        """Load a quantized model and its float twin for ``layers.LayerProbe``; ``receive``
+        answers with its targets and its inputs (so several workers start at once)."""
         self._doing = "preparing the per-layer comparison"
-        self._send("probe_start", (quant, twin))
-        return self.receive()
+        self._send("probe_start", (quant, twin, self._threads))
 
     def probe(self, inputs: Sequence[np.ndarray] | SharedInputs) -> None:
         """Fold one batch into the per-layer statistics (answer with ``receive``)."""
@@ -357,8 +357,21 @@ class Worker:
         self.close()
 
 
+def _preload() -> None:
+    """Import and initialise what requests need while the parent is still busy converting,
+    so the first request does not pay for it."""
+    import ai_edge_litert.interpreter  # noqa: F401
+    from ai_edge_litert import schema_py_generated  # noqa: F401
+
+    np.dot(np.ones(8, np.float32), np.ones(8, np.float32))  # BLAS sets up its threads
+    # glibc serves blocks over 128 KB with a fresh mmap (page faults on every batch's
+    # temporaries) until one such block is freed; freeing a 16 MB one raises that limit.
+    np.empty(16 << 20, np.uint8)  # (freed at once)
+
+
 if __name__ == "__main__":
     # Serve from the package's own module, so replies unpickle as liteparity.workers types.
     from liteparity import workers
 
+    workers._preload()
     workers._serve(Connection(int(sys.argv[1])))

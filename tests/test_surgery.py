@@ -1,0 +1,106 @@
+"""Every tensor readable with the delegate on, by listing it among the model's outputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from liteparity import qparams, recipes, surgery
+from liteparity.layers import NUMERIC_VERIFY
+from liteparity.litemodel import LiteModel
+from liteparity.sources import KerasSource
+from tests.conftest import Digits
+
+
+@pytest.fixture(scope="session")
+def calibrated(cnn: Path, digits: Digits) -> bytes:
+    calibration = recipes.calibration_from([[digits.x_cal]])
+    return recipes.convert(
+        KerasSource(str(cnn)), recipes.RECIPES["int8"], calibration, calibrate_only=True
+    )
+
+
+def _undelegated(content: bytes, x: np.ndarray):
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    it = Interpreter(
+        model_content=content,
+        experimental_preserve_all_tensors=True,
+        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+    )
+    index = it.get_input_details()[0]["index"]
+    it.resize_tensor_input(index, list(x.shape))
+    it.allocate_tensors()
+    it.set_tensor(index, x)
+    it.invoke()
+    return it
+
+
+@pytest.mark.parametrize("kind", ["float", "int8"])
+def test_exposed_tensors_equal_the_undelegated_interpreter(
+    calibrated: bytes, digits: Digits, kind: str
+) -> None:
+    content = calibrated if kind == "float" else recipes.requantize(calibrated)
+    exposed = surgery.expose_tensors(content)
+    assert exposed is not None
+    x = digits.x_eval[:16]
+    plain, inspected = LiteModel(content), LiteModel(content, inspect=True)
+    # the model's own outputs keep their places and values
+    assert [o.name for o in inspected.outputs] == [o.name for o in plain.outputs]
+    np.testing.assert_array_equal(inspected.run([x])[0], plain.run([x])[0])
+    anatomy = plain.anatomy()
+    info = inspected.inputs[0]
+    fed = qparams.quantize(x, info.quantization) if info.quantization else x
+    reference = _undelegated(content, fed)
+    interp = next(inspected.invocations([x], step=16))
+    assert any(op["op_name"] == "DELEGATE" for op in interp._get_ops_details())
+    compared = 0
+    for t in anatomy.activations():
+        if t.dtype not in ("float32", "int8"):
+            continue
+        ours, theirs = interp.get_tensor(t.index), reference.get_tensor(t.index)
+        assert ours.shape == theirs.shape, t.name
+        if kind == "float":  # XNNPack and the builtin kernels differ by rounding only
+            scale = max(float(np.abs(theirs).max()), 1e-6)
+            assert np.abs(ours - theirs).max() <= 1e-5 * scale, t.name
+        else:  # integer kernels may round a value to the neighbouring code
+            assert np.abs(ours.astype(int) - theirs.astype(int)).max() <= 1, t.name
+        compared += 1
+    assert compared >= 6
+
+
+def test_dropped_ops_are_gone_and_indices_stay(calibrated: bytes) -> None:
+    debug = recipes.requantize(calibrated, numeric_verify=True)
+    exposed = surgery.expose_tensors(debug, {NUMERIC_VERIFY})
+    assert exposed is not None
+    before, after = LiteModel(debug).anatomy(), LiteModel(exposed).anatomy()
+    verifies = [op for op in before.ops if op.name == NUMERIC_VERIFY]
+    assert len(verifies) >= 5
+    assert not [op for op in after.ops if op.name == NUMERIC_VERIFY]
+    assert len(after.ops) == len(before.ops) - len(verifies)
+    # the model's own tensors keep their indices (unnamed ones are the kernels' scratch)
+    named = [(t.index, t.name) for t in before.tensors if t.name]
+    assert [(t.index, t.name) for t in after.tensors if t.name] == named
+    kept_outputs = {i for op in after.ops for i in op.outputs}
+    assert set(after.outputs) == kept_outputs  # every computed tensor, nothing dropped
+
+
+def test_control_flow_falls_back_to_the_undelegated_interpreter(digits: Digits) -> None:
+    """A recurrent layer converts to WHILE with body subgraphs: no rewrite, and inspection
+    still reads every tensor (undelegated)."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [keras.Input((8, 8), batch_size=1), keras.layers.SimpleRNN(4), keras.layers.Dense(3)]
+    )
+    content = recipes.convert(KerasSource("rnn", model=model), recipes.RECIPES["float32"])
+    assert surgery.expose_tensors(content) is None
+    assert surgery.expose_tensors(b"not a model") is None
+    inspected = LiteModel(content, inspect=True)
+    x = digits.x_eval[:1, ..., 0]
+    interp = next(inspected.invocations([x]))
+    values = [interp.get_tensor(t.index) for t in inspected.anatomy().activations()]
+    np.testing.assert_allclose(values[-1], model.predict(x, verbose=0), rtol=1e-4, atol=1e-5)
