@@ -16,8 +16,9 @@ median of the repeats' ratios (a 2-core VM is noisy). Checks that the local erro
 
     python benchmarks/bench_locate.py [--samples 1000] [--repeat 3] [--model demo|deep]
 
-``--model deep`` is a 12-layer depthwise-separable CNN (MobileNet-style, trained here for one
-epoch on MNIST-5k): more layers, more per-layer work for both tools.
+``--model deep`` is an 11-convolution depthwise-separable CNN (MobileNet-style, trained here for
+two epochs on the demo's training rows of MNIST-5k): more layers and larger
+activations, more per-layer work for both tools.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def deep_model(x: np.ndarray, y: np.ndarray, folder: Path) -> Path:
     layers += [keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(10)]
     model = keras.Sequential(layers, name="deep_cnn")
     model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    model.fit(x, y, epochs=1, batch_size=64, verbose=0)
+    model.fit(x, y, epochs=2, batch_size=64, verbose=0)
     path = folder / "deep_cnn.keras"
     model.save(path)
     return path
@@ -60,7 +61,7 @@ def main() -> None:
     parser.add_argument("--model", choices=("demo", "deep"), default="demo")
     args = parser.parse_args()
 
-    from liteparity.demo import prepare
+    from liteparity.demo import mnist_5k, prepare, split
     from liteparity.per_layer import locate
     from liteparity.sources import KerasSource, import_tensorflow, quiet
 
@@ -70,7 +71,12 @@ def main() -> None:
     with np.load(files.eval_data) as d:
         x, y = d["x"][: args.samples], d["y"][: args.samples]
     folder = Path(tempfile.mkdtemp())
-    path = files.model if args.model == "demo" else deep_model(x, y, folder)
+    if args.model == "demo":
+        path = files.model
+    else:
+        x_all, y_all = mnist_5k()
+        train, _ = split(len(x_all))
+        path = deep_model(x_all[train], y_all[train], folder)
     source = KerasSource(str(path))  # loaded once, outside both timings
 
     def debugger() -> tuple[float, float, dict]:

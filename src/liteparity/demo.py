@@ -71,6 +71,12 @@ def build_cnn(input_shape: tuple[int, ...], classes: int = 10) -> Any:
     )
 
 
+def split(rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """The demo's training rows and evaluation rows of MNIST-5k (a fixed shuffle)."""
+    order = np.random.default_rng(SEED).permutation(rows)
+    return order[:TRAIN_ROWS], order[TRAIN_ROWS:]
+
+
 def prepare(directory: Path | None = None) -> DemoFiles:
     """Train (once) and cache the demo model and its evaluation/calibration files."""
     directory = directory or cache_dir() / "demo"
@@ -81,8 +87,7 @@ def prepare(directory: Path | None = None) -> DemoFiles:
         return files
     directory.mkdir(parents=True, exist_ok=True)
     x, y = mnist_5k()
-    order = np.random.default_rng(SEED).permutation(len(x))
-    train, test = order[:TRAIN_ROWS], order[TRAIN_ROWS:]
+    train, test = split(len(x))
     from .sources import import_tensorflow, quiet
 
     tf = import_tensorflow()
