@@ -104,3 +104,22 @@ def test_control_flow_falls_back_to_the_undelegated_interpreter(digits: Digits) 
     interp = next(inspected.invocations([x]))
     values = [interp.get_tensor(t.index) for t in inspected.anatomy().activations()]
     np.testing.assert_allclose(values[-1], model.predict(x, verbose=0), rtol=1e-4, atol=1e-5)
+
+
+def test_inspected_batches_fit_the_memory_budget(
+    calibrated: bytes, digits: Digits, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every intermediate tensor of a batch is kept: the batch shrinks to fit the budget."""
+    from liteparity import litemodel
+
+    x = digits.x_eval[:1]
+    it = _undelegated(calibrated, x)
+    per_sample = sum(
+        it.get_tensor(i).nbytes for op in it._get_ops_details() for i in op["outputs"] if i >= 0
+    )
+    model = LiteModel(calibrated, inspect=True)
+    monkeypatch.setattr(litemodel, "INSPECT_BUDGET_BYTES", 3 * per_sample + 1)
+    assert model.inspect_batch(32) == 3
+    assert model.inspect_batch(2) == 2
+    monkeypatch.setattr(litemodel, "INSPECT_BUDGET_BYTES", per_sample // 2)
+    assert model.inspect_batch(32) == 1

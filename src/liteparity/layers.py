@@ -30,7 +30,8 @@ from .tensors import Anatomy
 NUMERIC_VERIFY = "NumericVerify"
 #: Ops whose outputs are not worth a row: shape arithmetic and the (de)quantize glue.
 SKIPPED_OPS = frozenset({"SHAPE", "STRIDED_SLICE", "PACK", "DEQUANTIZE", NUMERIC_VERIFY})
-#: Samples per invocation: every intermediate tensor of a slice is kept in memory.
+#: Samples per invocation (fewer for large models, ``LiteModel.inspect_batch``): every
+#: intermediate tensor of a slice is kept in memory.
 PROBE_BATCH = 32
 
 
@@ -173,7 +174,7 @@ class LayerProbe:
     """The quantized model (and its float twin) in one process, compared tensor by tensor."""
 
     def __init__(self, quant: bytes, twin: bytes | None = None, threads: int = 1) -> None:
-        """Both models loaded, every tensor readable, and run once at ``PROBE_BATCH``."""
+        """Both models loaded, every tensor readable, and run once at the batch size used."""
         twin_model = LiteModel(twin, num_threads=threads, inspect=True) if twin else None
         self.model = LiteModel(
             quant, num_threads=threads, inspect=True, skip_custom_ops={NUMERIC_VERIFY}
@@ -182,9 +183,11 @@ class LayerProbe:
         self.targets = plan(self.model.anatomy(), twin_model.anatomy() if twin_model else None)
         self.stats = {t.name: LayerStats() for t in self.targets}
         self._scratch: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        for model in (self.model, self.twin):
-            if model is not None:
-                model.warm_up(PROBE_BATCH)
+        batch = self.model.inspect_batch(PROBE_BATCH)
+        if self.twin is not None:
+            batch = self.twin.inspect_batch(batch)
+            self.twin.warm_up(batch)
+        self.model.warm_up(batch)
 
     def update(self, inputs: Sequence[np.ndarray]) -> None:
         offset = 0

@@ -32,6 +32,10 @@ RESOURCE_VARIABLE_OPS = frozenset({"VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIAB
 #: Batch sizes tried when picking the fastest one (batching is not always faster: measure).
 BATCH_SIZES = (1, 8, 32, 128)
 
+#: Memory an inspected model may hold for one batch: every intermediate tensor is kept, so a
+#: large model (MobileNetV2 at 224x224: ~25 MB per sample) gets a smaller batch.
+INSPECT_BUDGET_BYTES = 256 << 20
+
 #: Ops the current LiteRT interpreter does not run any more (select-TF / Flex).
 _FLEX_PREFIX = "Flex"
 
@@ -199,6 +203,12 @@ class LiteModel:
             self._allocate(tuple((1, *shape[1:]) for shape in shapes))
             raise _Rebatch() from exc
         self._allocated = shapes
+
+    def inspect_batch(self, wanted: int) -> int:
+        """The largest batch up to ``wanted`` whose intermediate tensors, all kept readable,
+        fit in ``INSPECT_BUDGET_BYTES``."""
+        per_sample = self.anatomy().bytes_per_sample()
+        return max(1, min(wanted, INSPECT_BUDGET_BYTES // max(per_sample, 1)))
 
     def warm_up(self, batch_size: int) -> None:
         """Allocate and run once on zeros at ``batch_size``: the delegate prepares (XNNPack

@@ -34,8 +34,10 @@ from .workers import SharedSlots, Worker
 JUMP_DB = 6.0
 #: Samples for the sensitivity experiment (one quantize+evaluate per layer group).
 SENSITIVITY_SAMPLES = 256
-#: Samples for the Keras → TFLite float32 comparison of every layer output.
+#: Samples for the Keras → TFLite float32 comparison of every layer output, at most, and the
+#: memory their layer outputs may take in each of Keras and TFLite.
 CONVERSION_SAMPLES = 32
+CONVERSION_BUDGET_BYTES = 64 << 20
 #: The debugger's CSV columns, in its order, so existing notebooks keep working.
 DEBUGGER_COLUMNS = (
     "op_name",
@@ -350,14 +352,17 @@ def conversion_by_layer(
     (``StatefulPartitionedCall:0``) → the Keras layer that produces that output."""
     if not isinstance(source, sources.KerasSource) or twin is None or not len(rows):
         return {}, {}
-    inputs = binding.take(rows)[0]
-    keras_out = source.layer_outputs(inputs)
     own = worker is None
     worker = Worker("conversion") if worker is None else worker
     try:
         worker.load(twin)
         order = pipeline.input_order(source.io.input_names, [i.name for i in worker.info.inputs])
         anatomy = worker.anatomy()
+        # Every layer output of these samples is held twice (Keras, TFLite): a large model gets
+        # fewer samples (float32 against float32 differs systematically, if at all).
+        fits = CONVERSION_BUDGET_BYTES // max(anatomy.bytes_per_sample(), 1)
+        inputs = binding.take(rows[: max(1, fits)])[0]
+        keras_out = source.layer_outputs(inputs)
         last: dict[str, int] = {}
         for t in anatomy.activations():
             layer = names.keras_layer(t.name, keras_out)

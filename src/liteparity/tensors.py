@@ -7,6 +7,7 @@ diagnosis rules; the rules never touch an interpreter.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,6 +15,8 @@ from typing import Any
 import numpy as np
 
 from . import qparams
+
+_NUMERIC = frozenset({"float32", "float16", "int8", "uint8", "int16", "int32", "int64", "bool"})
 
 #: float16's largest finite value: the float16 recipe clips weights beyond it.
 FLOAT16_MAX = 65504.0
@@ -81,6 +84,14 @@ class Anatomy:
     def activations(self) -> list[TensorRecord]:
         """Tensors computed at run time (outputs of ops), in execution order."""
         return [self.tensor(i) for op in self.ops for i in op.outputs if i >= 0]
+
+    def bytes_per_sample(self) -> int:
+        """Memory of every computed tensor for one sample (shapes read at batch 1)."""
+        return sum(
+            np.dtype(t.dtype).itemsize * math.prod(t.shape)
+            for t in self.activations()
+            if t.dtype in _NUMERIC
+        )
 
     def weights(self) -> list[TensorRecord]:
         """Constant tensors with more than one value (weights, biases, lookup tables)."""

@@ -125,7 +125,8 @@ def _serve(conn: Any) -> None:
         nonlocal inspector
         if inspector is None:
             inspector = LiteModel(content, num_threads=threads, inspect=True)
-            inspector.batch_size = model.batch_size  # type: ignore[union-attr]
+            wanted = model.batch_size  # type: ignore[union-attr]
+            inspector.batch_size = inspector.inspect_batch(wanted)
         return inspector
 
     while True:
