@@ -9,13 +9,13 @@
   run end to end on the same samples.
 
 Both models run with the default delegate, every tensor a model output
-(``surgery.expose_tensors``). Statistics are running sums in float32 BLAS/numpy reductions per
-batch, float64 across batches: memory does not grow with the number of samples.
+(``surgery.expose_tensors``; undelegated for models with control flow). Statistics are
+running sums (float32 BLAS by blocks, float64 across them): memory does not grow with the
+number of samples.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -35,10 +35,21 @@ SKIPPED_OPS = frozenset({"SHAPE", "STRIDED_SLICE", "PACK", "DEQUANTIZE", NUMERIC
 PROBE_BATCH = 32
 
 
-@functools.lru_cache(maxsize=32)
-def _ones(n: int) -> np.ndarray:
-    """A ones vector for summing by dot product (one per tensor size in use)."""
-    return np.ones(n, dtype=np.float32)
+#: Elements per float32 BLAS call: partial results add up in float64, so the rounding error
+#: stays that of 65536 elements however large the tensor.
+_BLOCK = 1 << 16
+_ONES = np.ones(_BLOCK, dtype=np.float32)
+
+
+def _dot(a: np.ndarray, b: np.ndarray | None = None) -> float:
+    """``a·b`` (``b`` None: the sum of ``a``) of flat float32 arrays, by blocks; 2-4x faster
+    than numpy's float64 reductions."""
+    parts = []
+    for start in range(0, a.size, _BLOCK):
+        block = a[start : start + _BLOCK]
+        other = _ONES[: block.size] if b is None else b[start : start + _BLOCK]
+        parts.append(float(np.dot(block, other)))
+    return math.fsum(parts)
 
 
 @dataclass
@@ -48,32 +59,46 @@ class ErrorStats:
     ``mean_error`` and ``mean_squared_error`` equal QuantizationDebugger's (its per-sample
     means, averaged over samples of equal size). ``max_abs_error`` is the largest error over
     all samples (the debugger averages per-sample maxima) and ``stddev`` is over all values
-    (the debugger averages per-sample deviations)."""
+    (the debugger averages per-sample deviations). The spread is kept as a centred sum of
+    squares, batches joined with Chan's formula: an error that is mostly a constant offset
+    keeps its (small) deviation instead of losing it to ``E[d²] − mean²``."""
 
     num_elements: int = 0
     total: float = 0.0
-    total_sq: float = 0.0
+    centred_sq: float = 0.0
     reference_sq: float = 0.0
     max_abs: float = 0.0
 
     def update(self, diff: np.ndarray, reference: np.ndarray | None = None) -> None:
+        """Fold in a batch of differences; ``diff`` serves as scratch (overwritten)."""
         d = np.ravel(np.asarray(diff, dtype=np.float32))
         if not d.size:
             return
-        self.num_elements += d.size
-        # float32 BLAS dot products: 2-4x faster than numpy's reductions; float64 across batches
-        self.total += float(np.dot(d, _ones(d.size)))
-        self.total_sq += float(np.dot(d, d))
+        total = _dot(d)
         self.max_abs = max(self.max_abs, float(d.max()), -float(d.min()))
+        d -= np.float32(total / d.size)
+        batch = ErrorStats(d.size, total, _dot(d, d))
         if reference is not None:
             r = np.ravel(np.asarray(reference, dtype=np.float32))
-            self.reference_sq += float(np.dot(r, r))
+            batch.reference_sq = _dot(r, r)
+        merged = self.merge(batch)
+        self.num_elements, self.total, self.centred_sq = (
+            merged.num_elements,
+            merged.total,
+            merged.centred_sq,
+        )
+        self.reference_sq += batch.reference_sq
 
     def merge(self, other: ErrorStats) -> ErrorStats:
+        n, m = self.num_elements, other.num_elements
+        centred = self.centred_sq + other.centred_sq
+        if n and m:
+            delta = other.total / m - self.total / n
+            centred += delta * delta * n * m / (n + m)
         return ErrorStats(
-            self.num_elements + other.num_elements,
+            n + m,
             self.total + other.total,
-            self.total_sq + other.total_sq,
+            centred,
             self.reference_sq + other.reference_sq,
             max(self.max_abs, other.max_abs),
         )
@@ -81,17 +106,18 @@ class ErrorStats:
     def to_dict(self) -> dict[str, Any]:
         n = self.num_elements
         mean = self.total / n if n else 0.0
-        mse = self.total_sq / n if n else 0.0
-        if self.total_sq == 0:
+        variance = self.centred_sq / n if n else 0.0
+        mse = variance + mean * mean
+        if mse == 0:
             sqnr = math.inf
         elif self.reference_sq == 0:
             sqnr = -math.inf
         else:
-            sqnr = 10 * math.log10(self.reference_sq / self.total_sq)
+            sqnr = 10 * math.log10(self.reference_sq / (mse * n))
         return {
             "num_elements": n,
             "mean_error": mean,
-            "stddev": math.sqrt(max(mse - mean**2, 0.0)),
+            "stddev": math.sqrt(variance),
             "max_abs_error": self.max_abs,
             "mean_squared_error": mse,
             "sqnr_db": sqnr,
@@ -182,7 +208,7 @@ class LayerProbe:
         self.twin = twin_model
         self.targets = plan(self.model.anatomy(), twin_model.anatomy() if twin_model else None)
         self.stats = {t.name: LayerStats() for t in self.targets}
-        self._scratch: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._scratch = (np.empty(0, np.float32), np.empty(0, np.float32))
         batch = self.model.inspect_batch(PROBE_BATCH)
         if self.twin is not None:
             batch = self.twin.inspect_batch(batch)
@@ -220,7 +246,7 @@ class LayerProbe:
         die with this frame, before the next invocation)."""
         raw = _view(interpreter, t.index)
         shadow = _view(interpreter, t.shadow) if t.shadow is not None else None
-        real, diff = self._buffers(t.name, raw.shape)
+        real, diff = self._buffers(raw.shape)
         if t.quantization is None:
             real = raw
         else:
@@ -234,14 +260,14 @@ class LayerProbe:
         if t.quantization is not None and not t.quantization.per_channel:
             s.saturated += sum(qparams.edge_codes(raw, t.quantization))
 
-    def _buffers(self, name: str, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
-        """Two float32 arrays of ``shape`` for a target's real values and differences, kept
-        across batches: fresh temporaries this size cost page faults, 3x the arithmetic."""
+    def _buffers(self, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """Two float32 arrays of ``shape`` for real values and differences, shared by every
+        target and kept across batches: fresh temporaries this size cost page faults, 3x the
+        arithmetic."""
         size = math.prod(shape)
-        held = self._scratch.get(name)
-        if held is None or held[0].size < size:
-            held = self._scratch[name] = (np.empty(size, np.float32), np.empty(size, np.float32))
-        return held[0][:size].reshape(shape), held[1][:size].reshape(shape)
+        if self._scratch[0].size < size:
+            self._scratch = (np.empty(size, np.float32), np.empty(size, np.float32))
+        return self._scratch[0][:size].reshape(shape), self._scratch[1][:size].reshape(shape)
 
 
 def _view(interpreter: Any, index: int) -> np.ndarray:
@@ -251,10 +277,11 @@ def _view(interpreter: Any, index: int) -> np.ndarray:
 
 
 def _dequantize(raw: np.ndarray, qp: qparams.QParams, out: np.ndarray) -> np.ndarray:
-    """Real values into ``out`` (float32) as TFLite's NumericVerify kernel computes them:
-    ``scale·q − scale·zero_point`` in float32 (one ulp off the exact value for some codes),
-    so local errors equal QuantizationDebugger's to the bit, even where they are only
-    rounding. Per-channel tensors take the exact float64 route."""
+    """Real values into ``out`` (float32) as TFLite's NumericVerify kernel computes them on
+    x86: ``scale·q − scale·zero_point`` in float32 (one ulp off the exact value for some
+    codes), so local errors equal QuantizationDebugger's to the bit, even where they are only
+    rounding (NEON builds of the kernel round their own way; only rounding-level errors
+    notice). Per-channel tensors take the exact float64 route."""
     if qp.per_channel:
         np.copyto(out, qparams.dequantize(raw, qp))
         return out

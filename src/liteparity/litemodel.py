@@ -84,9 +84,11 @@ class LiteModel:
         inspect: bool = False,
         skip_custom_ops: Collection[str] = (),
     ) -> None:
-        """``inspect=True`` keeps every intermediate tensor readable: each becomes a model
-        output (``surgery.expose_tensors``), so the default delegate still runs the model; a
-        model with control flow runs undelegated instead, every tensor preserved (slower).
+        """``inspect=True`` keeps every intermediate tensor readable (``Anatomy.activations``):
+        each becomes a model output (``surgery.expose_tensors``), so the default delegate
+        still runs the model; a model with control flow runs undelegated instead, every tensor
+        preserved (slower). Integer kernels of XNNPack may round a code differently from the
+        builtin ones: what is read is what the deployed model computes.
         ``skip_custom_ops`` leaves custom ops nobody reads out of an inspected model (the
         debug model's NumericVerify: liteparity computes the same difference itself)."""
         self._content = bytes(content)
@@ -120,7 +122,10 @@ class LiteModel:
     # -- construction -------------------------------------------------------------------
     def _new_interpreter(self) -> Any:
         if self._exposed is not None:
-            return _interpreter(self._exposed, self._num_threads)
+            try:
+                return _interpreter(self._exposed, self._num_threads)
+            except ModelError:  # the rewrite did not take: read tensors undelegated instead
+                self._exposed = None
         return _interpreter(self._content, self._num_threads, undelegated=self._inspect)
 
     def _io(self) -> tuple[list[TensorInfo], list[TensorInfo]]:
@@ -214,10 +219,9 @@ class LiteModel:
         """Allocate and run once on zeros at ``batch_size``: the delegate prepares (XNNPack
         packs its weights) on the first run at a shape, not on the first real batch."""
         self.batch_size = batch_size if self._can_batch else 1
-        zeros = [
-            np.zeros((self.batch_size, *(max(d, 1) for d in i.sample_shape)), np.float32)
-            for i in self.inputs
-        ]
+        if any(-1 in i.sample_shape for i in self.inputs):
+            return  # zeros of an invented size could fail and make the model look unbatchable
+        zeros = [np.zeros((self.batch_size, *i.sample_shape), np.float32) for i in self.inputs]
         with contextlib.suppress(InterpreterError):  # a shape zeros cannot stand for: the
             self.run(zeros)  # first real batch prepares instead
 

@@ -21,6 +21,9 @@ from collections.abc import Collection
 
 #: vtable slots of the SubGraph table (TFLite schema; fields are only ever appended)
 _OUTPUTS_SLOT, _OPERATORS_SLOT = 8, 10
+#: flatbuffer offsets are 32-bit: a model this large keeps its weights outside (offsets
+#: past 2 GB are rejected)
+_MAX_SIZE = 2**31 - 1
 
 
 def expose_tensors(content: bytes, drop_custom_ops: Collection[str] = ()) -> bytes | None:
@@ -28,9 +31,13 @@ def expose_tensors(content: bytes, drop_custom_ops: Collection[str] = ()) -> byt
     model's own outputs, which keep their places) and the custom ops named in
     ``drop_custom_ops`` removed with their outputs. Tensor indices do not change.
 
+    Tensors folded from constants alone (float16 weights dequantized at load) are not
+    listed: XNNPack computes them once, in its own buffers.
+
     None when the rewrite does not apply: a model with control flow (tensors of WHILE/IF
-    bodies cannot be outputs of the main graph), one whose dropped ops feed other ops, or a
-    file that is not a TFLite flatbuffer (the interpreter then reports it properly)."""
+    bodies cannot be outputs of the main graph), one whose dropped ops feed other ops or
+    produce its outputs, one near 2 GB, or a file that is not a TFLite flatbuffer (the
+    interpreter then reports it properly)."""
     from ai_edge_litert import schema_py_generated as schema
 
     buf = bytearray(content)
@@ -50,13 +57,22 @@ def expose_tensors(content: bytes, drop_custom_ops: Collection[str] = ()) -> byt
         kept = [op for k, op in enumerate(ops) if k not in dropped_ops]
         if any(int(i) in dropped for op in kept for i in _ints(op.InputsAsNumpy())):
             return None  # another op reads what a dropped op computes
-        outputs = [i for i in _ints(graph.OutputsAsNumpy()) if i not in dropped]
-        listed = set(outputs)
+        own = _ints(graph.OutputsAsNumpy())
+        if dropped & set(own):
+            return None  # the model's own outputs would change
+        outputs, listed = list(own), set(own)
+        computed = {i for op in ops for i in _ints(op.OutputsAsNumpy())}
+        computed |= set(_ints(graph.InputsAsNumpy()))
         for op in kept:
+            inputs = [i for i in _ints(op.InputsAsNumpy()) if i >= 0]
+            if inputs and not any(i in computed for i in inputs):
+                continue  # folded from constants (float16 weights): XNNPack never writes it
             for i in _ints(op.OutputsAsNumpy()):
                 if i >= 0 and i not in listed:
                     outputs.append(i)
                     listed.add(i)
+        if len(buf) + 4 * len(outputs) + 8 >= _MAX_SIZE:
+            return None
         if dropped_ops:
             _cut_vector(buf, graph, _OPERATORS_SLOT, sorted(set(range(len(ops))) - dropped_ops))
         _append_vector(buf, graph, _OUTPUTS_SLOT, outputs)

@@ -82,8 +82,15 @@ class Anatomy:
         return self._by_index[index]
 
     def activations(self) -> list[TensorRecord]:
-        """Tensors computed at run time (outputs of ops), in execution order."""
-        return [self.tensor(i) for op in self.ops for i in op.outputs if i >= 0]
+        """Tensors computed at run time (outputs of ops), in execution order; not those
+        computed from constants alone (float16 weights dequantized once, at load)."""
+        return [
+            self.tensor(i)
+            for op in self.ops
+            if not op.inputs or not all(i < 0 or self.tensor(i).constant for i in op.inputs)
+            for i in op.outputs
+            if i >= 0
+        ]
 
     def bytes_per_sample(self) -> int:
         """Memory of every computed tensor for one sample (shapes read at batch 1)."""
@@ -114,6 +121,7 @@ def build_anatomy(interpreter: Any) -> Anatomy:
         for op in interpreter._get_ops_details()
     )
     produced = {i: op.name for op in ops for i in op.outputs}
+    read = {i for op in ops for i in op.inputs}
     inputs = tuple(int(d["index"]) for d in interpreter.get_input_details())
     outputs = tuple(int(d["index"]) for d in interpreter.get_output_details())
     records = []
@@ -121,7 +129,7 @@ def build_anatomy(interpreter: Any) -> Anatomy:
         index = int(d["index"])
         constant = index not in produced and index not in inputs
         summary = None
-        if constant:
+        if constant and index in read:  # not the kernels' own scratch (uninitialised memory)
             summary = _weight_summary(interpreter, index)
         records.append(
             TensorRecord(
@@ -235,8 +243,8 @@ def collect_stats(
     stats: dict[str, TensorStats],
     bounds: Mapping[str, tuple[float, float]],
 ) -> None:
-    """Fold the tensors of the last invocation (interpreter built with
-    ``experimental_preserve_all_tensors``) into ``stats``, keyed by tensor name."""
+    """Fold the tensors of the last invocation (of an inspected ``LiteModel``: every tensor
+    readable) into ``stats``, keyed by tensor name."""
     for record in anatomy.activations():
         try:
             value = interpreter.get_tensor(record.index)
