@@ -55,7 +55,7 @@ def explain(
     ``noise_floor``. Takes the same arguments as ``check``."""
     options = dict(locals())  # every keyword argument above, by name
     del options["model"]
-    hook = _Diagnosis()
+    hook = _Diagnosis(progress)
     result = pipeline.run(model, hook=hook, **options)
     rows = tuple(
         dataclasses.replace(c, findings=hook.findings.get(c.name, ())) for c in result.candidates
@@ -66,7 +66,8 @@ def explain(
 class _Diagnosis:
     """The ``check`` hook that gathers ``diagnose.Evidence`` for every candidate."""
 
-    def __init__(self) -> None:
+    def __init__(self, progress: pipeline.Progress | None = None) -> None:
+        self._progress = progress
         self.findings: dict[str, tuple[Any, ...]] = {}
         self._source: sources.Source | None = None
         self._calibration: recipes.Calibration | None = None
@@ -222,7 +223,9 @@ class _Diagnosis:
             references = [self._source.predict(b) for b in batches]
             ordered = [[b[i] for i in int8[0].order] for b in batches]
             return tuple(
-                sensitivity.layer_sensitivity(calibrated, ordered, references, self._layers)
+                sensitivity.layer_sensitivity(
+                    calibrated, ordered, references, self._layers, self._progress
+                )
             )
         except LiteparityError:
             return ()

@@ -258,11 +258,13 @@ def locate(
         ]
         ranking: list[sensitivity.LayerSensitivity] = []
         if calibrated is not None and with_sensitivity:
-            progress("sensitivity", 0, 1)
+            progress("sensitivity per layer", 0, 0)
             batches = [x for x, _ in prepared.binding.batches(picked, pipeline.BATCH_ROWS)]
             references = [source.predict(b) for b in batches]
             ordered = [[b[i] for i in order] for b in batches]
-            ranking = sensitivity.layer_sensitivity(calibrated, ordered, references, layer_names)
+            ranking = sensitivity.layer_sensitivity(
+                calibrated, ordered, references, layer_names, progress
+            )
         timings["sensitivity"] = time.perf_counter() - clock
         clock = time.perf_counter()
         conversion, aliases = conversion_by_layer(

@@ -8,7 +8,7 @@ its output is quantized again for the next op.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,9 +89,11 @@ def layer_sensitivity(
     batches: Sequence[list[np.ndarray]],
     references: Sequence[list[np.ndarray]],
     layers: Collection[str] = (),
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> list[LayerSensitivity]:
     """For every group, the output MSE against the reference with that group in float; most
-    sensitive first. ``batches`` are inputs in the model's order."""
+    sensitive first. ``batches`` are inputs in the model's order. ``progress(stage, done,
+    total)`` hears of each variant (one per layer group: ~0.2 s each on MobileNetV2)."""
     if not batches:
         return []
     with Worker("sensitivity", calibrated) as worker:
@@ -108,6 +110,8 @@ def layer_sensitivity(
 
         errors: list[float] = []
         for k, (_, keep) in enumerate(variants):
+            if progress is not None:
+                progress("sensitivity per layer", k, len(variants))
             # Quantized here while the worker still runs the previous variant: on large models
             # each takes ~0.1 s, so the two overlap instead of adding up.
             content = recipes.requantize(calibrated, keep)
