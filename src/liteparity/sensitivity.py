@@ -113,7 +113,7 @@ def layer_sensitivity(
             if progress is not None:
                 progress("sensitivity per layer", k, len(variants))
             # Quantized here while the worker still runs the previous variant: on large models
-            # each takes ~0.1 s, so the two overlap instead of adding up.
+            # each takes ~0.1-0.2 s, so the two overlap instead of adding up.
             content = recipes.requantize(calibrated, keep)
             if k:
                 errors.append(finish())

@@ -16,6 +16,7 @@ import numpy as np
 
 from . import qparams
 
+#: Tensor types counted in a sample's memory (strings and resources are not arrays).
 _NUMERIC = frozenset({"float32", "float16", "int8", "uint8", "int16", "int32", "int64", "bool"})
 
 #: float16's largest finite value: the float16 recipe clips weights beyond it.
