@@ -23,6 +23,19 @@ class Digits:
     y_eval: np.ndarray
 
 
+#: The stable recipe names check runs by default, in their order (pinned here, not imported).
+DEFAULT_RECIPES = [
+    "float32",
+    "float16",
+    "dynamic",
+    "int8",
+    "int8-io",
+    "uint8-io",
+    "int16x8",
+    "legacy-uint8",
+]
+
+
 @pytest.fixture(scope="session")
 def digits() -> Digits:
     """scikit-learn's 8×8 digits in [0, 1], split into train / calibration / evaluation."""

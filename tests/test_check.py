@@ -9,28 +9,17 @@ import pytest
 
 import liteparity
 from liteparity.compare import classes
-from tests.conftest import Digits, oracle_outputs
-
-ALL_RECIPES = [
-    "float32",
-    "float16",
-    "dynamic",
-    "int8",
-    "int8-io",
-    "uint8-io",
-    "int16x8",
-    "legacy-uint8",
-]
+from tests.conftest import DEFAULT_RECIPES, Digits, oracle_outputs
 
 
 def test_all_expands_to_every_recipe_without_training(check_all) -> None:
-    assert [c.name for c in check_all.candidates] == ALL_RECIPES
+    assert [c.name for c in check_all.candidates] == DEFAULT_RECIPES
     assert all(c.error is None for c in check_all.candidates), [
         c.error for c in check_all.candidates
     ]
 
 
-@pytest.mark.parametrize("recipe", ALL_RECIPES)
+@pytest.mark.parametrize("recipe", DEFAULT_RECIPES)
 def test_accuracy_equals_an_independent_interpreter_loop(
     check_all, digits: Digits, recipe: str
 ) -> None:
@@ -105,7 +94,7 @@ def test_rich_and_html_renderings_show_every_candidate(check_all) -> None:
     console.print(check_all)
     text = console.export_text()
     html = check_all._repr_html_()
-    for name in ALL_RECIPES:
+    for name in DEFAULT_RECIPES:
         assert name in text and name in html
 
 

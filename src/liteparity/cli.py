@@ -205,6 +205,13 @@ def write_output(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
+def _save(path: Path | None, text: Callable[[], str]) -> None:
+    """Write ``text()`` to ``path`` when one was asked for, and say so."""
+    if path is not None:
+        write_output(path, text())
+        err.print(f"wrote {path}")
+
+
 def _report_check(
     result: Any, json_path: Path | None, max_drop: float | None, min_agreement: float | None
 ) -> None:
@@ -213,9 +220,7 @@ def _report_check(
         from .report.findings import findings_view
 
         console.print(findings_view(result))
-    if json_path is not None:
-        write_output(json_path, result.to_json())
-        err.print(f"wrote {json_path}")
+    _save(json_path, result.to_json)
     failed = [c for c in result.candidates if c.error]
     broken = result.violations(max_drop, min_agreement)
     for line in broken:
@@ -445,10 +450,8 @@ def locate(
             f"{', '.join(result.unmatched[:5])}[/]",
             highlight=False,
         )
-    for path, text in ((csv_path, result.to_csv), (json_path, result.to_json)):
-        if path is not None:
-            write_output(path, text())
-            err.print(f"wrote {path}")
+    _save(csv_path, result.to_csv)
+    _save(json_path, result.to_json)
     if model_explorer is not None:
         from .report.model_explorer import write_node_data
 
@@ -538,9 +541,7 @@ def fix(
         console.print(f"{label}: {words}", highlight=False)
     if result.out:
         err.print(f"wrote {result.out}")
-    if json_path is not None:
-        write_output(json_path, result.to_json())
-        err.print(f"wrote {json_path}")
+    _save(json_path, result.to_json)
     _write_report(report, result)
     if not result.met:
         err.print("[bold yellow]budget:[/] no model meets it; wrote the most accurate one found")
@@ -583,9 +584,7 @@ def compare_qat(
             progress=progress,
         )
     console.print(result)
-    if json_path is not None:
-        write_output(json_path, result.to_json())
-        err.print(f"wrote {json_path}")
+    _save(json_path, result.to_json)
 
 
 @app.command()

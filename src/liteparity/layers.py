@@ -75,19 +75,13 @@ class ErrorStats:
         if not d.size:
             return
         total = _dot(d)
-        self.max_abs = max(self.max_abs, float(d.max()), -float(d.min()))
-        d -= np.float32(total / d.size)
-        batch = ErrorStats(d.size, total, _dot(d, d))
+        batch = ErrorStats(d.size, total, max_abs=max(float(d.max()), -float(d.min())))
         if reference is not None:
             r = np.ravel(np.asarray(reference, dtype=np.float32))
             batch.reference_sq = _dot(r, r)
-        merged = self.merge(batch)
-        self.num_elements, self.total, self.centred_sq = (
-            merged.num_elements,
-            merged.total,
-            merged.centred_sq,
-        )
-        self.reference_sq += batch.reference_sq
+        d -= np.float32(total / d.size)
+        batch.centred_sq = _dot(d, d)
+        vars(self).update(vars(self.merge(batch)))
 
     def merge(self, other: ErrorStats) -> ErrorStats:
         n, m = self.num_elements, other.num_elements
@@ -207,6 +201,7 @@ class LayerProbe:
         )
         self.twin = twin_model
         self.targets = plan(self.model.anatomy(), twin_model.anatomy() if twin_model else None)
+        self._twinned = [t for t in self.targets if t.twin is not None]
         self.stats = {t.name: LayerStats() for t in self.targets}
         self._scratch = (np.empty(0, np.float32), np.empty(0, np.float32))
         batch = self.model.inspect_batch(PROBE_BATCH)
@@ -230,14 +225,13 @@ class LayerProbe:
         copies joined up when it runs one sample at a time."""
         if self.twin is None:
             return {}
-        wanted = [t for t in self.targets if t.twin is not None]
         runs = self.twin.invocations(chunk, step=size)
         first = next(runs)
         if self.twin.batchable:  # asked after the run: it may just have found it cannot batch
-            return {t.name: _view(first, t.twin) for t in wanted}
-        parts: dict[str, list[np.ndarray]] = {t.name: [first.get_tensor(t.twin)] for t in wanted}
+            return {t.name: _view(first, t.twin) for t in self._twinned}
+        parts = {t.name: [first.get_tensor(t.twin)] for t in self._twinned}
         for interpreter in runs:
-            for t in wanted:
+            for t in self._twinned:
                 parts[t.name].append(interpreter.get_tensor(t.twin))
         return {name: np.concatenate(p) for name, p in parts.items()}
 

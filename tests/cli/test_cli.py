@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from liteparity.cli import app
+from tests.conftest import DEFAULT_RECIPES
 
 runner = CliRunner()
 
@@ -125,16 +126,7 @@ def test_demo_trains_once_and_checks_every_recipe(tmp_path: Path, monkeypatch) -
     assert result.exit_code == 0, result.output
     doc = json.loads(out.read_text())
     names = [c["name"] for c in doc["candidates"]]
-    assert names == [
-        "float32",
-        "float16",
-        "dynamic",
-        "int8",
-        "int8-io",
-        "uint8-io",
-        "int16x8",
-        "legacy-uint8",
-    ]
+    assert names == DEFAULT_RECIPES
     assert doc["reference"]["metric"]["value"] > 0.9  # a real CNN on real MNIST digits
     assert doc["data"]["evaluation_samples"] == 1000
     assert (tmp_path / "demo" / "mnist_cnn.keras").exists()
