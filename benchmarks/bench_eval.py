@@ -57,7 +57,7 @@ def main() -> None:
 
     import liteparity
     from liteparity.demo import mnist_5k, prepare
-    from liteparity.litemodel import LiteModel
+    from liteparity.runtime.litemodel import LiteModel
 
     files = prepare()
     x, y = mnist_5k()

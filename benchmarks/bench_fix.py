@@ -17,17 +17,23 @@ from pathlib import Path
 
 import numpy as np
 
+from liteparity.convert.converter import convert, requantize
+from liteparity.convert.recipes import RECIPES
+from liteparity.data.prepare import calibration_from
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--max-drop", type=float, default=0.5)
     args = parser.parse_args()
 
-    from liteparity import recipes, sensitivity
+    from liteparity._tf import import_tensorflow
     from liteparity.demo import prepare
-    from liteparity.litemodel import LiteModel
-    from liteparity.repair import Budget, Trial, _selective_search
-    from liteparity.sources import KerasSource, import_tensorflow
+    from liteparity.layerwise import sensitivity
+    from liteparity.reference.keras import KerasSource
+    from liteparity.repair.search import _selective_search
+    from liteparity.results.fix import Budget, Trial
+    from liteparity.runtime.litemodel import LiteModel
 
     import_tensorflow()
     import keras
@@ -50,8 +56,8 @@ def main() -> None:
         path = Path(tmp) / "outlier.keras"
         model.save(path)
         source = KerasSource(str(path))
-        calibrated = recipes.convert(
-            source, recipes.RECIPES["int8"], recipes.calibration_from([[cal]]), calibrate_only=True
+        calibrated = convert(
+            source, RECIPES["int8"], calibration_from([[cal]]), calibrate_only=True
         )
     ranking = sensitivity.layer_sensitivity(calibrated, [[x]], [[reference]], source.layer_names())
     groups = [(s.layer, s.keep_float) for s in ranking]
@@ -68,7 +74,7 @@ def main() -> None:
 
     def build(keep: list[int]) -> Trial:
         names = [n for i in keep for n in groups[i][1]]
-        return trial("int8", recipes.requantize(calibrated, names), [groups[i][0] for i in keep])
+        return trial("int8", requantize(calibrated, names), [groups[i][0] for i in keep])
 
     plain = build([])
     count["n"] = 0

@@ -61,9 +61,10 @@ def main() -> None:
     parser.add_argument("--model", choices=("demo", "deep"), default="demo")
     args = parser.parse_args()
 
+    from liteparity._tf import import_tensorflow, quiet
     from liteparity.demo import mnist_5k, prepare, split
-    from liteparity.per_layer import locate
-    from liteparity.sources import KerasSource, import_tensorflow, quiet
+    from liteparity.layerwise.locate import locate
+    from liteparity.reference.keras import KerasSource
 
     tf = import_tensorflow()
     files = prepare()

@@ -57,8 +57,8 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def cnn(digits: Digits, models_dir: Path) -> Path:
     """The demo's CNN architecture trained on digits, saved as Keras 3 ``.keras``."""
+    from liteparity._tf import import_tensorflow, quiet
     from liteparity.demo import build_cnn
-    from liteparity.sources import import_tensorflow, quiet
 
     tf = import_tensorflow()
     tf.keras.utils.set_random_seed(0)
@@ -88,7 +88,8 @@ def cal_npz(digits: Digits, models_dir: Path) -> Path:
 @pytest.fixture(scope="session")
 def frozen_graph(cnn: Path, models_dir: Path) -> Path:
     """The same CNN frozen into a TF1 GraphDef (what the seeds' users had)."""
-    from liteparity.sources import KerasSource, import_tensorflow
+    from liteparity._tf import import_tensorflow
+    from liteparity.reference.keras import KerasSource
 
     tf = import_tensorflow()
     graph_def, inputs, outputs = KerasSource(str(cnn)).frozen_graph()
@@ -120,7 +121,7 @@ def two_by_two(digits: Digits, models_dir: Path) -> Path:
     """Inputs named so that alphabetical order is not model order; two same-shape heads."""
     import keras
 
-    from liteparity.sources import import_tensorflow, quiet
+    from liteparity._tf import import_tensorflow, quiet
 
     import_tensorflow()
     keras.utils.set_random_seed(1)
@@ -151,7 +152,7 @@ def outlier_cnn(cnn: Path, models_dir: Path) -> Path:
     positively homogeneous, so the float model computes the same function."""
     import keras
 
-    from liteparity.sources import import_tensorflow
+    from liteparity._tf import import_tensorflow
 
     import_tensorflow()
     model = keras.saving.load_model(cnn)

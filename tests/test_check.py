@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import liteparity
-from liteparity.compare import classes
+from liteparity.measure.metrics import classes
 from tests.conftest import DEFAULT_RECIPES, Digits, oracle_outputs
 
 
@@ -90,10 +90,13 @@ def test_json_has_the_documented_shape(check_all) -> None:
 def test_rich_and_html_renderings_show_every_candidate(check_all) -> None:
     from rich.console import Console
 
+    from liteparity.report.html import render as render_html
+    from liteparity.report.terminal import render
+
     console = Console(record=True, width=200)
-    console.print(check_all)
+    console.print(render(check_all))
     text = console.export_text()
-    html = check_all._repr_html_()
+    html = render_html(check_all, "liteparity check")
     for name in DEFAULT_RECIPES:
         assert name in text and name in html
 
@@ -171,7 +174,7 @@ def test_a_crashing_interpreter_is_that_candidates_error(
     import os
     import signal
 
-    from liteparity import workers
+    from liteparity.runtime import worker as workers
 
     real_submit = workers.Worker.submit
 
@@ -202,12 +205,13 @@ def test_resume_reuses_conversions_and_results(
         cnn, data=data, calibration_data=digits.x_cal, recipes=["float32", "int8"], resume=True
     )
 
-    from liteparity import recipes, workers
+    from liteparity.measure import check as check_module
+    from liteparity.runtime import worker as workers
 
     def refuse(*args, **kwargs):
         raise AssertionError("should have come from the cache")
 
-    monkeypatch.setattr(recipes, "convert", refuse)
+    monkeypatch.setattr(check_module, "convert", refuse)
     monkeypatch.setattr(workers.Worker, "__init__", refuse)
     again = liteparity.check(
         cnn, data=data, calibration_data=digits.x_cal, recipes=["float32", "int8"], resume=True
@@ -219,7 +223,7 @@ def test_resume_reuses_conversions_and_results(
 
 
 def test_cosine_of_a_silent_candidate_is_zero() -> None:
-    from liteparity.compare import ErrorAccumulator
+    from liteparity.measure.metrics import ErrorAccumulator
 
     acc = ErrorAccumulator(classify=False)
     acc.update([np.ones((4, 3))], [np.zeros((4, 3))])

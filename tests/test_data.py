@@ -8,19 +8,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from liteparity import data
+from liteparity.data.binding import bind, split
+from liteparity.data.datasets import NpyColumn, load
 from liteparity.errors import DataError
 
 
 def test_npz_with_x_and_y(tmp_path: Path) -> None:
     path = tmp_path / "d.npz"
     np.savez(path, x=np.zeros((5, 2, 2, 1), np.float32), y=np.arange(5))
-    ds = data.load(path)
+    ds = load(path)
     assert len(ds) == 5 and ds.labels.tolist() == [0, 1, 2, 3, 4]
 
 
 def test_one_hot_labels_become_class_ids() -> None:
-    ds = data.load((np.zeros((3, 4), np.float32), np.eye(3)[[2, 0, 1]]))
+    ds = load((np.zeros((3, 4), np.float32), np.eye(3)[[2, 0, 1]]))
     assert ds.labels.tolist() == [2, 0, 1]
 
 
@@ -28,9 +29,9 @@ def test_npy_is_read_lazily_row_by_row(tmp_path: Path) -> None:
     path = tmp_path / "d.npy"
     full = np.arange(48, dtype=np.float32).reshape(6, 4, 2)
     np.save(path, full)
-    ds = data.load(path)
-    assert isinstance(ds.columns["x"], data.NpyColumn) and len(ds) == 6
-    binding = data.bind(ds, ["in"], [(4, 2)], ["float32"])
+    ds = load(path)
+    assert isinstance(ds.columns["x"], NpyColumn) and len(ds) == 6
+    binding = bind(ds, ["in"], [(4, 2)], ["float32"])
     rows = np.array([0, 1, 2, 4])  # a run of three and a single row
     (x,), labels = binding.take(rows)
     assert labels is None and np.array_equal(x, full[rows])
@@ -41,14 +42,14 @@ def test_truncated_npy_is_a_clear_error(tmp_path: Path) -> None:
     np.save(path, np.zeros((100, 8), np.float32))
     path.write_bytes(path.read_bytes()[:-64])
     with pytest.raises(DataError, match="shorter than its header"):
-        data.load(path).columns["x"][np.arange(100)]
+        load(path).columns["x"][np.arange(100)]
 
 
 def test_pickled_npy_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "evil.npy"
     np.save(path, np.array([{"a": 1}], dtype=object), allow_pickle=True)
     with pytest.raises(DataError, match="pickle"):
-        data.load(path)
+        load(path)
 
 
 def test_csv_with_label_column_is_reshaped_to_the_model(tmp_path: Path) -> None:
@@ -57,16 +58,16 @@ def test_csv_with_label_column_is_reshaped_to_the_model(tmp_path: Path) -> None:
     with gzip.open(path, "wt") as fh:
         for row in rows:
             fh.write(",".join(str(v) for v in row) + "\n")
-    ds = data.load(path, label_column=-1)
+    ds = load(path, label_column=-1)
     assert ds.labels.tolist() == [3, 7]
-    (x,), _ = data.bind(ds, ["img"], [(2, 2, 1)], ["float32"]).take(np.array([1]))
+    (x,), _ = bind(ds, ["img"], [(2, 2, 1)], ["float32"]).take(np.array([1]))
     assert x.shape == (1, 2, 2, 1) and x.ravel().tolist() == [4, 5, 6, 7]
 
 
 def test_csv_header_names_the_label(tmp_path: Path) -> None:
     path = tmp_path / "d.csv"
     path.write_text("a,b,label\n1,2,0\n3,4,1\n")
-    ds = data.load(path)
+    ds = load(path)
     assert ds.labels.tolist() == [0, 1] and ds.columns["x"].shape == (2, 2)
 
 
@@ -77,23 +78,23 @@ def test_image_folder_with_class_subfolders(tmp_path: Path) -> None:
         (tmp_path / label).mkdir()
         for i in range(2):
             Image.fromarray(np.full((6, 5), value, np.uint8)).save(tmp_path / label / f"{i}.png")
-    ds = data.load(tmp_path, image_size=(4, 4), scale=1 / 255)
+    ds = load(tmp_path, image_size=(4, 4), scale=1 / 255)
     assert ds.labels.tolist() == [0, 0, 1, 1]
-    (x,), _y = data.bind(ds, ["img"], [(4, 4, 1)], ["float32"]).take(np.array([0, 3]))
+    (x,), _y = bind(ds, ["img"], [(4, 4, 1)], ["float32"]).take(np.array([0, 3]))
     assert x.shape == (2, 4, 4, 1)
     assert x[0].max() == pytest.approx(10 / 255) and x[1].min() == pytest.approx(200 / 255)
 
 
 def test_shape_mismatch_says_how_to_reshape() -> None:
-    ds = data.load(np.zeros((4, 784), np.float32))
+    ds = load(np.zeros((4, 784), np.float32))
     with pytest.raises(DataError, match=r"reshape the data to \(N, 28, 28, 1\)"):
-        data.bind(ds, ["image"], [(28, 28, 1)], ["float32"])
+        bind(ds, ["image"], [(28, 28, 1)], ["float32"])
 
 
 def test_nan_rows_are_named() -> None:
     x = np.zeros((5, 3), np.float32)
     x[3, 1] = np.nan
-    binding = data.bind(data.load(x), ["in"], [(3,)], ["float32"])
+    binding = bind(load(x), ["in"], [(3,)], ["float32"])
     with pytest.raises(DataError, match=r"sample\(s\) 3"):
         binding.take(np.arange(5))
 
@@ -112,22 +113,22 @@ def test_bad_data_is_a_clear_error(tmp_path: Path, spec, match: str) -> None:
         spec = tmp_path / spec
         spec.write_text("x")
     with pytest.raises(DataError, match=match):
-        data.load(spec)
+        load(spec)
 
 
 def test_split_is_disjoint_seeded_and_complete() -> None:
-    cal, ev = data.split(1000, 200, seed=7)
+    cal, ev = split(1000, 200, seed=7)
     assert len(cal) == 200 and len(ev) == 800
     assert not set(cal) & set(ev) and set(cal) | set(ev) == set(range(1000))
-    again, _ = data.split(1000, 200, seed=7)
+    again, _ = split(1000, 200, seed=7)
     assert cal.tolist() == again.tolist()
-    other, _ = data.split(1000, 200, seed=8)
+    other, _ = split(1000, 200, seed=8)
     assert cal.tolist() != other.tolist()
 
 
 def test_batches_cover_every_row_once() -> None:
     x = np.arange(10, dtype=np.float32)[:, None]
-    binding = data.bind(data.load((x, np.arange(10))), ["in"], [(1,)], ["float32"])
+    binding = bind(load((x, np.arange(10))), ["in"], [(1,)], ["float32"])
     seen = [y for _, y in binding.batches(np.arange(10), 4)]
     assert [len(b) for b in seen] == [4, 4, 2]
     assert np.concatenate(seen).tolist() == list(range(10))
@@ -135,7 +136,7 @@ def test_batches_cover_every_row_once() -> None:
 
 def test_two_dimensional_float_labels_stay_regression_targets() -> None:
     targets = np.array([[0.5, 1.5, -2.0], [1.0, 0.0, 0.0]], np.float32)
-    ds = data.load((np.zeros((2, 4), np.float32), targets))
+    ds = load((np.zeros((2, 4), np.float32), targets))
     assert ds.labels.dtype == np.float32 and ds.labels.shape == (2, 3)
 
 
@@ -143,4 +144,4 @@ def test_label_column_out_of_range(tmp_path: Path) -> None:
     path = tmp_path / "d.csv"
     path.write_text("1,2,0\n3,4,1\n")
     with pytest.raises(DataError, match="--label-column 5 but the CSV has 3 columns"):
-        data.load(path, label_column=5)
+        load(path, label_column=5)

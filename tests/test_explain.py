@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import liteparity
-from liteparity.explain import explain
+from liteparity.diagnose.explain import explain
 from tests.conftest import Digits
 
 
@@ -30,7 +30,7 @@ def explained(cnn: Path, eval_npz: Path, cal_npz: Path):
 def load(path: Path):
     import keras
 
-    from liteparity.sources import import_tensorflow
+    from liteparity._tf import import_tensorflow
 
     import_tensorflow()
     return keras.saving.load_model(path)
@@ -62,8 +62,9 @@ def test_perturbed_float_model_is_a_conversion_error(
     cnn: Path, digits: Digits, tmp_path: Path, explained
 ) -> None:
     """Planted: a float .tflite of the same model with one bias shifted by 0.05."""
-    from liteparity.recipes import RECIPES, convert
-    from liteparity.sources import KerasSource
+    from liteparity.convert.converter import convert
+    from liteparity.convert.recipes import RECIPES
+    from liteparity.reference.keras import KerasSource
 
     model = load(cnn)
     kernel, bias = model.get_layer("conv_b").get_weights()
@@ -207,7 +208,7 @@ def huge_weights(digits: Digits, models_dir: Path) -> Path:
     Rescaling layer: same float function, weights beyond float16's 65504."""
     import keras
 
-    from liteparity.sources import import_tensorflow, quiet
+    from liteparity._tf import import_tensorflow, quiet
 
     import_tensorflow()
     keras.utils.set_random_seed(4)

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 import liteparity
-from liteparity.compare import classes
-from liteparity.repair import Budget, fix
+from liteparity.measure.metrics import classes
+from liteparity.repair.fix import fix
+from liteparity.results.fix import Budget
 from tests.conftest import Digits, oracle_outputs
 
 
@@ -120,7 +121,7 @@ def test_compare_qat_gives_both_distributions(digits: Digits, keras2_h5, models_
 
     from typer.testing import CliRunner
 
-    from liteparity.cli import app
+    from liteparity.cli.app import app
 
     path, _ = keras2_h5
     data = models_dir / "compare.npz"

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from liteparity.per_layer import DEBUGGER_COLUMNS, locate
+from liteparity.layerwise.locate import locate
+from liteparity.results.locate import DEBUGGER_COLUMNS
 from tests.conftest import Digits
 
 
@@ -20,7 +21,8 @@ def test_local_error_equals_quantization_debugger(cnn: Path, digits: Digits, loc
     """Same model, calibration and samples: mean_squared_error and mean_error agree to 0.1%
     (on ops whose error is float rounding only, max pooling: ~1e-15, to 1e-12: equal to the
     bit on x86, where liteparity dequantizes as NumericVerify does)."""
-    from liteparity.sources import KerasSource, import_tensorflow, quiet
+    from liteparity._tf import import_tensorflow, quiet
+    from liteparity.reference.keras import KerasSource
 
     tf = import_tensorflow()
     converter = KerasSource(str(cnn)).converter()
@@ -114,7 +116,7 @@ def test_csv_keeps_the_debugger_columns_first(located) -> None:
 def test_error_statistics_keep_a_small_spread_under_a_large_offset() -> None:
     """A quantization error that is mostly a constant offset (a zero point off by one) over
     large tensors: mean, spread and MSE against float64 numpy, batch by batch and merged."""
-    from liteparity.layers import ErrorStats
+    from liteparity.measure.stats import ErrorStats
 
     rng = np.random.default_rng(0)
     batches = [(50 + 0.01 * rng.standard_normal(300_000)).astype(np.float32) for _ in range(6)]
@@ -132,7 +134,7 @@ def test_error_statistics_keep_a_small_spread_under_a_large_offset() -> None:
 
 
 def _folded(batches: list[np.ndarray]):
-    from liteparity.layers import ErrorStats
+    from liteparity.measure.stats import ErrorStats
 
     stats = ErrorStats()
     for b in batches:

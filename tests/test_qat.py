@@ -11,13 +11,15 @@ from pathlib import Path
 import pytest
 
 import liteparity
-from liteparity.explain import explain
+from liteparity.diagnose.explain import explain
 from tests.conftest import Digits
 
 QAT_SCRIPT = """
 import sys, numpy as np, tf_keras as k
 import tensorflow_model_optimization as tfmot
 from sklearn.datasets import load_digits
+from liteparity.reference.graph import learned_ranges
+from liteparity.reference.loader import load
 d = load_digits(); x = (d.images / 16.0).astype("float32")[..., None]; y = d.target
 k.utils.set_random_seed(0)
 def build():
@@ -58,10 +60,11 @@ def qat_models(models_dir: Path) -> tuple[Path, Path]:
 
 
 def test_learned_ranges_are_read_from_the_fake_quant_nodes(qat_models) -> None:
-    from liteparity import sources
+    from liteparity.reference.graph import learned_ranges
+    from liteparity.reference.loader import load
 
-    source = sources.load(qat_models[0])
-    ranges = sources.learned_ranges(source.frozen_graph()[0])
+    source = load(qat_models[0])
+    ranges = learned_ranges(source.frozen_graph()[0])
     assert set(ranges) >= {"quantize_layer", "conv_a", "logits"}
     lo, hi = ranges["quantize_layer"]
     assert lo <= 0.0 and 0.9 < hi <= 1.1  # the input is in [0, 1]

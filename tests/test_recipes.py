@@ -7,15 +7,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from liteparity import recipes
+from liteparity.convert.converter import convert, requantize
+from liteparity.convert.recipes import RECIPES, LegacySettings, get
+from liteparity.data.prepare import calibration_from
 from liteparity.errors import UsageError
-from liteparity.litemodel import LiteModel
-from liteparity.sources import KerasSource
+from liteparity.reference.keras import KerasSource
+from liteparity.runtime.litemodel import LiteModel
 from tests.conftest import Digits
 
 
 def test_recipe_names_are_the_stable_ones() -> None:
-    assert list(recipes.RECIPES) == [
+    assert list(RECIPES) == [
         "float32",
         "float16",
         "dynamic",
@@ -27,22 +29,22 @@ def test_recipe_names_are_the_stable_ones() -> None:
         "legacy-uint8",
     ]
     with pytest.raises(UsageError, match="float32, float16"):
-        recipes.get("int4")
+        get("int4")
 
 
 def test_legacy_settings_are_validated() -> None:
     with pytest.raises(UsageError):
-        recipes.LegacySettings(0.0, 0.0)
+        LegacySettings(0.0, 0.0)
     with pytest.raises(UsageError):
-        recipes.LegacySettings(0.0, 1.0, (6.0, 0.0))
+        LegacySettings(0.0, 1.0, (6.0, 0.0))
 
 
 def test_calibrate_once_then_requantize_matches_the_int8_recipe(cnn: Path, digits: Digits) -> None:
     source = KerasSource(str(cnn))
-    calibration = recipes.calibration_from([[digits.x_cal]])
-    direct = recipes.convert(source, recipes.RECIPES["int8"], calibration)
-    calibrated = recipes.convert(source, recipes.RECIPES["int8"], calibration, calibrate_only=True)
-    again = recipes.requantize(calibrated)
+    calibration = calibration_from([[digits.x_cal]])
+    direct = convert(source, RECIPES["int8"], calibration)
+    calibrated = convert(source, RECIPES["int8"], calibration, calibrate_only=True)
+    again = requantize(calibrated)
     x = digits.x_eval[:200]
     a, b = LiteModel(direct).run([x])[0], LiteModel(again).run([x])[0]
     assert np.mean(a.argmax(1) == b.argmax(1)) > 0.99
@@ -52,7 +54,7 @@ def test_calibrate_once_then_requantize_matches_the_int8_recipe(cnn: Path, digit
     anatomy = model.anatomy()
     conv = next(op for op in anatomy.ops if op.name == "CONV_2D")
     name = anatomy.tensor(conv.outputs[0]).name
-    kept = LiteModel(recipes.requantize(calibrated, [name])).anatomy()
+    kept = LiteModel(requantize(calibrated, [name])).anatomy()
     kept_conv = next(op for op in kept.ops if op.name == "CONV_2D")
     assert kept.tensor(kept_conv.outputs[0]).dtype == "float32"
     assert anatomy.tensor(conv.outputs[0]).dtype == "int8"
@@ -60,14 +62,14 @@ def test_calibrate_once_then_requantize_matches_the_int8_recipe(cnn: Path, digit
 
 def test_per_tensor_requantization_gives_one_weight_scale(cnn: Path, digits: Digits) -> None:
     source = KerasSource(str(cnn))
-    calibrated = recipes.convert(
+    calibrated = convert(
         source,
-        recipes.RECIPES["int8"],
-        recipes.calibration_from([[digits.x_cal]]),
+        RECIPES["int8"],
+        calibration_from([[digits.x_cal]]),
         calibrate_only=True,
     )
     for per_channel in (True, False):
-        model = LiteModel(recipes.requantize(calibrated, per_channel=per_channel))
+        model = LiteModel(requantize(calibrated, per_channel=per_channel))
         weights = [t for t in model.anatomy().weights() if t.dtype == "int8" and t.quantized]
         # conv kernels get one scale per output channel unless per_channel is off
         assert weights

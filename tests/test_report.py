@@ -15,13 +15,13 @@ import pytest
 
 from liteparity.report.html import render, write_report
 from liteparity.report.model_explorer import node_data, write_node_data
-from liteparity.results import Finding, Severity
+from liteparity.results.check import Finding, Severity
 from tests.conftest import Digits
 
 
 @pytest.fixture(scope="session")
 def explained_small(cnn: Path, digits: Digits):
-    from liteparity.explain import explain
+    from liteparity.diagnose.explain import explain
 
     return explain(
         cnn,
@@ -34,7 +34,7 @@ def explained_small(cnn: Path, digits: Digits):
 
 @pytest.fixture(scope="session")
 def located_small(cnn: Path, digits: Digits):
-    from liteparity.per_layer import locate
+    from liteparity.layerwise.locate import locate
 
     return locate(
         cnn, data=(digits.x_eval, digits.y_eval), calibration_data=digits.x_cal, max_samples=200

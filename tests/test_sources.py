@@ -10,6 +10,7 @@ import pytest
 
 import liteparity
 from liteparity.errors import ModelError, UsageError
+from liteparity.reference.loader import load
 from tests.conftest import Digits
 
 
@@ -25,9 +26,8 @@ def test_keras2_h5_runs_through_tf_keras_without_switching_our_keras(keras2_h5) 
     assert f32.error is None and f32.max_abs_error < 1e-5
     assert dynamic.error is None and dynamic.agreement > 0.95
     # The reference outputs are tf_keras's own (saved by the child that trained the model).
-    from liteparity import sources
 
-    source = sources.load(path)
+    source = load(path)
     assert np.allclose(source.predict([x[:50]])[0], expected, atol=1e-6)
     source.close()
     assert os.environ.get("TF_USE_LEGACY_KERAS") is None
@@ -36,7 +36,7 @@ def test_keras2_h5_runs_through_tf_keras_without_switching_our_keras(keras2_h5) 
 def test_saved_model_source(cnn: Path, digits: Digits, tmp_path: Path) -> None:
     import keras
 
-    from liteparity.sources import quiet
+    from liteparity._tf import quiet
 
     with quiet():
         keras.saving.load_model(cnn).export(tmp_path / "sm")
@@ -75,8 +75,10 @@ def lstm_pair(digits: Digits, models_dir: Path) -> tuple[Path, Path]:
     twin keeps its state in resource variables between invocations."""
     import keras
 
-    from liteparity.recipes import RECIPES, convert
-    from liteparity.sources import KerasSource, import_tensorflow, quiet
+    from liteparity._tf import import_tensorflow, quiet
+    from liteparity.convert.converter import convert
+    from liteparity.convert.recipes import RECIPES
+    from liteparity.reference.keras import KerasSource
 
     import_tensorflow()
     keras.utils.set_random_seed(2)
@@ -149,13 +151,12 @@ def test_litemodel_resets_state_between_samples(lstm_pair, digits: Digits) -> No
     ],
 )
 def test_bad_model_files_are_clear_errors(tmp_path: Path, name, content, error, match) -> None:
-    from liteparity import sources
 
     path = tmp_path / name
     if content is not None:
         path.write_bytes(content)
     with pytest.raises(error, match=match):
-        sources.load(path)
+        load(path)
 
 
 def test_recipes_on_a_tflite_reference_are_a_usage_error(check_all, digits: Digits) -> None:
@@ -174,7 +175,7 @@ def batch_one_graph(digits: Digits, models_dir: Path) -> tuple[Path, float]:
     logistic regression trained by scikit-learn; returns the path and sklearn's accuracy."""
     from sklearn.linear_model import LogisticRegression
 
-    from liteparity.sources import import_tensorflow
+    from liteparity._tf import import_tensorflow
 
     tf = import_tensorflow()
     flat_train = digits.x_train.reshape(len(digits.x_train), -1)

@@ -7,19 +7,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from liteparity import qparams, recipes, surgery
-from liteparity.layers import NUMERIC_VERIFY
-from liteparity.litemodel import LiteModel
-from liteparity.sources import KerasSource
+from liteparity import qparams
+from liteparity.convert.converter import convert, requantize
+from liteparity.convert.recipes import RECIPES
+from liteparity.data.prepare import calibration_from
+from liteparity.layerwise.probe import NUMERIC_VERIFY
+from liteparity.reference.keras import KerasSource
+from liteparity.runtime import surgery
+from liteparity.runtime.litemodel import LiteModel
 from tests.conftest import Digits
 
 
 @pytest.fixture(scope="session")
 def calibrated(cnn: Path, digits: Digits) -> bytes:
-    calibration = recipes.calibration_from([[digits.x_cal]])
-    return recipes.convert(
-        KerasSource(str(cnn)), recipes.RECIPES["int8"], calibration, calibrate_only=True
-    )
+    calibration = calibration_from([[digits.x_cal]])
+    return convert(KerasSource(str(cnn)), RECIPES["int8"], calibration, calibrate_only=True)
 
 
 def _undelegated(content: bytes, x: np.ndarray):
@@ -46,8 +48,8 @@ def test_exposed_tensors_equal_the_undelegated_interpreter(
     tensors are not activations, and every activation read is real."""
     content = {
         "float": lambda: calibrated,
-        "float16": lambda: recipes.convert(KerasSource(str(cnn)), recipes.RECIPES["float16"]),
-        "int8": lambda: recipes.requantize(calibrated),
+        "float16": lambda: convert(KerasSource(str(cnn)), RECIPES["float16"]),
+        "int8": lambda: requantize(calibrated),
     }[kind]()
     exposed = surgery.expose_tensors(content)
     assert exposed is not None
@@ -81,7 +83,7 @@ def test_exposed_tensors_equal_the_undelegated_interpreter(
 
 
 def test_dropped_ops_are_gone_and_indices_stay(calibrated: bytes) -> None:
-    debug = recipes.requantize(calibrated, numeric_verify=True)
+    debug = requantize(calibrated, numeric_verify=True)
     exposed = surgery.expose_tensors(debug, {NUMERIC_VERIFY})
     assert exposed is not None
     before, after = LiteModel(debug).anatomy(), LiteModel(exposed).anatomy()
@@ -105,7 +107,7 @@ def test_control_flow_falls_back_to_the_undelegated_interpreter(digits: Digits) 
     model = keras.Sequential(
         [keras.Input((8, 8), batch_size=1), keras.layers.SimpleRNN(4), keras.layers.Dense(3)]
     )
-    content = recipes.convert(KerasSource("rnn", model=model), recipes.RECIPES["float32"])
+    content = convert(KerasSource("rnn", model=model), RECIPES["float32"])
     assert surgery.expose_tensors(content) is None
     assert surgery.expose_tensors(b"not a model") is None
     inspected = LiteModel(content, inspect=True)
@@ -119,7 +121,7 @@ def test_inspected_batches_fit_the_memory_budget(
     calibrated: bytes, digits: Digits, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Every intermediate tensor of a batch is kept: the batch shrinks to fit the budget."""
-    from liteparity import litemodel
+    from liteparity.runtime import litemodel
 
     x = digits.x_eval[:1]
     it = _undelegated(calibrated, x)
@@ -142,7 +144,7 @@ def test_warm_up_keeps_a_model_with_free_dimensions_batchable() -> None:
     model = keras.Sequential(
         [keras.Input((None, None, 1)), keras.layers.Conv2D(2, 3), keras.layers.ReLU()]
     )
-    content = recipes.convert(KerasSource("free", model=model), recipes.RECIPES["float32"])
+    content = convert(KerasSource("free", model=model), RECIPES["float32"])
     lite = LiteModel(content)
     lite.warm_up(8)
     assert lite.batchable

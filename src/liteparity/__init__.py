@@ -2,8 +2,8 @@
 TensorFlow Lite (LiteRT) conversion.
 
 Importing this package is cheap: names load on first use (PEP 562), so a worker process that
-imports ``liteparity.workers`` does not pay for the rest, and TensorFlow is imported only when a
-model is loaded or converted.
+imports ``liteparity.runtime.worker`` does not pay for the rest, and TensorFlow is imported only
+when a model is loaded or converted.
 """
 
 from __future__ import annotations
@@ -15,31 +15,31 @@ __version__ = "0.1.0"
 
 #: Public name → the module that defines it.
 _EXPORTS = {
-    "RECIPES": "recipes",
-    "CandidateResult": "results",
-    "CheckResult": "results",
+    "RECIPES": "convert.recipes",
+    "CandidateResult": "results.check",
+    "CheckResult": "results.check",
     "ConversionError": "errors",
     "DataError": "errors",
-    "Finding": "results",
-    "FixResult": "repair",
+    "Finding": "results.check",
+    "FixResult": "results.fix",
     "InterpreterError": "errors",
-    "LegacySettings": "recipes",
-    "LiteModel": "litemodel",
+    "LegacySettings": "convert.recipes",
+    "LiteModel": "runtime.litemodel",
     "LiteparityError": "errors",
-    "LocateResult": "per_layer",
-    "Metric": "results",
+    "LocateResult": "results.locate",
+    "Metric": "results.check",
     "ModelError": "errors",
     "QParams": "qparams",
-    "Recipe": "recipes",
-    "Severity": "results",
+    "Recipe": "convert.recipes",
+    "Severity": "results.check",
     "UsageError": "errors",
-    "check": "pipeline",
+    "check": "measure.check",
     "dequantize": "qparams",
-    "explain": "explain",
-    "fix": "repair",
+    "explain": "diagnose.explain",
+    "fix": "repair.fix",
     "from_mean_std": "qparams",
     "from_min_max": "qparams",
-    "locate": "per_layer",
+    "locate": "layerwise.locate",
     "quantize": "qparams",
 }
 
@@ -83,6 +83,8 @@ def __getattr__(name: str) -> Any:
 
 
 if TYPE_CHECKING:
+    from .convert.recipes import RECIPES, LegacySettings, Recipe
+    from .diagnose.explain import explain
     from .errors import (
         ConversionError,
         DataError,
@@ -91,11 +93,11 @@ if TYPE_CHECKING:
         ModelError,
         UsageError,
     )
-    from .explain import explain
-    from .litemodel import LiteModel
-    from .per_layer import LocateResult, locate
-    from .pipeline import check
+    from .layerwise.locate import locate
+    from .measure.check import check
     from .qparams import QParams, dequantize, from_mean_std, from_min_max, quantize
-    from .recipes import RECIPES, LegacySettings, Recipe
-    from .repair import FixResult, fix
-    from .results import CandidateResult, CheckResult, Finding, Metric, Severity
+    from .repair.fix import fix
+    from .results.check import CandidateResult, CheckResult, Finding, Metric, Severity
+    from .results.fix import FixResult
+    from .results.locate import LocateResult
+    from .runtime.litemodel import LiteModel

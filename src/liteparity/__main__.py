@@ -1,5 +1,5 @@
 """``python -m liteparity`` is the ``liteparity`` command."""
 
-from .cli import main
+from liteparity.cli.app import main
 
 main()

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import DataError
+from liteparity.errors import DataError
 
 #: Rows of MNIST-5k used for training; the rest are the evaluation set.
 TRAIN_ROWS = 4000
@@ -52,7 +52,7 @@ def mnist_5k() -> tuple[np.ndarray, np.ndarray]:
 
 def build_cnn(input_shape: tuple[int, ...], classes: int = 10) -> Any:
     """The demo's small CNN (also used by the tests): two conv blocks and a softmax."""
-    from .sources import import_tensorflow
+    from liteparity._tf import import_tensorflow
 
     import_tensorflow()
     import keras
@@ -88,7 +88,7 @@ def prepare(directory: Path | None = None) -> DemoFiles:
     directory.mkdir(parents=True, exist_ok=True)
     x, y = mnist_5k()
     train, test = split(len(x))
-    from .sources import import_tensorflow, quiet
+    from liteparity._tf import import_tensorflow, quiet
 
     tf = import_tensorflow()
     tf.keras.utils.set_random_seed(SEED)

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import UsageError
+from liteparity.errors import UsageError
 
 #: Integer types a TFLite tensor can be quantized to, with their code range.
 DTYPE_RANGES: dict[str, tuple[int, int]] = {

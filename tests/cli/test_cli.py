@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from liteparity.cli import app
+from liteparity.cli.app import app
 from tests.conftest import DEFAULT_RECIPES
 
 runner = CliRunner()
@@ -23,9 +23,10 @@ def invoke(*args: str):
 def test_help_and_light_modules_do_not_import_tensorflow() -> None:
     code = (
         "import sys\n"
-        "import liteparity, liteparity.litemodel, liteparity.workers, liteparity.qparams\n"
+        "import liteparity, liteparity.runtime.litemodel, liteparity.runtime.worker\n"
+        "import liteparity.qparams\n"
         "from typer.testing import CliRunner\n"
-        "from liteparity.cli import app\n"
+        "from liteparity.cli.app import app\n"
         "r = CliRunner().invoke(app, ['check', '--help'])\n"
         "assert r.exit_code == 0, r.output\n"
         "r = CliRunner().invoke(app, ['qparams', '--mean', '0', '--std', '255'])\n"
@@ -208,7 +209,7 @@ def test_ctrl_c_stops_cleanly_without_partial_output(cnn: Path, digits, tmp_path
                 cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
             except OSError:
                 continue
-            if f"PPid:\t{proc.pid}\n" in status and b"liteparity.workers" in cmdline:
+            if f"PPid:\t{proc.pid}\n" in status and b"liteparity.runtime.worker" in cmdline:
                 found.append(int(pid))
         return found
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from liteparity.cli import app
+from liteparity.cli.app import app
 from tests.conftest import Digits
 
 runner = CliRunner()
@@ -42,7 +42,7 @@ def bad_files(tmp_path_factory: pytest.TempPathFactory, check_all, digits: Digit
 def lambda_model(models_dir: Path) -> Path:
     import keras
 
-    from liteparity.sources import import_tensorflow
+    from liteparity._tf import import_tensorflow
 
     import_tensorflow()
     model = keras.Sequential(
@@ -61,7 +61,7 @@ def lambda_model(models_dir: Path) -> Path:
 @pytest.fixture(scope="session")
 def flex_model(models_dir: Path) -> Path:
     """A real select-TF model: cumprod has no builtin kernel, so it becomes FlexCumprod."""
-    from liteparity.sources import import_tensorflow, quiet
+    from liteparity._tf import import_tensorflow, quiet
 
     tf = import_tensorflow()
     fn = tf.function(

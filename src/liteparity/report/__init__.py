@@ -1,1 +1,5 @@
-"""Rendering of results: terminal tables, HTML, JSON. Rendering never computes."""
+"""Rendering: terminal tables, JSON, the HTML report, plots, Model Explorer node data.
+Rendering never computes.
+
+May import: ``results``, ``files`` and ``errors`` only.
+"""

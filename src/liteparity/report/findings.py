@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..results import CandidateResult, CheckResult, Severity
+from liteparity.results.check import CandidateResult, CheckResult, Severity
 
 STYLE = {Severity.INFO: "green", Severity.WARNING: "yellow", Severity.ERROR: "bold red"}
 

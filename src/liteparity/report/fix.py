@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..compare import ACCURACY
-from ..repair import FixResult
-from .table import _size
+from liteparity.report.table import _size
+from liteparity.results.check import ACCURACY
+from liteparity.results.fix import FixResult, QatComparison
 
 
 def fix_table(result: FixResult) -> Any:
@@ -43,5 +43,28 @@ def fix_table(result: FixResult) -> Any:
             "ok" if t.within_budget else "over",
             "◆" if t.pareto else "",
             style="bold green" if t.name == result.winner.name else None,
+        )
+    return table
+
+
+def qat_table(result: QatComparison) -> Any:
+    """The ``compare-qat`` table: accuracy over resampled batches, per model."""
+    from rich.table import Table
+
+    table = Table(
+        title=f"compare-qat — accuracy over {len(result.accuracies['qat'])} "
+        f"resampled batches of {result.batch_size}",
+        title_justify="left",
+    )
+    for col in ("model", "mean", "std", "min", "max", "agreement"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    for name, s in result.summary().items():
+        table.add_row(
+            name,
+            f"{100 * s['mean']:.2f}%",
+            f"{100 * s['std']:.2f}",
+            f"{100 * s['min']:.2f}%",
+            f"{100 * s['max']:.2f}%",
+            f"{result.agreement.get(name, 1.0):.4f}",
         )
     return table

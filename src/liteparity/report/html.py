@@ -14,10 +14,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from . import plots
-from .findings import verdict
-from .layers import LAYER_COLUMNS, layer_cells
-from .table import COLUMNS, _size, cells, reference_cells
+from liteparity.report import plots
+from liteparity.report.findings import verdict
+from liteparity.report.layers import LAYER_COLUMNS, layer_cells
+from liteparity.report.table import COLUMNS, _size, cells, reference_cells
 
 PACKAGES = ("liteparity", "tensorflow", "ai-edge-litert", "keras", "numpy")
 
@@ -45,9 +45,9 @@ def _environment() -> Any:
 
 def render(result: Any, command: str) -> str:
     """The report for a ``check``/``explain`` (CheckResult), ``locate`` or ``fix`` result."""
-    from ..per_layer import LocateResult
-    from ..repair import FixResult
-    from ..results import CheckResult
+    from liteparity.results.check import CheckResult
+    from liteparity.results.fix import FixResult
+    from liteparity.results.locate import LocateResult
 
     context: dict[str, Any] = {
         "command": command,
@@ -67,7 +67,7 @@ def render(result: Any, command: str) -> str:
 
 
 def write_report(path: str | Path, result: Any, command: str) -> Path:
-    from ..pipeline import write_atomic
+    from liteparity.files import write_atomic
 
     return write_atomic(Path(path), render(result, command).encode())
 

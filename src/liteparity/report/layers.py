@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..per_layer import LayerRecord, LocateResult
+from liteparity.results.locate import LayerRecord, LocateResult
 
 #: Rows shown in the terminal; the CSV and JSON have every layer.
 ROWS = 20

@@ -45,7 +45,7 @@ def node_data(result: Any, metric: str) -> dict[str, Any]:
 def write_node_data(path: str | Path, result: Any) -> list[Path]:
     """``path`` gets the first metric the result has (local SQNR, else propagated SQNR);
     ``<stem>.<metric>.json`` beside it gets each of the others."""
-    from ..pipeline import write_atomic
+    from liteparity.files import write_atomic
 
     path = Path(path)
     present = [m for m in METRICS if node_data(result, m)[GRAPH]["results"]]

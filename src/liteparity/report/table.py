@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import html
 import math
 from typing import Any
 
-from ..compare import ACCURACY
-from ..results import CandidateResult, CheckResult
+from liteparity.results.check import ACCURACY, CandidateResult, CheckResult
 
 COLUMNS = (
     "candidate",
@@ -107,14 +105,3 @@ def check_table(result: CheckResult) -> Any:
     for c in result.candidates:
         table.add_row(*cells(c), style="red" if c.error else None)
     return table
-
-
-def check_html(result: CheckResult) -> str:
-    metric = result.reference.metric.name if result.reference else "metric"
-    head = "".join(f"<th>{html.escape(metric if c == 'metric' else c)}</th>" for c in COLUMNS)
-    rows = [reference_cells(result)] if result.reference else []
-    rows += [cells(c) for c in result.candidates]
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>" for row in rows
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"

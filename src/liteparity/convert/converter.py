@@ -1,0 +1,155 @@
+"""Recipes: named converter settings, and the one ``convert`` that applies any of them.
+
+A recipe is data. Its name is stable (CLI, JSON, docs): ``float32``, ``float16``, ``dynamic``
+(weights int8, float compute: the old ``post_training_quantize``), ``int8`` (full integer,
+float I/O), ``int8-io``, ``uint8-io``, ``int16x8`` and ``legacy-uint8`` (the TF1 converter with
+``inference_type=uint8``, ``quantized_input_stats`` and optional ``default_ranges_stats``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from liteparity._tf import import_tensorflow, quiet
+from liteparity.convert.recipes import LegacySettings, Recipe
+from liteparity.data.prepare import STATIC_SHAPE_HINT, Calibration
+from liteparity.errors import ConversionError, UsageError
+from liteparity.reference.base import Source
+from liteparity.runtime.litemodel import first_line
+
+
+def convert(
+    source: Source,
+    recipe: Recipe,
+    calibration: Calibration | None = None,
+    legacy: LegacySettings | None = None,
+    *,
+    calibrate_only: bool = False,
+) -> bytes:
+    """Convert ``source`` with ``recipe``; ``calibration`` yields lists of one-sample arrays in
+    the source's input order. ``calibrate_only`` stops after calibration: a float model that
+    carries every tensor's measured range, for ``requantize``."""
+    tf = import_tensorflow()
+    if recipe.needs_training:
+        raise UsageError(f"recipe {recipe.name} is trained, not converted: use check or fix")
+    if recipe.needs_calibration and calibration is None:
+        raise UsageError(f"recipe {recipe.name} needs calibration data")
+
+    def attempt(batch_size: int | None) -> bytes:
+        if recipe.legacy:
+            converter = _legacy_converter(source, legacy)
+        else:
+            converter = source.converter(batch_size)
+        if recipe.optimize:
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if recipe.float16_weights:
+            converter.target_spec.supported_types = [tf.float16]
+        if recipe.activations == "int8":
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        elif recipe.activations == "int16":
+            converter.target_spec.supported_ops = [
+                tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
+            ]
+        if recipe.needs_calibration:
+            converter.representative_dataset = calibration
+        if recipe.io_type != "float32":
+            converter.inference_input_type = getattr(tf, recipe.io_type)
+            converter.inference_output_type = getattr(tf, recipe.io_type)
+        # Private, tested in tests/test_recipes.py: calibrate once, quantize many times.
+        converter._experimental_calibrate_only = calibrate_only
+        with quiet():
+            return bytes(converter.convert())
+
+    try:
+        try:
+            return attempt(None)
+        except Exception as exc:
+            # Recurrent layers with a free batch size build TensorLists the converter cannot
+            # lower ("element_shape to be static"): a fixed batch of 1 converts them. Not for
+            # calibrated recipes: TF's calibrator segfaults on such models (TF 2.21).
+            if recipe.legacy or recipe.needs_calibration or STATIC_SHAPE_HINT not in str(exc):
+                raise
+            return attempt(1)
+    except (UsageError, ConversionError):
+        raise
+    except Exception as exc:
+        raise ConversionError(
+            f"recipe {recipe.name}: the converter failed: {converter_message(exc)}"
+        ) from exc
+
+
+def converter_message(exc: BaseException) -> str:
+    """The converter's reason without MLIR location noise, with a hint where one is known."""
+    text = str(exc)
+    reasons = [r for r in re.findall(r"error: ([^\n]+)", text) if not r.startswith("loc(")]
+    reasons += [
+        r.split("): error: ")[-1] for r in re.findall(r"loc\([^\n]*\): error: [^\n]+", text)
+    ]
+    if STATIC_SHAPE_HINT in text:
+        line = next(ln for ln in text.splitlines() if STATIC_SHAPE_HINT in ln)
+        found = re.search(r"'[\w.]+' op .*", line)  # "'tf.TensorListReserve' op requires ..."
+        reason = found.group(0) if found else line.rsplit("error: ", 1)[-1]
+        return (
+            f"{reason.strip()} — a recurrent layer with a free batch size: give the model a "
+            "fixed batch, e.g. keras.Input(shape, batch_size=1), to quantize it"
+        )
+    return next((r.strip() for r in reasons if r.strip()), first_line(exc))
+
+
+def _legacy_converter(source: Source, legacy: LegacySettings | None) -> Any:
+    tf = import_tensorflow()
+    assert legacy is not None
+    graph_def, inputs, outputs = source.frozen_graph()
+    shapes = {
+        name: [1, *shape[1:]] for name, shape in zip(inputs, source.io.input_shapes, strict=True)
+    }
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.compat.v1.import_graph_def(graph_def, name="")
+    in_tensors = [graph.get_tensor_by_name(f"{n}:0") for n in inputs]
+    for tensor, name in zip(in_tensors, inputs, strict=True):
+        tensor.set_shape(shapes[name])
+    out_tensors = [graph.get_tensor_by_name(f"{n}:0") for n in outputs]
+    converter = tf.compat.v1.lite.TFLiteConverter(graph_def, in_tensors, out_tensors)
+    converter.inference_type = tf.uint8
+    converter.quantized_input_stats = {n: (legacy.mean, legacy.std_dev) for n in inputs}
+    if legacy.default_ranges is not None:
+        converter.default_ranges_stats = legacy.default_ranges
+    return converter
+
+
+def requantize(
+    calibrated: bytes,
+    keep_float: Sequence[str] = (),
+    *,
+    numeric_verify: bool = False,
+    per_channel: bool = True,
+) -> bytes:
+    """Full-integer int8 quantization (float input/output) of a ``calibrate_only`` model,
+    keeping the ops whose output tensors are named in ``keep_float`` in float. Takes ~10 ms,
+    so many variants of one calibration are cheap (TF's private ``mlir_quantize``).
+    ``numeric_verify`` builds the debug model of TF's QuantizationDebugger: each quantized
+    op gets a float twin fed its dequantized inputs and a NumericVerify op whose output is
+    ``dequantize(q) − float``. ``per_channel=False`` gives conv/dense weights one scale per
+    tensor (what some accelerators require)."""
+    import_tensorflow()
+    from tensorflow.lite.python import convert as tf_convert
+
+    try:
+        with quiet():
+            return bytes(
+                tf_convert.mlir_quantize(
+                    calibrated,
+                    fully_quantize=True,
+                    enable_numeric_verify=numeric_verify,
+                    disable_per_channel=not per_channel,
+                    disable_per_channel_for_dense_layers=not per_channel,
+                    denylisted_nodes=list(keep_float) or None,
+                )
+            )
+    except Exception as exc:
+        raise ConversionError(
+            f"re-quantizing the calibrated model failed: {first_line(exc)}"
+        ) from exc

@@ -1,0 +1,287 @@
+"""Datasets: ``.npz``, ``.npy``, CSV, image folders and in-memory arrays, read in batches.
+
+Data always holds *real* values, the ones the reference model takes; candidates with integer
+inputs get them quantized by ``LiteModel``. Columns are read lazily by row index (``.npy`` is
+memory-mapped, images are decoded per batch), so memory does not grow with the dataset.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from liteparity.errors import DataError
+
+#: npz keys (and CSV headers) taken as labels.
+LABEL_KEYS = ("y", "label", "labels", "target")
+
+#: npz key taken as the input of a single-input model.
+INPUT_KEY = "x"
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+
+
+class Column(Protocol):
+    """Anything with a length, a shape and fancy indexing by row: arrays, memmaps, images."""
+
+    shape: tuple[int, ...]
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, rows: Any) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Named input columns and optional labels, all of the same length."""
+
+    columns: Mapping[str, Column]
+    labels: np.ndarray | None = None
+    source: str = "arrays"
+    flat: bool = False  # rows are flat vectors (CSV): reshaped to the model's input shape
+    _sizes: tuple[int, ...] = field(init=False, repr=False, default=())
+
+    def __post_init__(self) -> None:
+        if not self.columns:
+            raise DataError(f"{self.source}: no input arrays found")
+        sizes = {name: len(col) for name, col in self.columns.items()}
+        if len(set(sizes.values())) > 1:
+            raise DataError(f"{self.source}: inputs have different sample counts {sizes}")
+        n = next(iter(sizes.values()))
+        if n == 0:
+            raise DataError(f"{self.source}: the dataset is empty (0 samples)")
+        if self.labels is not None and len(self.labels) != n:
+            raise DataError(
+                f"{self.source}: {len(self.labels)} labels for {n} samples: expected one label "
+                "per sample"
+            )
+
+    def __len__(self) -> int:
+        return len(next(iter(self.columns.values())))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "samples": len(self),
+            "inputs": {name: list(col.shape) for name, col in self.columns.items()},
+            "labels": self.labels is not None,
+        }
+
+    def fingerprint(self) -> str:
+        """A short hash of the source and shapes, for reports and caches."""
+        text = repr(self.to_dict()).encode()
+        return hashlib.sha256(text).hexdigest()[:16]
+
+
+# -- loading ---------------------------------------------------------------------------------
+def load(
+    spec: Any,
+    *,
+    image_size: tuple[int, int] | None = None,
+    scale: float | None = None,
+    label_column: int | None = None,
+) -> Dataset:
+    """A ``Dataset`` from a path (``.npz``, ``.npy``, ``.csv[.gz]``, image folder), an array,
+    an ``(x, y)`` tuple, a dict of arrays (with an optional ``y``) or a ``Dataset``."""
+    if isinstance(spec, Dataset):
+        return spec
+    if isinstance(spec, np.ndarray):
+        return Dataset({INPUT_KEY: spec})
+    if isinstance(spec, tuple) and len(spec) == 2:
+        x, y = spec
+        columns = dict(x) if isinstance(x, Mapping) else {INPUT_KEY: np.asarray(x)}
+        return Dataset(columns, _labels(y, "labels"))
+    if isinstance(spec, Mapping):
+        return _from_mapping(dict(spec), "arrays")
+    if isinstance(spec, (str, Path)):
+        path = Path(spec)
+        if not path.exists():
+            raise DataError(f"data file not found: {path}")
+        if path.is_dir():
+            return _load_images(path, image_size, scale)
+        name = path.name.lower()
+        if name.endswith(".npz"):
+            return _load_npz(path)
+        if name.endswith(".npy"):
+            return Dataset({INPUT_KEY: NpyColumn(path)}, source=str(path))
+        if name.endswith((".csv", ".csv.gz")):
+            return _load_csv(path, label_column)
+        raise DataError(
+            f"{path}: unknown data format: expected .npz, .npy, .csv, .csv.gz or a folder of images"
+        )
+    raise DataError(
+        f"cannot read data of type {type(spec).__name__}: expected a path, an array, "
+        "an (x, y) tuple or a dict of arrays"
+    )
+
+
+def _np_load(path: Path, **kwargs: Any) -> Any:
+    try:
+        return np.load(path, allow_pickle=False, **kwargs)
+    except ValueError as exc:
+        raise DataError(f"{path}: cannot read it without pickle ({exc})") from exc
+    except OSError as exc:
+        raise DataError(f"{path}: not a numpy file ({exc})") from exc
+
+
+def _labels(y: Any, source: str) -> np.ndarray:
+    y = np.asarray(y)
+    one_hot = (
+        y.ndim == 2 and y.shape[1] > 1 and np.isin(y, (0, 1)).all() and (y.sum(axis=1) == 1).all()
+    )
+    if one_hot:  # class ids; other 2-D labels are regression targets and stay as they are
+        y = y.argmax(axis=1)
+    return y.reshape(len(y)) if y.ndim > 1 and y.size == len(y) else y
+
+
+def _from_mapping(arrays: dict[str, Any], source: str) -> Dataset:
+    labels = None
+    for key in LABEL_KEYS:
+        if key in arrays:
+            labels = _labels(arrays.pop(key), source)
+            break
+    columns = {k: np.asarray(v) if not hasattr(v, "shape") else v for k, v in arrays.items()}
+    return Dataset(columns, labels, source=source)
+
+
+def _load_npz(path: Path) -> Dataset:
+    with _np_load(path) as archive:
+        arrays = {key: archive[key] for key in archive.files}
+    return _from_mapping(arrays, str(path))
+
+
+def _load_csv(path: Path, label_column: int | None) -> Dataset:
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rt") as fh:
+        first = fh.readline().strip().split(",")
+    header = not _is_number(first[0]) if first and first[0] else False
+    try:
+        table = np.loadtxt(
+            path, delimiter=",", skiprows=1 if header else 0, ndmin=2, dtype=np.float32
+        )
+    except ValueError as exc:
+        raise DataError(f"{path}: not a numeric CSV ({exc})") from exc
+    if header and label_column is None:
+        names = [h.strip().lower() for h in first]
+        label_column = next((names.index(k) for k in LABEL_KEYS if k in names), None)
+    labels = None
+    if label_column is not None:
+        if not -table.shape[1] <= label_column < table.shape[1]:
+            raise DataError(
+                f"{path}: --label-column {label_column} but the CSV has {table.shape[1]} columns"
+            )
+        labels = table[:, label_column].astype(np.int64)
+        table = np.delete(table, label_column, axis=1)
+    return Dataset({INPUT_KEY: table}, labels, source=str(path), flat=True)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+class NpyColumn:
+    """A ``.npy`` file read row by row with ``pread``: unlike a memory map, the rows read do
+    not stay in this process's resident memory, so memory does not grow with the file."""
+
+    def __init__(self, path: Path) -> None:
+        with open(path, "rb") as fh:
+            try:
+                version = np.lib.format.read_magic(fh)
+                read_header = (
+                    np.lib.format.read_array_header_1_0
+                    if version == (1, 0)
+                    else np.lib.format.read_array_header_2_0
+                )
+                shape, fortran, dtype = read_header(fh)
+            except ValueError as exc:
+                raise DataError(f"{path}: not a numpy .npy file ({exc})") from exc
+            self._offset = fh.tell()
+        if dtype.hasobject:
+            raise DataError(f"{path}: holds Python objects, which need pickle: refused")
+        if fortran and len(shape) > 1:
+            raise DataError(
+                f"{path}: Fortran-ordered arrays are not supported: save with "
+                "np.save(path, np.ascontiguousarray(x))"
+            )
+        self.path, self.shape, self.dtype = path, tuple(shape), dtype
+        self._row = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, rows: Any) -> np.ndarray:
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        out = np.empty((len(rows), *self.shape[1:]), dtype=self.dtype)
+        flat = out.reshape(len(rows), -1).view(np.uint8)
+        with open(self.path, "rb", buffering=0) as fh:
+            start = 0
+            while start < len(rows):  # one read per run of consecutive rows
+                end = start + 1
+                while end < len(rows) and rows[end] == rows[end - 1] + 1:
+                    end += 1
+                want = (end - start) * self._row
+                got = os.preadv(
+                    fh.fileno(),
+                    [memoryview(flat[start:end]).cast("B")],
+                    self._offset + int(rows[start]) * self._row,
+                )
+                if got != want:
+                    raise DataError(f"{self.path}: the file is shorter than its header says")
+                start = end
+        return out
+
+
+class ImageFolder:
+    """Images decoded per batch: ``folder/<class>/<image>`` (labels) or ``folder/<image>``."""
+
+    def __init__(
+        self, files: list[Path], size: tuple[int, int] | None, scale: float | None
+    ) -> None:
+        from PIL import Image
+
+        self._files, self._scale = files, scale
+        with Image.open(files[0]) as first:
+            self._mode = "L" if first.mode in ("L", "1", "I;16", "I") else "RGB"
+            self._size = size or first.size[::-1]  # PIL is (width, height)
+        channels = 1 if self._mode == "L" else 3
+        self.shape = (len(files), *self._size, channels)
+
+    def __len__(self) -> int:
+        return len(self._files)
+
+    def __getitem__(self, rows: Any) -> np.ndarray:
+        from PIL import Image
+
+        out = np.empty((len(rows), *self.shape[1:]), dtype=np.float32)
+        for i, row in enumerate(np.asarray(rows)):
+            with Image.open(self._files[row]) as img:
+                img = img.convert(self._mode).resize(self._size[::-1])
+                out[i] = np.asarray(img, dtype=np.float32).reshape(self.shape[1:])
+        return out * self._scale if self._scale is not None else out
+
+
+def _load_images(folder: Path, size: tuple[int, int] | None, scale: float | None) -> Dataset:
+    classes = sorted(p for p in folder.iterdir() if p.is_dir())
+
+    def images(d: Path) -> list[Path]:
+        return sorted(p for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+    files, labels = images(folder), None
+    if classes:
+        per_class = [images(c) for c in classes]
+        files = [f for group in per_class for f in group]
+        labels = np.repeat(np.arange(len(classes)), [len(g) for g in per_class])
+    if not files:
+        raise DataError(f"{folder}: no images found (expected {', '.join(sorted(IMAGE_SUFFIXES))})")
+    return Dataset({INPUT_KEY: ImageFolder(files, size, scale)}, labels, source=str(folder))

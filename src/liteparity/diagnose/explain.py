@@ -1,0 +1,279 @@
+"""``explain``: ``check`` plus the measurements that name causes, and the findings.
+
+On top of the evaluation stream it measures the float32 noise floor (the reference run again
+in float64 on the same batches), how the data sits in each input's quantized range, and the
+values of every intermediate tensor of each candidate (and of the float32 model, against the
+candidate's ranges) on a sample of the evaluation rows. ``diagnose`` turns that into findings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from liteparity.convert.converter import convert
+from liteparity.convert.recipes import RECIPES, LegacySettings
+from liteparity.data.binding import Binding, sample_rows
+from liteparity.data.prepare import BATCH_ROWS, Calibration
+from liteparity.diagnose.evidence import Evidence, NoiseFloor
+from liteparity.diagnose.rules import diagnose
+from liteparity.errors import LiteparityError
+from liteparity.layerwise.locate import CONVERSION_SAMPLES, conversion_by_layer
+from liteparity.layerwise.sensitivity import LayerSensitivity, layer_sensitivity
+from liteparity.measure.check import run as run_pipeline
+from liteparity.measure.evaluate import _Run, candidate_result, input_order
+from liteparity.measure.metrics import ErrorAccumulator
+from liteparity.measure.stats import InputCoverage
+from liteparity.progress import Progress
+from liteparity.reference.base import Source
+from liteparity.reference.graph import GraphRunner, learned_ranges
+from liteparity.results.check import CheckResult
+from liteparity.runtime.anatomy import (
+    Anatomy,
+    input_quantization,
+    is_float_compute,
+    quantized_activations,
+)
+from liteparity.runtime.worker import Worker
+
+#: Evaluation rows whose every intermediate tensor is read: enough for stable ranges and
+#: shares, small enough to cost about as much as the evaluation itself.
+STATS_SAMPLES = 256
+
+
+def explain(
+    model: str | os.PathLike[str] | Source,
+    *,
+    data: Any,
+    calibration_data: Any = None,
+    recipes: Sequence[str] | None = None,
+    candidates: Sequence[str | os.PathLike[str]] = (),
+    inputs: list[str] | None = None,
+    outputs: list[str] | None = None,
+    input_shapes: list[tuple[int, ...]] | None = None,
+    legacy: LegacySettings | None = None,
+    calibration_samples: int = 200,
+    max_samples: int | None = None,
+    seed: int = 0,
+    save_dir: str | os.PathLike[str] | None = None,
+    unsafe: bool = False,
+    image_size: tuple[int, int] | None = None,
+    scale: float | None = None,
+    label_column: int | None = None,
+    progress: Progress | None = None,
+    resume: bool = False,
+    qat_epochs: int = 1,
+) -> CheckResult:
+    """``check``, with each candidate's findings (``.findings``) and the document's
+    ``noise_floor``. Takes the same arguments as ``check``."""
+    options = dict(locals())  # every keyword argument above, by name
+    del options["model"]
+    hook = _Diagnosis(progress)
+    result = run_pipeline(model, hook=hook, **options)
+    rows = tuple(
+        dataclasses.replace(c, findings=hook.findings.get(c.name, ())) for c in result.candidates
+    )
+    return dataclasses.replace(result, candidates=rows, noise_floor=hook.floor().to_dict())
+
+
+class _Diagnosis:
+    """The ``check`` hook that gathers ``Evidence`` for every candidate."""
+
+    def __init__(self, progress: Progress | None = None) -> None:
+        self._progress = progress
+        self.findings: dict[str, tuple[Any, ...]] = {}
+        self._source: Source | None = None
+        self._calibration: Calibration | None = None
+        self._learned: dict[str, tuple[float, float]] = {}
+        self._layers: frozenset[str] = frozenset()
+        self._twin: GraphRunner | None = None
+        self._unavailable: str | None = None
+        self._floor = ErrorAccumulator(classify=False)
+        self._anatomy: dict[str, Anatomy] = {}
+        self._coverage: dict[str, list[tuple[int, InputCoverage]]] = {}
+
+    def start(
+        self,
+        source: Source | None,
+        binding: Binding,
+        calibration: Calibration | None,
+    ) -> None:
+        self._source, self._calibration = source, calibration
+        if source is None:
+            self._unavailable = "no reference model"
+            return
+        self._layers = source.layer_names()
+        if source.convertible:
+            self._learned = learned_ranges(source.frozen_graph()[0])
+        try:
+            self._twin = source.float64_twin()
+        except LiteparityError as exc:
+            self._unavailable = str(exc)
+
+    def ready(self, runs: list[_Run]) -> None:
+        for run in runs:
+            if run.worker is None:
+                continue
+            try:
+                anatomy = run.worker.anatomy()
+            except LiteparityError as exc:
+                run.fail(exc)
+                continue
+            self._anatomy[run.candidate.name] = anatomy
+            coverage = []
+            for info, ref_index in zip(run.worker.info.inputs, run.order, strict=True):
+                q = input_quantization(anatomy, info.index)
+                if q is not None and not q.per_channel:
+                    coverage.append((ref_index, InputCoverage(info.name, q)))
+            self._coverage[run.candidate.name] = coverage
+
+    def batch(
+        self,
+        inputs: list[np.ndarray],
+        reference: list[np.ndarray] | None,
+        outputs: list[tuple[_Run, list[np.ndarray]]],
+    ) -> None:
+        if self._twin is not None and reference is not None:
+            truth = self._twin.predict(inputs)
+            self._floor.update([t.astype(np.float64) for t in truth], reference)
+        for run, _ in outputs:
+            for ref_index, cov in self._coverage.get(run.candidate.name, []):
+                cov.update(inputs[ref_index])
+
+    def floor(self) -> NoiseFloor:
+        m = self._floor.metrics()
+        rms = math.sqrt(self._floor.sum_sq_ref / self._floor.values) if self._floor.values else None
+        return NoiseFloor(
+            m["rmse"], m["max_abs_error"], rms, self._floor.samples, self._unavailable
+        )
+
+    def finish(self, runs: list[_Run], binding: Binding, rows: np.ndarray) -> None:
+        picked = rows[sample_rows(len(rows), STATS_SAMPLES)]
+        batches = [x for x, _ in binding.batches(picked, BATCH_ROWS)]
+        calibrated = self._calibrated(runs)
+        float_model = self._float_model(runs, calibrated)
+        floor = self.floor()
+        sensitivity = self._sensitivity(runs, batches, calibrated)
+        try:
+            for run in runs:
+                anatomy = self._anatomy.get(run.candidate.name)
+                if run.worker is None or anatomy is None:
+                    continue
+                stats = float_stats = None
+                try:
+                    if any(t.quantized for t in anatomy.activations()):
+                        ordered = [[x[i] for i in run.order] for x in batches]
+                        stats = run.worker.tensor_stats(ordered)
+                    if float_model is not None and not is_float_compute(anatomy):
+                        order = input_order(
+                            self._source.io.input_names,  # type: ignore[union-attr]
+                            [i.name for i in float_model.info.inputs],
+                        )
+                        float_stats = float_model.tensor_stats(
+                            [[x[i] for i in order] for x in batches], _ranges(anatomy)
+                        )
+                except LiteparityError as exc:
+                    run.fail(exc)
+                    continue
+                conversion: tuple[tuple[str, float], ...] = ()
+                if is_float_compute(anatomy) and run.candidate.content is not None:
+                    layers, _ = (
+                        conversion_by_layer(
+                            self._source,
+                            run.candidate.content,
+                            binding,
+                            picked[:CONVERSION_SAMPLES],
+                        )
+                        if self._source
+                        else ({}, {})
+                    )
+                    conversion = tuple((c["layer"], c["sqnr_db"]) for c in layers.values())
+                evidence = Evidence(
+                    result=candidate_result(run, run.task.kind, None, None),
+                    anatomy=anatomy,
+                    inputs=tuple(cov for _, cov in self._coverage.get(run.candidate.name, [])),
+                    stats=stats,
+                    float_stats=float_stats,
+                    floor=floor,
+                    sensitivity=sensitivity if _int8(run) else (),
+                    learned_ranges=self._learned,
+                    layers=self._layers,
+                    conversion=conversion,
+                )
+                self.findings[run.candidate.name] = diagnose(evidence)
+        finally:
+            if float_model is not None:
+                float_model.close()
+            if self._twin is not None:
+                self._twin.close()
+
+    def _calibrated(self, runs: list[_Run]) -> bytes | None:
+        """The calibrated float model the int8 recipes share (None without int8 recipes)."""
+        if not any(_int8(r) and r.worker is not None for r in runs):
+            return None
+        if self._source is None or self._calibration is None:
+            return None
+        try:
+            return convert(self._source, RECIPES["int8"], self._calibration, calibrate_only=True)
+        except LiteparityError:
+            return None
+
+    def _sensitivity(
+        self,
+        runs: list[_Run],
+        batches: list[list[np.ndarray]],
+        calibrated: bytes | None,
+    ) -> tuple[LayerSensitivity, ...]:
+        """Per-layer sensitivity of the int8 recipes (they share one calibration)."""
+        int8 = [r for r in runs if _int8(r) and r.worker is not None]
+        if not int8 or calibrated is None or self._source is None:
+            return ()
+        try:
+            references = [self._source.predict(b) for b in batches]
+            ordered = [[b[i] for i in int8[0].order] for b in batches]
+            return tuple(
+                layer_sensitivity(calibrated, ordered, references, self._layers, self._progress)
+            )
+        except LiteparityError:
+            return ()
+
+    def _float_model(self, runs: list[_Run], calibrated: bytes | None) -> Worker | None:
+        """The float32 TFLite twin whose tensors show the real (unclipped) values: the
+        float32 candidate when there is one, else the calibrated model (it computes the same),
+        else a conversion of the reference."""
+        content = next(
+            (
+                r.candidate.content
+                for r in runs
+                if r.candidate.recipe == "float32" and r.candidate.content is not None
+            ),
+            None,
+        )
+        content = content or calibrated
+        try:
+            if content is None:
+                if self._source is None or not self._source.convertible:
+                    return None
+                content = convert(self._source, RECIPES["float32"])
+            return Worker("float32 (for tensor ranges)", content)
+        except LiteparityError:
+            return None
+
+
+def _int8(run: _Run) -> bool:
+    """Converted by one of our int8-activation recipes, so it can be re-quantized."""
+    recipe = RECIPES.get(run.candidate.recipe or "")
+    return recipe is not None and recipe.activations == "int8"
+
+
+def _ranges(anatomy: Anatomy) -> dict[str, tuple[float, float]]:
+    """The real range each quantized activation covers, by tensor name."""
+    return {
+        t.name: (float(t.quantization.min[0]), float(t.quantization.max[0]))  # type: ignore[union-attr]
+        for t in quantized_activations(anatomy)
+    }

@@ -1,0 +1,50 @@
+"""The rule registry (one wiring point) and the formatting helpers rules share."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from liteparity import qparams
+from liteparity.diagnose.evidence import Evidence
+from liteparity.results.check import Finding
+
+Rule = Callable[[Evidence], list[Finding]]
+
+#: Every rule, by the finding ids it can produce (one wiring point).
+RULES: dict[tuple[str, ...], Rule] = {}
+
+FINDING_IDS = (
+    "float-noise",
+    "conversion-error",
+    "weights-only",
+    "input-range-mismatch",
+    "dummy-ranges",
+    "saturation",
+    "calibration-range",
+    "outlier-scale",
+    "float16-overflow",
+    "qat-mismatch",
+    "sensitive-layer",
+)
+
+
+def rule(*ids: str) -> Callable[[Rule], Rule]:
+    def register(fn: Rule) -> Rule:
+        unknown = set(ids) - set(FINDING_IDS)
+        if unknown:
+            raise ValueError(f"unknown finding ids {unknown}")
+        RULES[ids] = fn
+        return fn
+
+    return register
+
+
+# -- helpers -------------------------------------------------------------------------------
+def covered_range(q: qparams.QParams) -> list[float]:
+    """The real [min, max] a per-tensor quantization covers, rounded for reports."""
+    return [round(float(q.min[0]), 6), round(float(q.max[0]), 6)]
+
+
+def percent(x: float) -> str:
+    """A share as a percentage, with two decimals below 10%."""
+    return f"{100 * x:.2f}%" if x < 0.1 else f"{100 * x:.1f}%"

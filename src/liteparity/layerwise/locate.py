@@ -1,0 +1,309 @@
+"""``locate`` (module ``per_layer``): which layer loses the accuracy, in Keras names.
+
+For a recipe liteparity converts, the model is calibrated once and quantized into TF's debug
+model, whose NumericVerify ops give each op's **local** error (QuantizationDebugger's
+definition); every tensor is also compared with the float32 TFLite model run end to end
+(**propagated** error), and for Keras sources each layer's float32 TFLite output with Keras's
+own (**conversion**). Batches stream through worker processes, one per core; statistics are
+running sums. The sensitivity experiment re-quantizes with one layer group in float at a time.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from liteparity.convert.converter import convert, requantize
+from liteparity.convert.recipes import RECIPES, get
+from liteparity.data.binding import Binding, sample_rows
+from liteparity.data.prepare import BATCH_ROWS, PreparedData, prepare_data
+from liteparity.errors import UsageError
+from liteparity.layerwise.names import keras_layer
+from liteparity.layerwise.probe import LayerStats, Target
+from liteparity.layerwise.sensitivity import LayerSensitivity, layer_sensitivity
+from liteparity.measure.evaluate import input_order
+from liteparity.measure.stats import ErrorStats
+from liteparity.progress import Progress, no_progress
+from liteparity.reference.base import Source, read_tflite
+from liteparity.reference.keras import KerasSource
+from liteparity.reference.loader import load
+from liteparity.reference.tflite import TFLiteSource
+from liteparity.results.locate import LayerRecord, LocateResult
+from liteparity.runtime.shared import SharedSlots
+from liteparity.runtime.worker import Worker
+
+#: A layer whose propagated SQNR falls this many dB below the best one before it is where
+#: the error jumps (6 dB: the error amplitude doubled).
+JUMP_DB = 6.0
+
+#: Samples for the sensitivity experiment (one quantize+evaluate per layer group).
+SENSITIVITY_SAMPLES = 256
+
+#: Samples for the Keras → TFLite float32 comparison of every layer output, at most, and the
+#: memory their layer outputs may take in each of Keras and TFLite.
+CONVERSION_SAMPLES = 32
+
+CONVERSION_BUDGET_BYTES = 64 << 20
+
+
+def locate(
+    model: str | os.PathLike[str] | Source,
+    *,
+    data: Any,
+    calibration_data: Any = None,
+    recipe: str = "int8",
+    candidate: str | os.PathLike[str] | None = None,
+    inputs: list[str] | None = None,
+    outputs: list[str] | None = None,
+    input_shapes: list[tuple[int, ...]] | None = None,
+    calibration_samples: int = 200,
+    max_samples: int | None = None,
+    seed: int = 0,
+    with_sensitivity: bool = True,
+    unsafe: bool = False,
+    image_size: tuple[int, int] | None = None,
+    scale: float | None = None,
+    label_column: int | None = None,
+    workers: int | None = None,
+    progress: Progress | None = None,
+) -> LocateResult:
+    """Per-layer local, propagated and conversion error of ``recipe`` (or of ``candidate``,
+    a ``.tflite`` you have), with each layer's Keras name and sensitivity."""
+    progress = progress or no_progress
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+    source = load(model, inputs=inputs, outputs=outputs, input_shapes=input_shapes, unsafe=unsafe)
+    pool: list[Worker] = []
+    try:
+        # Boot the probe processes now: they start while this process converts.
+        for i in range(max(1, min(workers or os.cpu_count() or 1, 8))):
+            pool.append(Worker(f"locate {i}"))
+        chosen = None if candidate is not None else get(recipe)
+        if chosen is not None and (chosen.legacy or not source.convertible):
+            raise UsageError(
+                f"locate cannot build recipe {recipe!r} from {source.path}: give "
+                "a TensorFlow model and an int8, int8-io, uint8-io, int16x8, "
+                "dynamic or float16 recipe, or --candidate FILE.tflite"
+            )
+        prepared = prepare_data(
+            source,
+            data,
+            calibration_data,
+            chosen is not None and chosen.needs_calibration,
+            calibration_samples=calibration_samples,
+            max_samples=max_samples,
+            seed=seed,
+            image_size=image_size,
+            scale=scale,
+            label_column=label_column,
+        )
+        progress("converting", 0, 1)
+        calibrated = None
+        if candidate is not None:
+            quant, name = read_tflite(candidate), f"tflite:{Path(candidate).name}"
+        elif chosen.activations == "int8":  # type: ignore[union-attr]
+            calibrated = convert(source, chosen, prepared.calibration, calibrate_only=True)
+            quant, name = requantize(calibrated, numeric_verify=True), recipe
+        else:
+            quant, name = convert(source, chosen, prepared.calibration), recipe
+        # The calibrated model computes exactly what the float32 recipe does: reuse it.
+        twin = calibrated if calibrated is not None else _float_twin(source)
+        timings["convert"] = time.perf_counter() - clock
+        clock = time.perf_counter()
+        targets, order = _start_probes(quant, twin, source, pool)
+        timings["load"] = time.perf_counter() - clock
+        clock = time.perf_counter()
+        stats = _probe(prepared, order, pool, progress)
+        timings["layers"] = time.perf_counter() - clock
+        clock = time.perf_counter()
+        layer_names = source.layer_names()
+        picked = prepared.eval_rows[sample_rows(len(prepared.eval_rows), SENSITIVITY_SAMPLES, seed)]
+        ranking: list[LayerSensitivity] = []
+        if calibrated is not None and with_sensitivity:
+            progress("sensitivity per layer", 0, 0)
+            batches = [x for x, _ in prepared.binding.batches(picked, BATCH_ROWS)]
+            references = [source.predict(b) for b in batches]
+            ordered = [[b[i] for i in order] for b in batches]
+            ranking = layer_sensitivity(calibrated, ordered, references, layer_names, progress)
+        timings["sensitivity"] = time.perf_counter() - clock
+        clock = time.perf_counter()
+        conversion, aliases = conversion_by_layer(
+            source, twin, prepared.binding, picked[:CONVERSION_SAMPLES], pool[0]
+        )
+        timings["conversion_by_layer"] = time.perf_counter() - clock
+    finally:
+        source.close()
+        for worker in pool:
+            worker.close()
+    layers = _records(targets, stats, layer_names, aliases, ranking, conversion)
+    unmatched = tuple(r.tensor_name for r in layers if r.keras_layer is None)
+    return LocateResult(
+        source.path,
+        name,
+        len(prepared.eval_rows),
+        layers,
+        unmatched if layer_names else (),
+        tuple(s.to_dict() for s in ranking),
+        timings,
+    )
+
+
+def _float_twin(source: Source) -> bytes | None:
+    """The float32 TFLite model the quantized one is compared with, tensor by tensor."""
+    if isinstance(source, TFLiteSource):
+        return source.content
+    if source.convertible:
+        return convert(source, RECIPES["float32"])
+    return None
+
+
+def _start_probes(
+    quant: bytes, twin: bytes | None, source: Source, pool: list[Worker]
+) -> tuple[list[Target], list[int]]:
+    """Load the quantized model and its float twin into every probe worker at once; the
+    targets to report and the order the workers take the inputs in."""
+    for worker in pool:
+        worker.probe_start(quant, twin)
+    plans = [worker.receive() for worker in pool]  # the same plan in every worker
+    targets, inputs = plans[0]
+    return targets, input_order(source.io.input_names, [i.name for i in inputs])
+
+
+def _probe(
+    prepared: PreparedData,
+    order: list[int],
+    pool: list[Worker],
+    progress: Callable[[str, int, int], None],
+) -> dict[str, LayerStats]:
+    """Stream the evaluation rows through the probe workers (one per core), alternating
+    batches, and merge their statistics."""
+    slots = SharedSlots(len(pool))
+    try:
+        busy = [False] * len(pool)
+        done, rows = 0, prepared.eval_rows
+        for k, (batch, _) in enumerate(prepared.binding.batches(rows, BATCH_ROWS)):
+            w = k % len(pool)
+            if busy[w]:
+                pool[w].receive()
+            pool[w].probe(slots.put(batch, w).select(order))
+            busy[w] = True
+            done += len(batch[0])
+            progress("comparing layers", done, len(rows))
+        for w, worker in enumerate(pool):
+            if busy[w]:
+                worker.receive()
+        merged: dict[str, LayerStats] = {}
+        for worker in pool:
+            for key, value in worker.probe_result().items():
+                merged[key] = merged[key].merge(value) if key in merged else value
+        return merged
+    finally:
+        slots.close()
+
+
+def conversion_by_layer(
+    source: Source,
+    twin: bytes | None,
+    binding: Binding,
+    rows: np.ndarray,
+    worker: Worker | None = None,
+) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """Keras fp32 → TFLite fp32, per Keras layer, in execution order: each layer's output
+    against the float32 TFLite tensor that layer produced last, keyed by that tensor's name
+    (with ``layer`` in each entry). Also returns model-output tensor names
+    (``StatefulPartitionedCall:0``) → the Keras layer that produces that output."""
+    if not isinstance(source, KerasSource) or twin is None or not len(rows):
+        return {}, {}
+    own = worker is None
+    worker = Worker("conversion") if worker is None else worker
+    try:
+        worker.load(twin)
+        order = input_order(source.io.input_names, [i.name for i in worker.info.inputs])
+        anatomy = worker.anatomy()
+        # Every layer output of these samples is held twice (Keras, TFLite): a large model gets
+        # fewer samples (float32 against float32 differs systematically, if at all).
+        fits = CONVERSION_BUDGET_BYTES // max(anatomy.bytes_per_sample(), 1)
+        inputs = binding.take(rows[: max(1, fits)])[0]
+        keras_out = source.layer_outputs(inputs)
+        last: dict[str, int] = {}
+        for t in anatomy.activations():
+            layer = keras_layer(t.name, keras_out)
+            if layer is not None and t.dtype == "float32":
+                last[layer] = t.index
+        # A layer that produces a model output ends in that output (a fused softmax, say).
+        outputs = [info.index for info in worker.info.outputs]
+        last.update(zip(source.output_layers(), outputs, strict=False))
+        values = worker.tensors([inputs[i] for i in order], list(last.values()))
+    finally:
+        if own:
+            worker.close()
+    aliases = {
+        anatomy.tensor(index).name: layer
+        for layer, index in zip(source.output_layers(), outputs, strict=False)
+    }
+    position = {t.index: k for k, t in enumerate(anatomy.activations())}
+    out = {}
+    for layer, index in sorted(last.items(), key=lambda item: position.get(item[1], 0)):
+        got, want = values.get(index), keras_out[layer]
+        if got is None or got.shape != want.shape:
+            continue
+        stats = ErrorStats()
+        stats.update(got - want, want)
+        out[anatomy.tensor(index).name] = {"layer": layer, **stats.to_dict()}
+    return out, aliases
+
+
+def _records(
+    targets: list[Target],
+    stats: dict[str, LayerStats],
+    layer_names: frozenset[str],
+    aliases: dict[str, str],
+    ranking: list[LayerSensitivity],
+    conversion: dict[str, dict[str, Any]],
+) -> tuple[LayerRecord, ...]:
+    share: dict[str, float] = {}
+    for s in ranking:
+        for tensor in s.keep_float:
+            share[tensor] = max(share.get(tensor, 0.0), s.share_removed)
+    records = []
+    best = -math.inf
+    jumped = False
+    for t in targets:
+        s = stats.get(t.name, LayerStats())
+        local = s.local.to_dict() if t.shadow is not None and s.local.num_elements else None
+        propagated = (
+            s.propagated.to_dict() if t.twin is not None and s.propagated.num_elements else None
+        )
+        q = t.quantization
+        scale = float(q.scale[0]) if q is not None else None
+        mse = (local or propagated or {}).get("mean_squared_error")
+        sqnr = (propagated or local or {}).get("sqnr_db")
+        jump = False
+        if isinstance(sqnr, float) and math.isfinite(sqnr):
+            jump = not jumped and sqnr < best - JUMP_DB
+            jumped = jumped or jump
+            best = max(best, sqnr)
+        records.append(
+            LayerRecord(
+                tensor_name=t.name,
+                op=t.op,
+                tensor_index=t.index,
+                keras_layer=keras_layer(t.name, layer_names) or aliases.get(t.name),
+                local=local,
+                propagated=propagated,
+                conversion=conversion.get(t.name),
+                scale=scale,
+                zero_point=int(q.zero_point[0]) if q is not None else None,
+                rmse_over_scale=math.sqrt(mse) / scale if scale and mse is not None else None,
+                saturation=s.saturated / s.count if s.count and q is not None else None,
+                sensitivity=share.get(t.name),
+                jump=jump,
+            )
+        )
+    return tuple(records)

@@ -1,0 +1,213 @@
+"""The pipeline behind ``check`` and ``explain``: convert a model under each recipe, run every
+candidate on the same batches as the reference, and measure the gap.
+
+Pipeline: load the source → read and split the data → convert each recipe (calibrating on the
+calibration rows) → start one worker process per candidate → stream the evaluation rows batch
+by batch (reference outputs computed once per batch, shared by every candidate) → finish the
+running statistics into one ``CandidateResult`` per candidate.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from liteparity.convert.candidates import Candidate, _read_candidate
+from liteparity.convert.converter import convert
+from liteparity.convert.qat import quantization_aware
+from liteparity.convert.recipes import LegacySettings, Recipe, resolve
+from liteparity.data.prepare import Calibration, _labelled, prepare_data
+from liteparity.errors import DataError, LiteparityError
+from liteparity.files import write_atomic
+from liteparity.measure.evaluate import Hook, _evaluate
+from liteparity.measure.resume import _Resume
+from liteparity.progress import Progress, no_progress
+from liteparity.reference.base import Source
+from liteparity.reference.loader import load
+from liteparity.reference.tflite import TFLiteSource
+from liteparity.results.check import CandidateResult, CheckResult
+
+
+def check(
+    model: str | os.PathLike[str] | Source,
+    *,
+    data: Any,
+    calibration_data: Any = None,
+    recipes: Sequence[str] | None = None,
+    candidates: Sequence[str | os.PathLike[str]] = (),
+    inputs: list[str] | None = None,
+    outputs: list[str] | None = None,
+    input_shapes: list[tuple[int, ...]] | None = None,
+    legacy: LegacySettings | None = None,
+    calibration_samples: int = 200,
+    max_samples: int | None = None,
+    seed: int = 0,
+    save_dir: str | os.PathLike[str] | None = None,
+    unsafe: bool = False,
+    image_size: tuple[int, int] | None = None,
+    scale: float | None = None,
+    label_column: int | None = None,
+    progress: Progress | None = None,
+    resume: bool = False,
+    qat_epochs: int = 1,
+) -> CheckResult:
+    """Measure how far each TFLite candidate of ``model`` is from the model itself.
+
+    ``recipes`` defaults to ``["all"]`` when no ``candidates`` are given. ``data`` and
+    ``calibration_data`` take paths or arrays (see ``liteparity.data.load``); without
+    ``calibration_data`` a seeded, disjoint split of ``data`` calibrates. A lone quantized
+    ``.tflite`` (no recipes, no candidates) is measured on its own, against the labels.
+    ``resume`` reuses converted models and finished results of earlier runs on the same
+    model and data (kept in liteparity's cache directory). The ``qat`` recipe fine-tunes a
+    Keras 2 model for ``qat_epochs`` on the labelled calibration rows.
+    """
+    options = dict(locals())  # every keyword argument above, by name
+    del options["model"]
+    return run(model, hook=None, **options)
+
+
+def run(model: Any, *, hook: Hook | None, **options: Any) -> CheckResult:
+    """``check`` with an optional ``Hook``: the one pipeline behind check and explain."""
+    o = _Options(**options)
+    progress = o.progress or no_progress
+    candidates = list(o.candidates)
+    source = load(
+        model,
+        inputs=o.inputs,
+        outputs=o.outputs,
+        input_shapes=o.input_shapes,
+        unsafe=o.unsafe,
+    )
+    reference_source: Source | None = source
+    try:
+        if isinstance(source, TFLiteSource) and not candidates and o.recipes is None:
+            # A lone .tflite: measure it on its own (findings that need no reference).
+            candidates, reference_source = [source.path], None
+        default = [] if candidates or not source.convertible else ["all"]
+        recipe_names = list(o.recipes) if o.recipes is not None else default
+        chosen = resolve(recipe_names, source, o.legacy)
+        user_files = [_read_candidate(path) for path in candidates]
+        prepared = prepare_data(
+            source,
+            o.data,
+            o.calibration_data,
+            any(r.needs_calibration or r.needs_training for r in chosen),
+            calibration_samples=o.calibration_samples,
+            max_samples=o.max_samples,
+            seed=o.seed,
+            image_size=o.image_size,
+            scale=o.scale,
+            label_column=o.label_column,
+        )
+        binding, eval_rows, calibration = (
+            prepared.binding,
+            prepared.eval_rows,
+            prepared.calibration,
+        )
+        resumed = (
+            _Resume.open(source, prepared, (o.legacy, o.inputs, o.outputs, o.input_shapes))
+            if o.resume
+            else None
+        )
+        trained = _labelled(prepared) if any(r.needs_training for r in chosen) else None
+        converted = _convert_all(
+            source,
+            chosen,
+            calibration,
+            o.legacy,
+            o.save_dir,
+            progress,
+            resumed,
+            trained,
+            o.qat_epochs,
+        )
+        candidates_ = [*converted, *user_files]
+        if hook is not None:
+            hook.start(reference_source, binding, calibration)
+        # Results finished by an earlier run (check only: explain's findings are not kept).
+        done = resumed.results(candidates_, reference_source) if resumed and not hook else {}
+        todo = [c for c in candidates_ if c.name not in done]
+        reference = done.get("", None)
+        results: tuple[CandidateResult, ...] = ()
+        if todo or reference is None:
+            reference, results = _evaluate(
+                reference_source, source.io, todo, binding, eval_rows, progress, hook
+            )
+            if resumed and not hook:
+                resumed.keep(todo, results, reference)
+        by_name = {**{c.name: r for c, r in zip(todo, results, strict=True)}, **done}
+        results = tuple(by_name[c.name] for c in candidates_)
+    finally:
+        source.close()
+    return CheckResult(reference, prepared.to_dict(), results)
+
+
+@dataclass(frozen=True)
+class _Options:
+    """The keyword arguments of ``check`` (and ``explain``), in one value; the defaults live
+    in their signatures."""
+
+    data: Any
+    calibration_data: Any
+    recipes: Sequence[str] | None
+    candidates: Sequence[str | os.PathLike[str]]
+    inputs: list[str] | None
+    outputs: list[str] | None
+    input_shapes: list[tuple[int, ...]] | None
+    legacy: LegacySettings | None
+    calibration_samples: int
+    max_samples: int | None
+    seed: int
+    save_dir: str | os.PathLike[str] | None
+    unsafe: bool
+    image_size: tuple[int, int] | None
+    scale: float | None
+    label_column: int | None
+    progress: Progress | None
+    resume: bool
+    qat_epochs: int
+
+
+def _convert_all(
+    source: Source,
+    chosen: list[Recipe],
+    calibration: Calibration | None,
+    legacy: LegacySettings | None,
+    save_dir: str | os.PathLike[str] | None,
+    progress: Progress,
+    resumed: _Resume | None = None,
+    trained: tuple[np.ndarray, np.ndarray] | None = None,
+    epochs: int = 1,
+) -> list[Candidate]:
+    out = []
+    for done, recipe in enumerate(chosen):
+        progress(f"converting {recipe.name}", done, len(chosen))
+        key = resumed.model_key(f"{recipe.name}/{epochs}") if resumed else ""
+        content = resumed.cache.model(key) if resumed else None
+        if content is None:
+            try:
+                if recipe.needs_training:
+                    if trained is None:
+                        raise DataError(
+                            "the qat recipe needs labelled calibration data (y) "
+                            "for a single-input model"
+                        )
+                    content = quantization_aware(source, *trained, epochs)
+                else:
+                    content = convert(source, recipe, calibration, legacy)
+            except LiteparityError as exc:
+                out.append(Candidate(recipe.name, recipe.name, error=str(exc)))
+                continue
+            if resumed:
+                resumed.cache.put_model(key, content)
+        path = None
+        if save_dir is not None:
+            path = str(write_atomic(Path(save_dir) / f"{recipe.name}.tflite", content))
+        out.append(Candidate(recipe.name, recipe.name, content=content, path=path))
+    progress("converted", len(chosen), len(chosen))
+    return out

@@ -1,0 +1,278 @@
+"""Evaluation: stream the rows through the reference and every candidate (each in its worker)
+and fold the outputs into running metrics."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from liteparity.convert.candidates import Candidate
+from liteparity.data.binding import Binding, IOSpec
+from liteparity.data.prepare import BATCH_ROWS, Calibration
+from liteparity.errors import DataError, LiteparityError
+from liteparity.measure.metrics import (
+    ErrorAccumulator,
+    TaskAccumulator,
+    check_labels,
+    drop,
+    task_kind,
+)
+from liteparity.progress import Progress
+from liteparity.reference.base import Source
+from liteparity.results.check import (
+    ACCURACY,
+    MSE_VS_REFERENCE,
+    CandidateResult,
+    Metric,
+    ReferenceResult,
+)
+from liteparity.runtime.shared import SharedInputs, SharedSlots
+from liteparity.runtime.worker import Worker
+
+
+@dataclass
+class _Run:
+    """One candidate's worker and running statistics during evaluation."""
+
+    candidate: Candidate
+    worker: Worker | None
+    order: list[int] = field(default_factory=list)
+    errors: ErrorAccumulator = field(default_factory=ErrorAccumulator)
+    task: TaskAccumulator | None = None
+    batch_size: int | None = None
+    latency_ms: float | None = None
+    error: str | None = None
+
+    def fail(self, exc: Exception) -> None:
+        self.error = str(exc)
+        if self.worker is not None:
+            self.worker.close()
+            self.worker = None
+
+
+class Hook(Protocol):
+    """Extra measurements riding on the evaluation stream (``explain`` uses one)."""
+
+    def start(
+        self,
+        source: Source | None,
+        binding: Binding,
+        calibration: Calibration | None,
+    ) -> None: ...
+
+    def ready(self, runs: list[_Run]) -> None:
+        """Workers are up and idle: the moment for synchronous requests (``anatomy``)."""
+
+    def batch(
+        self,
+        inputs: list[np.ndarray],
+        reference: list[np.ndarray] | None,
+        outputs: list[tuple[_Run, list[np.ndarray]]],
+    ) -> None: ...
+
+    def finish(self, runs: list[_Run], binding: Binding, rows: np.ndarray) -> None:
+        """Called while the workers are still alive."""
+
+
+def input_order(reference_names: Sequence[str], names: Sequence[str]) -> list[int]:
+    """For each candidate input, the index of the reference input that feeds it."""
+    if sorted(names) == sorted(reference_names):
+        return [list(reference_names).index(n) for n in names]
+    if len(names) == len(reference_names):
+        return list(range(len(names)))
+    raise DataError(
+        f"the candidate has inputs {list(names)} but the reference has {list(reference_names)}"
+    )
+
+
+def _start(candidate: Candidate, io: IOSpec, kind: str, threads: int) -> _Run:
+    run = _Run(
+        candidate,
+        None,
+        task=TaskAccumulator(kind),
+        errors=ErrorAccumulator(classify=True if kind == ACCURACY else None),
+    )
+    if candidate.error:
+        run.error = candidate.error
+        return run
+    assert candidate.content is not None
+    try:
+        run.worker = Worker(candidate.name, candidate.content, threads)
+        info = run.worker.info
+        run.order = input_order(io.input_names, [i.name for i in info.inputs])
+        if len(info.outputs) != len(io.output_names):
+            raise DataError(
+                f"the candidate has {len(info.outputs)} output(s), the reference "
+                f"{len(io.output_names)}"
+            )
+    except LiteparityError as exc:
+        run.fail(exc)
+    return run
+
+
+def _evaluate(
+    source: Source | None,
+    io: IOSpec,
+    candidates: list[Candidate],
+    binding: Binding,
+    rows: np.ndarray,
+    progress: Progress,
+    hook: Hook | None = None,
+) -> tuple[ReferenceResult | None, tuple[CandidateResult, ...]]:
+    """Stream ``rows`` through the reference (if any) and every candidate. Workers get batch
+    k+1 before the main process folds batch k into the statistics, so they are never idle."""
+    kind = task_kind(binding.dataset.labels)
+    if source is None and kind == MSE_VS_REFERENCE:
+        kind = "none"  # a lone model without labels: only findings, no task metric
+    reference_task = TaskAccumulator(kind)
+    total = len(rows)
+    progress("starting interpreters", 0, total)
+    batches = binding.batches(rows, BATCH_ROWS)
+    current = next(batches)
+    if source is not None:
+        source.warm_up(current[0])
+    # Candidates and the reference run at once: share the cores between them.
+    threads = max(1, (os.cpu_count() or 1) // (len(candidates) + 1))
+    runs: list[_Run] = []
+    slots = SharedSlots()
+    try:
+        for c in candidates:  # one by one: a failure leaves the started ones to `finally`
+            runs.append(_start(c, io, kind, threads))
+        for run in runs:
+            _guard(
+                run,
+                lambda r: setattr(
+                    r, "batch_size", r.worker.tune_batch_size(_ordered(current[0], r.order))
+                ),
+            )
+        if hook is not None:
+            hook.ready(runs)
+        shared = slots.put(current[0])
+        _submit(runs, shared)
+        done = 0
+        while current is not None:
+            inputs, labels = current
+            reference = source.predict(inputs, shared) if source is not None else None
+            outputs = _collect(runs, reference)
+            if kind == ACCURACY:
+                first = (
+                    reference if reference is not None else next((out for _, out in outputs), None)
+                )
+                if first is not None:
+                    check_labels(labels, first[0])
+            current = next(batches, None)
+            if current is not None:
+                shared = slots.put(current[0])
+                _submit(runs, shared)
+            if reference is not None:
+                reference_task.update(reference[0], labels, reference[0])
+            for run, out in outputs:
+                if reference is not None:
+                    run.errors.update(reference, out)
+                run.task.update(out[0], labels, out[0] if reference is None else reference[0])
+            if hook is not None:
+                hook.batch(inputs, reference, outputs)
+            done += len(inputs[0])
+            progress("evaluating", done, total)
+        sample = binding.take(rows[:1])[0]
+        for run in runs:  # one at a time: parallel runs would disturb each other's timing
+            _guard(
+                run,
+                lambda r: setattr(r, "latency_ms", r.worker.latency_ms(_ordered(sample, r.order))),
+            )
+        if hook is not None:
+            progress("diagnosing", total, total)
+            hook.finish(runs, binding, rows)
+    finally:
+        slots.close()
+        for run in runs:
+            if run.worker is not None:
+                run.worker.close()
+    if source is None:
+        return None, tuple(candidate_result(run, kind, None, None) for run in runs)
+    ref_value = 0.0 if kind == MSE_VS_REFERENCE else reference_task.value
+    results = tuple(
+        candidate_result(run, kind, ref_value, reference_task.reference_power) for run in runs
+    )
+    described = source.to_dict()
+    reference_result = ReferenceResult(
+        path=source.path,
+        format=source.format,
+        size_bytes=source.size_bytes(),
+        metric=Metric(kind, ref_value),
+        inputs=described["inputs"],
+        outputs=described["outputs"],
+    )
+    return reference_result, results
+
+
+def _guard(run: _Run, action: Callable[[_Run], None]) -> None:
+    """Do ``action`` on a live run; a failure becomes that run's error."""
+    if run.worker is not None:
+        try:
+            action(run)
+        except LiteparityError as exc:
+            run.fail(exc)
+
+
+def _submit(runs: list[_Run], inputs: SharedInputs) -> None:
+    for run in runs:
+        _guard(run, lambda r: r.worker.submit(inputs.select(r.order)))
+
+
+def _collect(
+    runs: list[_Run], reference: list[np.ndarray] | None
+) -> list[tuple[_Run, list[np.ndarray]]]:
+    """Each live worker's outputs for the batch in flight; a failure fails only that run."""
+    outputs: list[tuple[_Run, list[np.ndarray]]] = []
+
+    def receive(run: _Run) -> None:
+        out = run.worker.receive()
+        if reference is not None:
+            _check_shapes(reference, out)
+        outputs.append((run, out))
+
+    for run in runs:
+        _guard(run, receive)
+    return outputs
+
+
+def _ordered(inputs: list[np.ndarray], order: list[int]) -> list[np.ndarray]:
+    return [inputs[i] for i in order]
+
+
+def _check_shapes(reference: list[np.ndarray], outputs: list[np.ndarray]) -> None:
+    for i, (r, o) in enumerate(zip(reference, outputs, strict=True)):
+        if r.shape != o.shape:
+            raise DataError(
+                f"output {i} has shape {o.shape[1:]} per sample, the reference {r.shape[1:]}"
+            )
+
+
+def candidate_result(
+    run: _Run, kind: str, reference: float | None, power: float | None
+) -> CandidateResult:
+    c = run.candidate
+    size = len(c.content) if c.content is not None else None
+    if run.error:
+        return CandidateResult(c.name, c.recipe, c.path, size, error=run.error)
+    value = run.task.value if run.task and kind != "none" else None
+    delta = value - reference if value is not None and reference is not None else None
+    return CandidateResult(
+        name=c.name,
+        recipe=c.recipe,
+        path=c.path,
+        size_bytes=size,
+        latency_ms=run.latency_ms,
+        metric=Metric(kind, value),
+        metric_delta=delta,
+        drop=drop(kind, reference, value, power),
+        batch_size=run.batch_size,
+        error_sample=tuple(run.errors.sample),
+        batch_metrics=tuple(run.task.per_batch) if run.task else (),
+        **run.errors.metrics(),
+    )

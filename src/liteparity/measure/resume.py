@@ -1,0 +1,163 @@
+"""``--resume``: converted models and finished results, kept under the key of what produced
+them (model bytes, recipe, calibration data, evaluation data, versions), so an interrupted or
+repeated run redoes only what is missing. Entries are written atomically."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from liteparity import __version__
+from liteparity.convert.candidates import Candidate
+from liteparity.data.prepare import PreparedData
+from liteparity.reference.base import Source
+from liteparity.results.check import CandidateResult, Metric, ReferenceResult
+
+
+def versions() -> tuple[str, ...]:
+    """The converter's and the interpreter's versions: an upgrade must not reuse results."""
+    from importlib import metadata
+
+    out = []
+    for name in ("tensorflow", "ai-edge-litert"):
+        try:
+            out.append(f"{name}={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            out.append(f"{name}=?")
+    return tuple(out)
+
+
+def fingerprint(*parts: Any) -> str:
+    """A sha256 over strings, bytes and arrays (arrays by dtype, shape and content)."""
+    digest = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, np.ndarray):
+            digest.update(f"{part.dtype}{part.shape}".encode())
+            digest.update(np.ascontiguousarray(part).tobytes())
+        elif isinstance(part, bytes):
+            digest.update(part)
+        else:
+            digest.update(repr(part).encode())
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def file_fingerprint(path: str | Path) -> str:
+    """A file's (or a directory's files') bytes."""
+    path = Path(path)
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(str(f.relative_to(path) if path.is_dir() else f.name).encode())
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def batches_fingerprint(batches: Iterable[list[np.ndarray]]) -> str:
+    return fingerprint(*[x for batch in batches for x in batch])
+
+
+class Cache:
+    """A directory of ``<key>.tflite`` and ``<key>.json`` entries."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root / f"v{__version__}"
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def _write(self, path: Path, content: bytes) -> None:
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_bytes(content)
+        tmp.replace(path)
+
+    def model(self, key: str) -> bytes | None:
+        path = self.root / f"{key}.tflite"
+        return path.read_bytes() if path.exists() else None
+
+    def put_model(self, key: str, content: bytes) -> None:
+        self._write(self.root / f"{key}.tflite", content)
+
+    def result(self, key: str) -> dict[str, Any] | None:
+        path = self.root / f"{key}.json"
+        try:
+            return json.loads(path.read_text()) if path.exists() else None
+        except json.JSONDecodeError:  # a damaged entry is recomputed
+            return None
+
+    def put_result(self, key: str, value: dict[str, Any]) -> None:
+        self._write(self.root / f"{key}.json", json.dumps(value).encode())
+
+
+@dataclass
+class _Resume:
+    """The cache of one run: keys for conversions and for finished results."""
+
+    cache: Any
+    conversion_key: str
+    data_key: str
+
+    @classmethod
+    def open(cls, source: Source, prepared: PreparedData, settings: Any) -> _Resume | None:
+        """The cache for ``source`` and ``prepared``; ``settings`` is anything else that
+        changes a conversion (legacy settings, graph inputs and outputs), as one value."""
+        from liteparity.demo import cache_dir
+
+        if not Path(source.path).exists():
+            return None  # an in-memory model has nothing stable to key on
+        model = file_fingerprint(source.path)
+        calibration = batches_fingerprint(prepared.calibration()) if prepared.calibration else None
+        dataset = prepared.binding.dataset
+        data = fingerprint(
+            *[np.asarray(col[prepared.eval_rows]) for col in prepared.binding.columns],
+            dataset.labels[prepared.eval_rows] if dataset.labels is not None else None,
+        )
+        return cls(
+            Cache(cache_dir() / "runs"),
+            fingerprint(
+                model,
+                calibration,
+                settings,
+                versions(),
+            ),
+            fingerprint(model, data, versions()),
+        )
+
+    def model_key(self, recipe: str) -> str:
+        from liteparity.measure.resume import fingerprint
+
+        return fingerprint(self.conversion_key, recipe)
+
+    def _result_key(self, candidate: Candidate | None) -> str:
+        from liteparity.measure.resume import fingerprint
+
+        content = b"reference" if candidate is None else candidate.content or b""
+        return fingerprint(self.data_key, content, candidate.name if candidate else "")
+
+    def results(self, candidates: list[Candidate], reference: Any) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for c in candidates:
+            if c.content is not None and (stored := self.cache.result(self._result_key(c))):
+                out[c.name] = CandidateResult.from_dict({**stored, "path": c.path})
+        stored = self.cache.result(self._result_key(None))
+        if stored is not None and reference is not None:
+            out[""] = ReferenceResult(**{**stored, "metric": Metric(**stored["metric"])})
+        return out
+
+    def keep(
+        self,
+        candidates: list[Candidate],
+        results: tuple[CandidateResult, ...],
+        reference: ReferenceResult | None,
+    ) -> None:
+        for c, r in zip(candidates, results, strict=True):
+            if c.content is not None and r.error is None:
+                self.cache.put_result(self._result_key(c), r.to_dict())
+        if reference is not None:
+            self.cache.put_result(self._result_key(None), reference.to_dict())

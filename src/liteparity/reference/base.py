@@ -1,0 +1,117 @@
+"""What every reference model answers, whatever its format: ``Source`` (inputs, outputs,
+``predict``, a converter where it has one) and the checks that a file is a TFLite flatbuffer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from liteparity.data.binding import IOSpec
+from liteparity.errors import ModelError
+from liteparity.runtime.litemodel import first_line
+
+TFLITE_IDENTIFIER = b"TFL3"
+
+
+class Source:
+    """A loaded reference model. Subclasses fill ``io`` and implement ``predict``."""
+
+    format: str = ""
+    convertible: bool = True
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.io: IOSpec
+
+    def predict(self, inputs: list[np.ndarray], shared: Any = None) -> list[np.ndarray]:
+        """Outputs for a batch. ``shared`` is the same batch in shared memory
+        (``SharedInputs``), for sources that run in a worker."""
+        raise NotImplementedError
+
+    def warm_up(self, inputs: list[np.ndarray]) -> None:
+        """Get ready to predict batches like ``inputs`` (a worker measures its batch size)."""
+
+    def converter(self, batch_size: int | None = None) -> Any:
+        """A ``tf.lite.TFLiteConverter`` for this model (v2 API, or v1 for frozen graphs);
+        ``batch_size`` fixes the batch dimension where the source allows it."""
+        raise NotImplementedError
+
+    def frozen_graph(self) -> tuple[Any, list[str], list[str]]:
+        """``(graph_def, input op names, output op names)`` for the TF1 converter."""
+        raise NotImplementedError
+
+    def size_bytes(self) -> int:
+        path = Path(self.path)
+        if path.is_dir():
+            return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+        return path.stat().st_size
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "format": self.format,
+            "inputs": [
+                {"name": n, "shape": list(s), "dtype": d}
+                for n, s, d in zip(
+                    self.io.input_names, self.io.input_shapes, self.io.input_dtypes, strict=True
+                )
+            ],
+            "outputs": list(self.io.output_names),
+        }
+
+    def close(self) -> None:
+        """Release processes or temporary files the source holds."""
+
+    def layer_names(self) -> frozenset[str]:
+        """Names of the model's Keras layers (empty when it has none), for reports."""
+        return frozenset()
+
+    def float64_twin(self) -> Any:
+        """The model computing in float64, for the noise floor. ``ModelError`` when the graph
+        has an op without a float64 kernel (or the source is not a TensorFlow model)."""
+        if not self.convertible:
+            raise ModelError(f"{self.path}: a .tflite cannot be run in float64")
+        from liteparity.reference.graph import GraphRunner, float64_graph
+
+        graph_def, inputs, outputs = self.frozen_graph()
+        try:
+            twin = GraphRunner(float64_graph(graph_def), inputs, outputs, np.float64)
+            twin.predict(
+                [np.zeros((1, *[max(d, 1) for d in s]), np.float32) for s in self.io.sample_shapes]
+            )
+        except Exception as exc:
+            raise ModelError(f"the model cannot run in float64: {first_line(exc)}") from exc
+        return twin
+
+
+#: Written by ``liteparity.reference.keras2`` beside a Keras 2 model's SavedModel: its layer names.
+LAYERS_FILE = "liteparity_layers.json"
+
+
+def keras_layer_names(model: Any) -> list[str]:
+    """Every layer name of a (possibly nested) Keras model."""
+    out = []
+    for layer in getattr(model, "layers", []):
+        out.append(layer.name)
+        out += keras_layer_names(layer)
+    return out
+
+
+def _shape(dims: Any) -> tuple[int, ...]:
+    return tuple(-1 if d is None else int(d) for d in dims)
+
+
+def read_tflite(path: str | Path) -> bytes:
+    """The bytes of a ``.tflite`` file, refusing anything that is not a TFLite flatbuffer."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"model file not found: {path}")
+    content = path.read_bytes()
+    if len(content) < 8 or content[4:8] != TFLITE_IDENTIFIER:
+        raise ModelError(
+            f"{path}: not a TFLite flatbuffer (no 'TFL3' identifier at byte 4): is the file "
+            "truncated or of another kind?"
+        )
+    return content

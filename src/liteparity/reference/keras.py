@@ -1,0 +1,122 @@
+"""Keras 3 ``.keras`` references: loaded in safe mode unless the user passed ``--unsafe``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from liteparity._tf import _freeze, import_tensorflow, quiet
+from liteparity.data.binding import IOSpec
+from liteparity.errors import ModelError
+from liteparity.reference.base import Source, _shape, keras_layer_names
+from liteparity.runtime.litemodel import first_line
+
+
+class KerasSource(Source):
+    """A Keras 3 ``.keras`` file."""
+
+    format = "keras"
+
+    def __init__(self, path: str, *, unsafe: bool = False, model: Any = None) -> None:
+        super().__init__(path)
+        import_tensorflow()
+        import keras
+
+        if model is None:
+            try:
+                model = keras.saving.load_model(path, safe_mode=not unsafe, compile=False)
+            except Exception as exc:
+                text = str(exc)
+                if "safe_mode" in text or "Lambda" in text or "lambda" in text:
+                    raise ModelError(
+                        f"{path}: the model contains a Lambda or custom layer that Keras will "
+                        "not deserialize in safe mode: pass --unsafe (unsafe=True) if you "
+                        "trust the file"
+                    ) from exc
+                raise ModelError(f"{path}: Keras cannot load it: {first_line(text)}") from exc
+        self.model = model
+        inputs = list(model.inputs)
+        self.io = IOSpec(
+            input_names=tuple(t.name for t in inputs),
+            input_shapes=tuple(_shape(t.shape) for t in inputs),
+            input_dtypes=tuple(str(t.dtype) for t in inputs),
+            output_names=tuple(f"output_{i}" for i in range(len(model.outputs))),
+        )
+        self._layer_probe: tuple[list[str], Any] | None = None
+
+    def predict(self, inputs: list[np.ndarray], shared: Any = None) -> list[np.ndarray]:
+        out = self.model.predict_on_batch(inputs[0] if len(inputs) == 1 else inputs)
+        if isinstance(out, dict):
+            out = list(out.values())
+        if not isinstance(out, (list, tuple)):
+            out = [out]
+        return [np.asarray(o) for o in out]
+
+    def converter(self, batch_size: int | None = None) -> Any:
+        tf = import_tensorflow()
+        if batch_size is None:
+            with quiet():
+                return tf.lite.TFLiteConverter.from_keras_model(self.model)
+        import keras
+
+        # The same layers and weights behind inputs with a fixed batch dimension.
+        inputs = [
+            keras.Input(
+                batch_shape=(batch_size, *(None if d < 0 else d for d in shape[1:])),
+                dtype=dtype,
+                name=name,
+            )
+            for name, shape, dtype in zip(
+                self.io.input_names, self.io.input_shapes, self.io.input_dtypes, strict=True
+            )
+        ]
+        try:
+            fixed = keras.models.clone_model(
+                self.model, input_tensors=inputs if len(inputs) > 1 else inputs[0]
+            )
+        except Exception as exc:
+            raise ModelError(f"cannot fix the batch size of this model: {first_line(exc)}") from exc
+        fixed.set_weights(self.model.get_weights())
+        with quiet():
+            return tf.lite.TFLiteConverter.from_keras_model(fixed)
+
+    def layer_names(self) -> frozenset[str]:
+        return frozenset(keras_layer_names(self.model))
+
+    def output_layers(self) -> list[str]:
+        """The layer that produces each model output, in output order."""
+        return [t._keras_history[0].name for t in self.model.outputs]
+
+    def layer_outputs(self, inputs: list[np.ndarray]) -> dict[str, np.ndarray]:
+        """Every top-level layer's output (single-output layers) for one batch."""
+        import keras
+
+        if self._layer_probe is None:  # built once: each new Model would retrace
+            layers = [
+                layer
+                for layer in self.model.layers
+                if not isinstance(layer, keras.layers.InputLayer)
+                and not isinstance(getattr(layer, "output", None), (list, tuple, dict))
+            ]
+            probe = keras.Model(self.model.inputs, [layer.output for layer in layers])
+            self._layer_probe = ([layer.name for layer in layers], probe)
+        names, probe = self._layer_probe
+        values = probe.predict_on_batch(inputs[0] if len(inputs) == 1 else inputs)
+        values = values if isinstance(values, (list, tuple)) else [values]
+        return {name: np.asarray(v) for name, v in zip(names, values, strict=True)}
+
+    def frozen_graph(self) -> tuple[Any, list[str], list[str]]:
+        tf = import_tensorflow()
+        specs = [
+            tf.TensorSpec([None if d < 0 else d for d in shape], dtype, name=name)
+            for name, shape, dtype in zip(
+                self.io.input_names, self.io.input_shapes, self.io.input_dtypes, strict=True
+            )
+        ]
+        model = self.model
+
+        def call(*args: Any) -> Any:
+            return model(list(args) if len(args) > 1 else args[0], training=False)
+
+        return _freeze(tf.function(call).get_concrete_function(*specs))

@@ -1,0 +1,288 @@
+"""``fix``: the smallest (or fastest) model that meets the accuracy budget.
+
+Search space: the recipes that need no training (float32, float16, dynamic, int16x8, int8) and
+int8 with layer groups kept in float (calibrated once, re-quantized in ~10 ms per variant).
+Search: rank the groups by sensitivity, bisect over the ranked prefix for the fewest groups
+that meet the budget, then try dropping each kept group. Every trial is measured on a search
+split; the winner is measured again on a disjoint held-out split.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from liteparity.convert.converter import convert, requantize
+from liteparity.convert.qat import quantization_aware
+from liteparity.convert.recipes import RECIPES
+from liteparity.data.prepare import BATCH_ROWS, PreparedData, prepare_data
+from liteparity.errors import ConversionError, InterpreterError, UsageError
+from liteparity.files import write_atomic
+from liteparity.layerwise.sensitivity import layer_sensitivity
+from liteparity.measure.evaluate import input_order
+from liteparity.measure.metrics import ErrorAccumulator, TaskAccumulator, drop, task_kind
+from liteparity.progress import Progress, no_progress
+from liteparity.reference.base import Source
+from liteparity.reference.loader import load
+from liteparity.repair.search import _choose, _mark_pareto, _selective_search
+from liteparity.results.check import ACCURACY, MSE_VS_REFERENCE
+from liteparity.results.fix import Budget, FixResult, Trial
+from liteparity.runtime.worker import Worker
+
+#: Recipes tried as they are, smallest first; ``int8-per-tensor`` is int8 with one weight
+#: scale per tensor instead of per output channel (some accelerators accept only that).
+PLAIN_RECIPES = ("int8", "int8-per-tensor", "int16x8", "dynamic", "float16", "float32")
+
+#: The ones that compute in integers (for integer-only hardware: microcontrollers, NPUs).
+INTEGER_RECIPES = ("int8", "int8-per-tensor", "int16x8")
+
+#: Share of the evaluation rows used for the search; the rest is held out.
+SEARCH_SHARE = 0.5
+
+
+class _Bench:
+    """Measures candidate models on fixed, in-memory batches against cached references."""
+
+    def __init__(
+        self,
+        worker: Worker,
+        batches: list[list[np.ndarray]],
+        labels: list[np.ndarray | None],
+        references: list[list[np.ndarray]],
+        kind: str,
+        order: list[int],
+    ) -> None:
+        self.worker, self.batches, self.labels = worker, batches, labels
+        self.references, self.kind, self.order = references, kind, order
+        task = TaskAccumulator(kind)
+        for ref, y in zip(references, labels, strict=True):
+            task.update(ref[0], y, ref[0])
+        self.reference_metric = 0.0 if kind == MSE_VS_REFERENCE else task.value
+        self.power = task.reference_power
+
+    def measure(self, content: bytes) -> dict[str, Any]:
+        try:
+            return self._measure(content)
+        except InterpreterError:  # a crashed worker cannot measure the next model: renew it
+            self.worker.close()
+            self.worker = Worker("fix")
+            raise
+
+    def _measure(self, content: bytes) -> dict[str, Any]:
+        self.worker.load(content)
+        task = TaskAccumulator(self.kind)
+        errors = ErrorAccumulator(classify=True if self.kind == ACCURACY else None)
+        for inputs, y, ref in zip(self.batches, self.labels, self.references, strict=True):
+            out = self.worker.run([inputs[i] for i in self.order])
+            task.update(out[0], y, ref[0])
+            errors.update(ref, out)
+        value = task.value
+        return {
+            "metric": value,
+            "drop": drop(self.kind, self.reference_metric, value, self.power),
+            "agreement": errors.metrics()["agreement"],
+            "latency_ms": self.worker.latency_ms([self.batches[0][i] for i in self.order]),
+            "size_bytes": len(content),
+        }
+
+
+def fix(
+    model: str | os.PathLike[str] | Source,
+    *,
+    data: Any,
+    calibration_data: Any = None,
+    max_drop: float | None = 1.0,
+    min_agreement: float | None = None,
+    prefer: str = "size",
+    integer_only: bool = False,
+    qat_epochs: int = 0,
+    out: str | os.PathLike[str] | None = None,
+    inputs: list[str] | None = None,
+    outputs: list[str] | None = None,
+    input_shapes: list[tuple[int, ...]] | None = None,
+    calibration_samples: int = 200,
+    max_samples: int | None = None,
+    seed: int = 0,
+    unsafe: bool = False,
+    image_size: tuple[int, int] | None = None,
+    scale: float | None = None,
+    label_column: int | None = None,
+    progress: Progress | None = None,
+) -> FixResult:
+    """Search recipes and selective quantization for the best model within the budget and
+    write it to ``out`` (the best model found is written even when none meets the budget).
+    ``integer_only`` leaves out float16, dynamic and float32 (int8 with a few layers kept in
+    float stays in). ``qat_epochs`` adds quantization-aware fine-tuning on the labelled search
+    rows (Keras 2 ``.h5`` models: tfmot does not support Keras 3)."""
+    if prefer not in ("size", "latency"):
+        raise UsageError(f"--prefer {prefer!r}: expected size or latency")
+    budget = Budget(max_drop, min_agreement)
+    progress = progress or no_progress
+    source = load(model, inputs=inputs, outputs=outputs, input_shapes=input_shapes, unsafe=unsafe)
+    if not source.convertible:
+        source.close()
+        raise UsageError(f"fix needs a TensorFlow model to convert, not {source.path}")
+    worker = Worker("fix")
+    bench: _Bench | None = None
+    try:
+        prepared = prepare_data(
+            source,
+            data,
+            calibration_data,
+            True,
+            calibration_samples=calibration_samples,
+            max_samples=max_samples,
+            seed=seed,
+            image_size=image_size,
+            scale=scale,
+            label_column=label_column,
+        )
+        rows = prepared.eval_rows
+        if len(rows) < 2:
+            raise UsageError("fix needs at least 2 evaluation samples (search and held-out)")
+        cut = np.random.default_rng(seed + 1).permutation(len(rows))
+        search_rows = np.sort(rows[cut[: max(1, int(len(rows) * SEARCH_SHARE))]])
+        held_rows = np.sort(rows[cut[max(1, int(len(rows) * SEARCH_SHARE)) :]])
+        kind = task_kind(prepared.binding.dataset.labels)
+
+        def bench_for(selected: np.ndarray) -> _Bench:
+            batches, labels = [], []
+            for x, y in prepared.binding.batches(selected, BATCH_ROWS):
+                batches.append(x)
+                labels.append(y)
+            references = [source.predict(b) for b in batches]
+            names = [i.name for i in worker.info.inputs]
+            order = input_order(source.io.input_names, names)
+            return _Bench(worker, batches, labels, references, kind, order)
+
+        skipped: dict[str, str] = {}
+        calibrated: bytes | None = None
+        try:
+            calibrated = convert(source, RECIPES["int8"], prepared.calibration, calibrate_only=True)
+        except ConversionError as exc:  # no int8 for this model: the other recipes remain
+            skipped["int8"] = str(exc)
+        worker.load(calibrated or convert(source, RECIPES["float32"]))
+        bench = bench_for(search_rows)
+        contents: dict[str, bytes] = {}
+        trials: list[Trial] = []
+
+        def trial(recipe: str, content: bytes, keep: Sequence[str] = ()) -> Trial:
+            m = bench.measure(content)
+            t = Trial(
+                recipe,
+                tuple(keep),
+                m["size_bytes"],
+                m["latency_ms"],
+                m["metric"],
+                m["drop"],
+                m["agreement"],
+                budget.met(m["drop"], m["agreement"]),
+            )
+            trials.append(t)
+            contents[t.name] = content
+            progress(f"tried {t.name}", len(trials), len(trials))
+            return t
+
+        for name in INTEGER_RECIPES if integer_only else PLAIN_RECIPES:
+            if name in skipped:
+                continue
+            try:
+                if name.startswith("int8"):
+                    if calibrated is None:
+                        continue
+                    content = requantize(calibrated, per_channel=name == "int8")
+                else:
+                    content = convert(source, RECIPES[name], prepared.calibration)
+                trial(name, content)
+            except (ConversionError, InterpreterError) as exc:  # the model cannot take it
+                skipped[name] = str(exc)
+        if qat_epochs > 0:
+            progress(f"quantization-aware training ({qat_epochs} epochs)", 0, 1)
+            x, y = prepared.binding.take(search_rows)
+            if y is None or len(x) != 1:
+                raise UsageError("--qat-epochs needs labelled data (y) for a single-input model")
+            try:
+                trial("qat", quantization_aware(source, x[0], y, qat_epochs))
+            except (ConversionError, InterpreterError) as exc:
+                skipped["qat"] = str(exc)
+        if not trials:
+            raise ConversionError(f"no recipe could convert the model: {skipped}")
+        search_trials = 0
+        if trials[0].recipe == "int8" and not trials[0].within_budget:
+            ranking = layer_sensitivity(
+                calibrated,
+                [[b[i] for i in bench.order] for b in bench.batches],
+                bench.references,
+                source.layer_names(),
+            )
+            groups = [(s.layer, s.keep_float) for s in ranking if s.share_removed > 0]
+            before = len(trials)
+            _selective_search(groups, calibrated, trial, budget)
+            search_trials = len(trials) - before
+        winner, reason, met = _choose(trials, budget, prefer)
+        trials = _mark_pareto(trials, prefer)
+        winner = next(t for t in trials if t.name == winner.name)
+        content = contents[winner.name]
+        worker = bench.worker  # renewed if a trial crashed the first one
+        held = bench_for(held_rows).measure(content)
+        written = None
+        if out is not None:
+            written = str(write_atomic(Path(out), content))
+        progress("explaining before and after", 0, 1)
+        plain = contents.get("int8", contents[trials[0].name])
+        before, after = _before_after(source, prepared, held_rows, plain, content)
+    finally:
+        worker.close()
+        if bench is not None:
+            bench.worker.close()
+        source.close()
+    return FixResult(
+        model=source.path,
+        metric_name=kind,
+        reference_metric=bench.reference_metric,
+        budget=budget,
+        prefer=prefer,
+        trials=tuple(trials),
+        winner=winner,
+        met=met,
+        reason=reason,
+        search_samples=len(search_rows),
+        held_out={
+            "samples": len(held_rows),
+            **{k: held[k] for k in ("metric", "drop", "agreement")},
+        },
+        out=written,
+        content=content,
+        search_trials=search_trials,
+        before=before,
+        after=after,
+        skipped=skipped,
+    )
+
+
+def _before_after(
+    source: Source,
+    prepared: PreparedData,
+    rows: np.ndarray,
+    plain: bytes,
+    winner: bytes,
+) -> tuple[tuple, tuple]:
+    """``explain``'s findings for plain int8 and for the winner, on the held-out rows."""
+    import tempfile
+
+    from liteparity.diagnose.explain import explain
+
+    inputs, labels = prepared.binding.take(rows)
+    arrays: dict[str, Any] = dict(zip(source.io.input_names, inputs, strict=True))
+    if labels is not None:
+        arrays["y"] = labels
+    with tempfile.TemporaryDirectory(prefix="liteparity-fix-") as tmp:
+        paths = [Path(tmp) / "before.tflite", Path(tmp) / "after.tflite"]
+        for path, content in zip(paths, (plain, winner), strict=True):
+            path.write_bytes(content)
+        result = explain(source, data=arrays, recipes=[], candidates=paths)
+    return result.candidates[0].findings, result.candidates[1].findings
