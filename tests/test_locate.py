@@ -140,3 +140,62 @@ def _folded(batches: list[np.ndarray]):
     for b in batches:
         stats.update(b.copy())
     return stats
+
+
+def test_auto_named_layers_are_named_by_the_values_they_compute(tmp_path: Path) -> None:
+    """Keras 3 scopes layer ``dense`` as ``dense_1`` and ``dense_1`` as ``dense_1_2``: every name
+    locate prints is proven by value — the tensor it names must be closest (cosine, read from a
+    plain interpreter) to that layer's own Keras output among all layers of the same shape."""
+    import keras
+    from ai_edge_litert.interpreter import Interpreter
+
+    from liteparity._tf import import_tensorflow
+
+    tf = import_tensorflow()
+    keras.utils.set_random_seed(3)
+    # The names Keras gives a fresh session's layers, spelled out (the counters are global).
+    inp = keras.Input((12,))
+    x = keras.layers.Dense(16, name="dense")(inp)
+    x = keras.layers.Activation("tanh", name="activation")(x)
+    x = keras.layers.Dense(16, name="dense_1")(x)
+    x = keras.layers.Activation("tanh", name="activation_1")(x)
+    out = keras.layers.Dense(4, name="dense_2")(x)
+    model = keras.Model(inp, out)
+    path = tmp_path / "auto.keras"
+    model.save(path)
+    data = np.random.default_rng(0).normal(size=(64, 12)).astype(np.float32)
+    result = locate(path, data=data, recipe="int8", with_sensitivity=False)
+    named = {r.tensor_name: r.keras_layer for r in result.layers if r.keras_layer}
+    assert set(named.values()) >= {"dense", "activation", "dense_1", "activation_1", "dense_2"}
+
+    probe = keras.Model(inp, [la.output for la in model.layers[1:]])
+    layer_names = [la.name for la in model.layers[1:]]
+    keras_out = dict(zip(layer_names, probe.predict(data, verbose=0), strict=True))
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.representative_dataset = lambda: ([data[i : i + 1]] for i in range(len(data)))
+    interpreter = Interpreter(
+        model_content=converter.convert(), experimental_preserve_all_tensors=True
+    )
+    details = {d["name"]: d for d in interpreter.get_tensor_details()}
+    values: dict[str, list[np.ndarray]] = {name: [] for name in named}
+    for row in data:
+        interpreter.allocate_tensors()
+        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], row[None])
+        interpreter.invoke()
+        for name in named:
+            d = details[name]
+            scale, zero = d["quantization"]
+            raw = interpreter.get_tensor(d["index"]).astype(np.float64)
+            values[name].append((raw - zero) * scale if scale else raw)
+
+    def cosine(a: np.ndarray, b: np.ndarray) -> float:
+        a, b = a.ravel(), b.ravel()
+        return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+    for name, layer in named.items():
+        value = np.concatenate(values[name])
+        same_shape = {k: v for k, v in keras_out.items() if v.shape == value.shape}
+        best = max(same_shape, key=lambda k: cosine(same_shape[k], value))
+        assert best == layer, (name, layer, best)

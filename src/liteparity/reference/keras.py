@@ -9,6 +9,7 @@ import numpy as np
 from liteparity._tf import _freeze, import_tensorflow, quiet
 from liteparity.data.binding import IOSpec
 from liteparity.errors import ModelError
+from liteparity.layerwise.names import LayerNames
 from liteparity.reference.base import Source, _shape, keras_layer_names
 from liteparity.runtime.litemodel import first_line
 
@@ -82,7 +83,8 @@ class KerasSource(Source):
             return tf.lite.TFLiteConverter.from_keras_model(fixed)
 
     def layer_names(self) -> frozenset[str]:
-        return frozenset(keras_layer_names(self.model))
+        # Keras 3 traces each layer under a scope with one uniquifying suffix (see names.py).
+        return LayerNames(keras_layer_names(self.model), suffixed=True)
 
     def output_layers(self) -> list[str]:
         """The layer that produces each model output, in output order."""
