@@ -71,6 +71,14 @@ def test_csv_header_names_the_label(tmp_path: Path) -> None:
     assert ds.labels.tolist() == [0, 1] and ds.columns["x"].shape == (2, 2)
 
 
+def test_csv_regression_targets_stay_float(tmp_path: Path) -> None:
+    path = tmp_path / "d.csv"
+    path.write_text("a,b,target\n1,2,0.25\n3,4,-1.5\n")
+    ds = load(path, label_column=-1)
+    assert ds.labels.dtype.kind == "f" and ds.labels.tolist() == [0.25, -1.5]
+    assert load(tmp_path / "d.csv", label_column=0).labels.dtype.kind == "i"  # 1, 3: classes
+
+
 def test_image_folder_with_class_subfolders(tmp_path: Path) -> None:
     from PIL import Image
 

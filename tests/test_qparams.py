@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -48,8 +50,9 @@ def test_int8_range_and_roundtrip() -> None:
 
 
 def test_quantize_clamps_to_the_code_range() -> None:
+    # (0.5 · 255 sits on a half-code boundary, where float32 decides: see the LiteRT test)
     p = qparams.from_mean_std(0, 255, "uint8")
-    q = qparams.quantize(np.array([-0.5, 0.0, 0.5, 1.0, 2.0]), p)
+    q = qparams.quantize(np.array([-0.5, 0.0, 0.502, 1.0, 2.0]), p)
     assert q.dtype == np.uint8
     assert q.tolist() == [0, 0, 128, 255, 255]
 
@@ -100,3 +103,29 @@ def test_from_details_reads_litert_tensor_dicts() -> None:
 def test_a_range_that_excludes_zero_is_widened_to_include_it() -> None:
     p = qparams.from_min_max(0.5, 0.5, "uint8")  # a constant input: [0, 0.5]
     assert p.min.item() == 0.0 and p.max.item() == pytest.approx(0.5)
+
+
+def test_quantize_gives_the_codes_of_litert_own_quantize_op(check_all) -> None:
+    """Float values on and around half-code boundaries: ``quantize`` gives exactly the codes the
+    int8 model's QUANTIZE op computes (read from a plain interpreter), so ``int8-io`` fed by
+    liteparity sees the inputs ``int8`` sees."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    content = Path(check_all.candidate("int8").path).read_bytes()
+    interpreter = Interpreter(model_content=content, experimental_preserve_all_tensors=True)
+    interpreter.allocate_tensors()
+    op = next(o for o in interpreter._get_ops_details() if o["op_name"] == "QUANTIZE")
+    codes = interpreter.get_tensor_details()[op["outputs"][0]]
+    scale, zero_point = codes["quantization"]
+    source = interpreter.get_input_details()[0]
+    rng = np.random.default_rng(0)
+    shape = tuple(source["shape"][1:])
+    halves = (rng.integers(-128, 128, (40, *shape)) + 0.5) * np.float32(scale)
+    x = np.concatenate([halves, rng.uniform(0, 1, (40, *shape))]).astype(np.float32)
+    theirs = []
+    for row in x:
+        interpreter.set_tensor(source["index"], row[None])
+        interpreter.invoke()
+        theirs.append(interpreter.get_tensor(codes["index"]).copy())
+    ours = qparams.quantize(x, qparams.QParams(scale, zero_point, "int8"))
+    assert np.array_equal(ours, np.concatenate(theirs))

@@ -159,12 +159,16 @@ def _broadcast(values: np.ndarray, qp: QParams, ndim: int) -> np.ndarray:
 
 
 def quantize(real: np.ndarray, qp: QParams) -> np.ndarray:
-    """``q = clamp(round(real / scale) + zero_point)`` in the tensor's integer type."""
-    real = np.asarray(real, dtype=np.float64)
-    scale = _broadcast(qp.scale, qp, real.ndim)
+    """``q = clamp(round(real / scale) + zero_point)`` in the tensor's integer type, computed
+    as LiteRT's QUANTIZE kernels do (builtin and XNNPack alike): in float32, as ``real ·
+    (1 / scale)``, rounding half to even. Quantizing in float64, or dividing, moves some codes
+    by one: an ``int8-io`` model fed this way then differs from the ``int8`` model whose own
+    QUANTIZE op turns the same float input into codes."""
+    real = np.asarray(real, dtype=np.float32)
+    inverse = np.float32(1) / _broadcast(qp.scale.astype(np.float32), qp, real.ndim)
     zero_point = _broadcast(qp.zero_point, qp, real.ndim)
     qmin, qmax = dtype_range(qp.dtype)
-    return np.clip(np.round(real / scale) + zero_point, qmin, qmax).astype(qp.dtype)
+    return np.clip(np.round(real * inverse) + zero_point, qmin, qmax).astype(qp.dtype)
 
 
 def dequantize(codes: np.ndarray, qp: QParams) -> np.ndarray:

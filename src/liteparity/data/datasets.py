@@ -177,7 +177,10 @@ def _load_csv(path: Path, label_column: int | None) -> Dataset:
             raise DataError(
                 f"{path}: --label-column {label_column} but the CSV has {table.shape[1]} columns"
             )
-        labels = table[:, label_column].astype(np.int64)
+        column = table[:, label_column]
+        # Whole numbers are class ids; anything else is a regression target and stays float.
+        integral = np.array_equal(column, np.round(column))
+        labels = column.astype(np.int64) if integral else column.astype(np.float32)
         table = np.delete(table, label_column, axis=1)
     return Dataset({INPUT_KEY: table}, labels, source=str(path), flat=True)
 
