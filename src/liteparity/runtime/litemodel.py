@@ -35,6 +35,11 @@ RESOURCE_VARIABLE_OPS = frozenset({"VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIAB
 #: Batch sizes tried when picking the fastest one (batching is not always faster: measure).
 BATCH_SIZES = (1, 8, 32, 128)
 
+#: Samples whose batched outputs are compared, bit for bit, with their one-at-a-time outputs
+#: before a batch size is used: a graph with batch 1 baked into a RESHAPE allocates a batch of
+#: 8 and returns ``[1, 8·N, …]``, or mixes samples, and only a comparison shows it.
+PROOF_SAMPLES = 8
+
 #: Memory an inspected model may hold for one batch: every intermediate tensor is kept, so a
 #: large model (MobileNetV2 at 224x224: ~25 MB per sample) gets a smaller batch.
 INSPECT_BUDGET_BYTES = 256 << 20
@@ -110,6 +115,9 @@ class LiteModel:
         self.resource_variables = bool(ops & RESOURCE_VARIABLE_OPS)
         self.inputs, self.outputs = self._io()
         self.batch_size = 1
+        #: why batching was refused for this model, in one line (None: it was not)
+        self.batch_refusal: str | None = None
+        self._proven: set[int] = {1}
         self._allocated: tuple[tuple[int, ...], ...] | None = None
         self._anatomy: Anatomy | None = None
         self._can_batch = not self.resource_variables and all(
@@ -172,9 +180,48 @@ class LiteModel:
 
     def _run(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         n = len(inputs[0])
-        step = self.batch_size if self._can_batch else 1
-        parts = [self._invoke([x[i : i + step] for x in inputs]) for i in range(0, n, step)]
+        parts, start = [], 0
+        while start < n:
+            chunk = [x[start : start + self._step()] for x in inputs]
+            parts.append(self._invoke_proven(chunk))
+            start += len(chunk[0])
         return [np.concatenate(chunks) for chunks in zip(*parts, strict=True)]
+
+    def _step(self, wanted: int | None = None) -> int:
+        return (wanted or self.batch_size) if self._can_batch else 1
+
+    def _invoke_proven(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """``_invoke``, once the batch size of ``inputs`` is proven to give the outputs of one
+        sample at a time (proven on these very samples the first time a size is used)."""
+        size = len(inputs[0])
+        if size in self._proven:
+            return self._invoke(inputs)
+        outputs = self.prove(inputs)
+        if outputs is None:  # refused: one sample at a time, from now on
+            return [np.concatenate(p) for p in zip(*self._singles(inputs, size), strict=True)]
+        return outputs
+
+    def _singles(self, inputs: Sequence[np.ndarray], count: int) -> list[list[np.ndarray]]:
+        return [self._invoke([x[i : i + 1] for x in inputs]) for i in range(count)]
+
+    def prove(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray] | None:
+        """Run ``inputs`` as one batch and compare with one sample at a time (the first
+        ``PROOF_SAMPLES``, bit for bit; every output's per-sample shape). The batched outputs
+        when they agree; None, with batching refused for good (``batch_refusal`` says why),
+        when they do not."""
+        size = len(inputs[0])
+        try:
+            batched = self._invoke(inputs)
+        except _Rebatch:
+            return None
+        singles = self._singles(inputs, min(size, PROOF_SAMPLES))
+        reason = _disagreement(self.outputs, batched, singles, size)
+        if reason is None:
+            self._proven.add(size)
+            return batched
+        self._can_batch, self.batch_size = False, 1
+        self.batch_refusal = f"batch {size}: {reason}"
+        return None
 
     def _invoke(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         it = self._interpreter
@@ -207,6 +254,7 @@ class LiteModel:
                 ) from exc
             # A graph with batch 1 baked in: fall back to one sample at a time, for good.
             self._can_batch, self.batch_size = False, 1
+            self.batch_refusal = f"batch {shapes[0][0]}: {first_line(exc)}"
             self._interpreter = self._new_interpreter()
             self._allocate(tuple((1, *shape[1:]) for shape in shapes))
             raise _Rebatch() from exc
@@ -225,14 +273,23 @@ class LiteModel:
         if any(-1 in i.sample_shape for i in self.inputs):
             return  # zeros of an invented size could fail and make the model look unbatchable
         zeros = [np.zeros((self.batch_size, *i.sample_shape), np.float32) for i in self.inputs]
-        with contextlib.suppress(InterpreterError):  # a shape zeros cannot stand for: the
-            self.run(zeros)  # first real batch prepares instead
+        # Not ``run``: zeros must not prove the batch size (identical samples hide a model that
+        # mixes them); the first real batch does. A shape zeros cannot stand for: the first
+        # real batch prepares instead.
+        with contextlib.suppress(InterpreterError, _Rebatch):
+            self._invoke(zeros)
 
-    def tune_batch_size(self, inputs: Sequence[np.ndarray], budget_s: float = 0.3) -> int:
-        """Measure seconds per sample for each of ``BATCH_SIZES`` (best of three runs, so a
-        hiccup does not decide) and keep the fastest."""
+    def tune_batch_size(
+        self, inputs: Sequence[np.ndarray], budget_s: float = 0.3, forced: int | None = None
+    ) -> int:
+        """Measure seconds per sample for each of ``BATCH_SIZES`` that is proven to give the
+        one-at-a-time outputs (best of three runs, so a hiccup does not decide) and keep the
+        fastest. ``forced`` skips the measurement, not the proof: a size the model cannot take
+        raises ``InterpreterError`` with the reason."""
         self.check_inputs(inputs)
         n = len(inputs[0])
+        if forced is not None:
+            return self._force(inputs, forced)
         if not self._can_batch or n < 2:
             self.batch_size = 1
             return 1
@@ -240,10 +297,8 @@ class LiteModel:
         deadline = time.perf_counter() + budget_s
         for size in (s for s in BATCH_SIZES if s <= n):
             batch = [x[:size] for x in inputs]
-            try:
-                self._invoke(batch)  # warm-up, and allocation at this size
-            except _Rebatch:
-                break
+            if self._invoke_proven(batch) is None or not self._can_batch:
+                break  # (and allocated at this size: the timing below is warm)
             cost = float("inf")
             for _ in range(3):
                 start = time.perf_counter()
@@ -255,6 +310,24 @@ class LiteModel:
                 break
         self.batch_size = best if self._can_batch else 1
         return self.batch_size
+
+    def _force(self, inputs: Sequence[np.ndarray], size: int) -> int:
+        if size < 1:
+            raise DataError(f"--batch-size must be at least 1, got {size}")
+        if size > 1 and not self._can_batch:
+            raise InterpreterError(
+                f"--batch-size {size}: this model runs one sample at a time "
+                f"({self.batch_refusal or 'its batch size is fixed or it keeps state'})"
+            )
+        if size > 1 and len(inputs[0]) >= 2:
+            self.prove([x[:size] for x in inputs])
+            if not self._can_batch:
+                raise InterpreterError(
+                    f"--batch-size {size} changes the model's outputs ({self.batch_refusal}): "
+                    "use --batch-size 1"
+                )
+        self.batch_size = size
+        return size
 
     def anatomy(self) -> Anatomy:
         """The model's tensors and ops, read from an undelegated interpreter of the model as
@@ -275,16 +348,19 @@ class LiteModel:
 
     def invocations(self, inputs: Sequence[np.ndarray], step: int | None = None) -> Iterator[Any]:
         """Invoke on successive slices of ``inputs`` (``step`` samples, or the batch size) and
-        yield the interpreter after each, while its tensors hold that slice's values."""
+        yield the interpreter after each, while its tensors hold that slice's values. A size
+        not yet proven is proven on the slice first (see ``prove``)."""
         self.check_inputs(inputs)
-        step = step or self.batch_size
         start = 0
         while start < len(inputs[0]):
-            size = step if self._can_batch else 1
+            chunk = [x[start : start + self._step(step)] for x in inputs]
+            size = len(chunk[0])
+            if size not in self._proven and self.prove(chunk) is None:
+                continue  # batching refused: same slice, one sample at a time
             try:
-                self._invoke([x[start : start + size] for x in inputs])
+                self._invoke(chunk)
             except _Rebatch:
-                continue  # batching turned out impossible: same slice, one sample at a time
+                continue
             yield self._interpreter
             start += size
 
@@ -327,6 +403,23 @@ def _interpreter(content: bytes, num_threads: int, *, undelegated: bool = False)
         return Interpreter(model_content=content, num_threads=num_threads, **options)
     except Exception as exc:  # LiteRT raises ValueError/RuntimeError with long texts
         raise ModelError(f"not a valid .tflite model: {first_line(exc)}") from exc
+
+
+def _disagreement(
+    outputs: Sequence[TensorInfo],
+    batched: list[np.ndarray],
+    singles: list[list[np.ndarray]],
+    size: int,
+) -> str | None:
+    """Why a batch of ``size`` does not give the one-at-a-time outputs, or None."""
+    for k, info in enumerate(outputs):
+        want = (size, *singles[0][k].shape[1:])
+        if batched[k].shape != want:
+            return f"output {info.name!r} has shape {list(batched[k].shape)}, not {list(want)}"
+        for i, single in enumerate(singles):
+            if not np.array_equal(batched[k][i : i + 1], single[k], equal_nan=True):
+                return f"output {info.name!r} of sample {i} differs from a run of that sample alone"
+    return None
 
 
 class _Rebatch(Exception):
