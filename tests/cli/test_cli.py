@@ -98,7 +98,7 @@ def test_bad_input_is_one_line_and_exit_2(
 
 
 def test_qparams_json_has_every_view() -> None:
-    result = invoke("qparams", "--mean", "128", "--std", "128", "--json")
+    result = invoke("qparams", "--mean", "128", "--std", "128", "--json", "-")
     assert result.exit_code == 0
     doc = json.loads(result.stdout)
     assert doc == {
@@ -113,7 +113,7 @@ def test_qparams_json_has_every_view() -> None:
 
 
 def test_qparams_of_a_tflite_shows_the_real_input_range(check_all) -> None:
-    result = invoke("qparams", check_all.candidate("legacy-uint8").path, "--json")
+    result = invoke("qparams", check_all.candidate("legacy-uint8").path, "--json", "-")
     assert result.exit_code == 0
     rows = json.loads(result.stdout)
     (inp,) = [r for r in rows if r["tensor"].startswith("input")]
@@ -233,3 +233,36 @@ def test_ctrl_c_stops_cleanly_without_partial_output(cnn: Path, digits, tmp_path
             return False
 
     assert started and not any(alive(pid) for pid in started)  # none orphaned
+
+
+COMMANDS = ["check", "explain", "locate", "fix", "compare-qat", "qparams", "demo"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_examples_and_the_same_json_option(command: str) -> None:
+    result = invoke(command, "--help")
+    assert result.exit_code == 0, result.output
+    assert "Examples:" in result.stdout
+    assert "Write the result as JSON to PATH (-: stdout)." in " ".join(result.stdout.split())
+
+
+def test_qparams_json_path_writes_a_file_like_every_command(tmp_path: Path) -> None:
+    out = tmp_path / "q.json"
+    result = invoke("qparams", "--min", "0", "--max", "1", "--json", out)
+    assert result.exit_code == 0, result.output
+    doc = json.loads(out.read_text())
+    assert doc["scale"] == pytest.approx(1 / 255) and doc["zero_point"] == 0  # uint8 over [0, 1]
+    assert "0.003921" in result.stdout  # the table stays on stdout
+    assert f"wrote {out}" in " ".join(result.stderr.split())
+
+
+def test_json_dash_puts_the_json_alone_on_stdout(cnn: Path, eval_npz: Path, tmp_path: Path) -> None:
+    out = tmp_path / "check.json"
+    args = ["check", cnn, "--data", eval_npz, "--recipes", "float32", "--max-samples", "64"]
+    to_file = invoke(*args, "--json", out)
+    to_stdout = invoke(*args, "--json", "-")
+    assert to_file.exit_code == to_stdout.exit_code == 0, to_stdout.output
+    doc, saved = json.loads(to_stdout.stdout), json.loads(out.read_text())
+    assert [c["name"] for c in doc["candidates"]] == ["float32"]
+    assert doc["data"] == saved["data"] and doc["data"]["evaluation_samples"] == 64
+    assert "float32" in to_stdout.stderr  # the table moved to stderr

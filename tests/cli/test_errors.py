@@ -137,6 +137,44 @@ CASES = [
     ),
 ]
 
+#: Values the specs refuse before anything loads: (command and option, message).
+GOOD = ["{cnn}", "--data", "{eval}"]
+REFUSED = [
+    (["check", *GOOD, "--calibration-samples", "-5"], "--calibration-samples must be at least 1"),
+    (["explain", *GOOD, "--calibration-samples", "0"], "--calibration-samples must be at least 1"),
+    (["check", *GOOD, "--max-samples", "0"], "--max-samples must be at least 1, got 0"),
+    (["locate", *GOOD, "--seed", "-1"], "--seed must be at least 0, got -1"),
+    (["check", *GOOD, "--image-size", "0x5"], "--image-size must be HEIGHTxWIDTH, both at least 1"),
+    (["check", *GOOD, "--image-size", "big"], "--image-size 'big': expected HEIGHTxWIDTH"),
+    (["check", *GOOD, "--scale", "0"], "--scale must be a positive number, got 0.0"),
+    (["check", *GOOD, "--input-shapes", "1,0"], "--input-shapes 1,0: every dimension"),
+    (["check", *GOOD, "--qat-epochs", "0"], "--qat-epochs must be at least 1, got 0"),
+    (["check", *GOOD, "--std", "0", "--mean", "0"], "--std must be positive, got 0.0"),
+    (["fix", *GOOD, "--qat-epochs", "-1"], "--qat-epochs must be at least 0, got -1"),
+    (["fix", *GOOD, "--prefer", "speed"], "--prefer 'speed': expected size or latency"),
+    (["fix", *GOOD, "--max-drop", "nan"], "--max-drop must be a number, got nan"),
+    (["fix", *GOOD, "--calibration-samples", "-5"], "--calibration-samples must be at least 1"),
+    (["locate", *GOOD, "--recipe", " "], "--recipe must name a recipe"),
+    (["compare-qat", *GOOD, "--epochs", "0"], "--epochs must be at least 1, got 0"),
+    (["compare-qat", *GOOD, "--resamples", "0"], "--resamples must be at least 1, got 0"),
+    (["compare-qat", *GOOD, "--batch-size", "-3"], "--batch-size must be at least 1, got -3"),
+    (["compare-qat", *GOOD, "--max-samples", "0"], "--max-samples must be at least 1, got 0"),
+]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"), REFUSED, ids=[" ".join([a[0], *a[4:]]) for a, _ in REFUSED]
+)
+def test_nonsense_values_are_refused_in_one_line(
+    cnn: Path, eval_npz: Path, args: list[str], message: str
+) -> None:
+    values = {"cnn": cnn, "eval": eval_npz}
+    result = runner.invoke(app, [a.format(**values) for a in args], catch_exceptions=False)
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr
+    assert "Traceback" not in result.output
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
 
 @pytest.mark.parametrize(("case", "args", "message"), CASES, ids=[c[0] for c in CASES])
 def test_bad_input_gets_one_clear_line(

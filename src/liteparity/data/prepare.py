@@ -10,8 +10,9 @@ import numpy as np
 
 from liteparity.data.binding import Binding, bind, sample_rows, split
 from liteparity.data.datasets import Dataset, load
-from liteparity.errors import DataError, UsageError
+from liteparity.errors import DataError
 from liteparity.reference.base import Source
+from liteparity.specs import DataSpec
 
 #: Rows read from the data per step: large enough for the interpreter's best batch size.
 BATCH_ROWS = 256
@@ -43,34 +44,26 @@ class PreparedData:
         }
 
 
-def prepare_data(
-    source: Source,
-    data: Any,
-    calibration_data: Any,
-    needs_calibration: bool,
-    *,
-    calibration_samples: int = 200,
-    max_samples: int | None = None,
-    seed: int = 0,
-    image_size: tuple[int, int] | None = None,
-    scale: float | None = None,
-    label_column: int | None = None,
-) -> PreparedData:
-    """Load ``data`` (and ``calibration_data``) for ``source``. Without calibration data, a
-    seeded split of ``data`` calibrates when ``needs_calibration``, and is not evaluated."""
-    load_kwargs = {"image_size": image_size, "scale": scale, "label_column": label_column}
-    dataset = load(data, **load_kwargs)
+def prepare_data(source: Source, spec: DataSpec, needs_calibration: bool) -> PreparedData:
+    """Load ``spec.data`` (and ``spec.calibration_data``) for ``source``. Without calibration
+    data, a seeded split of the data calibrates when ``needs_calibration``, and is not
+    evaluated."""
+    load_kwargs = {
+        "image_size": spec.image_size,
+        "scale": spec.scale,
+        "label_column": spec.label_column,
+    }
+    seed = spec.seed
+    dataset = load(spec.data, **load_kwargs)
     binding = _bind(dataset, source)
     cal_binding, cal_rows, eval_rows = binding, np.arange(0), np.arange(len(dataset))
-    if calibration_data is not None:
-        cal_binding = _bind(load(calibration_data, **load_kwargs), source)
-        cal_rows = sample_rows(len(cal_binding.dataset), calibration_samples, seed)
+    if spec.calibration_data is not None:
+        cal_binding = _bind(load(spec.calibration_data, **load_kwargs), source)
+        cal_rows = sample_rows(len(cal_binding.dataset), spec.calibration_samples, seed)
     elif needs_calibration:
-        cal_rows, eval_rows = split(len(dataset), calibration_samples, seed)
-    if max_samples is not None:
-        if max_samples < 1:
-            raise UsageError(f"--max-samples must be at least 1, got {max_samples}")
-        eval_rows = eval_rows[sample_rows(len(eval_rows), max_samples, seed)]
+        cal_rows, eval_rows = split(len(dataset), spec.calibration_samples, seed)
+    if spec.max_samples is not None:
+        eval_rows = eval_rows[sample_rows(len(eval_rows), spec.max_samples, seed)]
     if not len(eval_rows):
         raise DataError(f"{dataset.source}: no samples left to evaluate")
     calibration = None

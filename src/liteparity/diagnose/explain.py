@@ -11,13 +11,12 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from liteparity.convert.converter import convert
-from liteparity.convert.recipes import RECIPES, LegacySettings
+from liteparity.convert.recipes import RECIPES
 from liteparity.data.binding import Binding, sample_rows
 from liteparity.data.prepare import BATCH_ROWS, Calibration
 from liteparity.diagnose.evidence import Evidence, NoiseFloor
@@ -40,6 +39,7 @@ from liteparity.runtime.anatomy import (
     quantized_activations,
 )
 from liteparity.runtime.worker import Worker
+from liteparity.specs import CheckOptions, DataSpec, ModelSpec, from_keywords
 
 #: Evaluation rows whose every intermediate tensor is read: enough for stable ranges and
 #: shares, small enough to cost about as much as the evaluation itself.
@@ -47,34 +47,18 @@ STATS_SAMPLES = 256
 
 
 def explain(
-    model: str | os.PathLike[str] | Source,
+    model: ModelSpec | str | os.PathLike[str] | Source,
+    data: DataSpec | Any,
+    options: CheckOptions | None = None,
     *,
-    data: Any,
-    calibration_data: Any = None,
-    recipes: Sequence[str] | None = None,
-    candidates: Sequence[str | os.PathLike[str]] = (),
-    inputs: list[str] | None = None,
-    outputs: list[str] | None = None,
-    input_shapes: list[tuple[int, ...]] | None = None,
-    legacy: LegacySettings | None = None,
-    calibration_samples: int = 200,
-    max_samples: int | None = None,
-    seed: int = 0,
-    save_dir: str | os.PathLike[str] | None = None,
-    unsafe: bool = False,
-    image_size: tuple[int, int] | None = None,
-    scale: float | None = None,
-    label_column: int | None = None,
     progress: Progress | None = None,
-    resume: bool = False,
-    qat_epochs: int = 1,
+    **keywords: Any,
 ) -> CheckResult:
     """``check``, with each candidate's findings (``.findings``) and the document's
     ``noise_floor``. Takes the same arguments as ``check``."""
-    options = dict(locals())  # every keyword argument above, by name
-    del options["model"]
+    specs = from_keywords("explain", model, data, options, CheckOptions, keywords)
     hook = _Diagnosis(progress)
-    result = run_pipeline(model, hook=hook, **options)
+    result = run_pipeline(*specs, hook=hook, progress=progress)
     rows = tuple(
         dataclasses.replace(c, findings=hook.findings.get(c.name, ())) for c in result.candidates
     )

@@ -32,11 +32,12 @@ from liteparity.measure.stats import ErrorStats
 from liteparity.progress import Progress, no_progress
 from liteparity.reference.base import Source, read_tflite
 from liteparity.reference.keras import KerasSource
-from liteparity.reference.loader import load
+from liteparity.reference.loader import load_spec
 from liteparity.reference.tflite import TFLiteSource
 from liteparity.results.locate import LayerRecord, LocateResult
 from liteparity.runtime.shared import SharedSlots
 from liteparity.runtime.worker import Worker
+from liteparity.specs import DataSpec, LocateOptions, ModelSpec, from_keywords
 
 #: A layer whose propagated SQNR falls this many dB below the best one before it is where
 #: the error jumps (6 dB: the error amplitude doubled).
@@ -53,36 +54,27 @@ CONVERSION_BUDGET_BYTES = 64 << 20
 
 
 def locate(
-    model: str | os.PathLike[str] | Source,
+    model: ModelSpec | str | os.PathLike[str] | Source,
+    data: DataSpec | Any,
+    options: LocateOptions | None = None,
     *,
-    data: Any,
-    calibration_data: Any = None,
-    recipe: str = "int8",
-    candidate: str | os.PathLike[str] | None = None,
-    inputs: list[str] | None = None,
-    outputs: list[str] | None = None,
-    input_shapes: list[tuple[int, ...]] | None = None,
-    calibration_samples: int = 200,
-    max_samples: int | None = None,
-    seed: int = 0,
-    with_sensitivity: bool = True,
-    unsafe: bool = False,
-    image_size: tuple[int, int] | None = None,
-    scale: float | None = None,
-    label_column: int | None = None,
-    workers: int | None = None,
     progress: Progress | None = None,
+    **keywords: Any,
 ) -> LocateResult:
     """Per-layer local, propagated and conversion error of ``recipe`` (or of ``candidate``,
-    a ``.tflite`` you have), with each layer's Keras name and sensitivity."""
+    a ``.tflite`` you have), with each layer's Keras name and sensitivity. Takes the specs,
+    or a model and data with keywords naming fields of ``ModelSpec``, ``DataSpec`` and
+    ``LocateOptions`` (``locate("model.keras", data="eval.npz", recipe="int8")``)."""
+    model, data, options = from_keywords("locate", model, data, options, LocateOptions, keywords)
+    recipe, candidate = options.recipe, options.candidate
     progress = progress or no_progress
     timings: dict[str, float] = {}
     clock = time.perf_counter()
-    source = load(model, inputs=inputs, outputs=outputs, input_shapes=input_shapes, unsafe=unsafe)
+    source = load_spec(model)
     pool: list[Worker] = []
     try:
         # Boot the probe processes now: they start while this process converts.
-        for i in range(max(1, min(workers or os.cpu_count() or 1, 8))):
+        for i in range(max(1, min(options.workers or os.cpu_count() or 1, 8))):
             pool.append(Worker(f"locate {i}"))
         chosen = None if candidate is not None else get(recipe)
         if chosen is not None and (chosen.legacy or not source.convertible):
@@ -91,18 +83,7 @@ def locate(
                 "a TensorFlow model and an int8, int8-io, uint8-io, int16x8, "
                 "dynamic or float16 recipe, or --candidate FILE.tflite"
             )
-        prepared = prepare_data(
-            source,
-            data,
-            calibration_data,
-            chosen is not None and chosen.needs_calibration,
-            calibration_samples=calibration_samples,
-            max_samples=max_samples,
-            seed=seed,
-            image_size=image_size,
-            scale=scale,
-            label_column=label_column,
-        )
+        prepared = prepare_data(source, data, chosen is not None and chosen.needs_calibration)
         progress("converting", 0, 1)
         calibrated = None
         if candidate is not None:
@@ -123,9 +104,11 @@ def locate(
         timings["layers"] = time.perf_counter() - clock
         clock = time.perf_counter()
         layer_names = source.layer_names()
-        picked = prepared.eval_rows[sample_rows(len(prepared.eval_rows), SENSITIVITY_SAMPLES, seed)]
+        picked = prepared.eval_rows[
+            sample_rows(len(prepared.eval_rows), SENSITIVITY_SAMPLES, data.seed)
+        ]
         ranking: list[LayerSensitivity] = []
-        if calibrated is not None and with_sensitivity:
+        if calibrated is not None and options.with_sensitivity:
             progress("sensitivity per layer", 0, 0)
             batches = [x for x, _ in prepared.binding.batches(picked, BATCH_ROWS)]
             references = [source.predict(b) for b in batches]

@@ -10,8 +10,6 @@ running statistics into one ``CandidateResult`` per candidate.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,36 +26,25 @@ from liteparity.measure.evaluate import Hook, _evaluate
 from liteparity.measure.resume import _Resume
 from liteparity.progress import Progress, no_progress
 from liteparity.reference.base import Source
-from liteparity.reference.loader import load
+from liteparity.reference.loader import load_spec
 from liteparity.reference.tflite import TFLiteSource
 from liteparity.results.check import CandidateResult, CheckResult
+from liteparity.specs import CheckOptions, DataSpec, ModelSpec, from_keywords
 
 
 def check(
-    model: str | os.PathLike[str] | Source,
+    model: ModelSpec | str | os.PathLike[str] | Source,
+    data: DataSpec | Any,
+    options: CheckOptions | None = None,
     *,
-    data: Any,
-    calibration_data: Any = None,
-    recipes: Sequence[str] | None = None,
-    candidates: Sequence[str | os.PathLike[str]] = (),
-    inputs: list[str] | None = None,
-    outputs: list[str] | None = None,
-    input_shapes: list[tuple[int, ...]] | None = None,
-    legacy: LegacySettings | None = None,
-    calibration_samples: int = 200,
-    max_samples: int | None = None,
-    seed: int = 0,
-    save_dir: str | os.PathLike[str] | None = None,
-    unsafe: bool = False,
-    image_size: tuple[int, int] | None = None,
-    scale: float | None = None,
-    label_column: int | None = None,
     progress: Progress | None = None,
-    resume: bool = False,
-    qat_epochs: int = 1,
+    **keywords: Any,
 ) -> CheckResult:
     """Measure how far each TFLite candidate of ``model`` is from the model itself.
 
+    Takes the specs (``check(ModelSpec(...), DataSpec(...), CheckOptions(...))``) or a model
+    and data with keywords naming their fields
+    (``check("model.keras", data="eval.npz", recipes=["int8"])``).
     ``recipes`` defaults to ``["all"]`` when no ``candidates`` are given. ``data`` and
     ``calibration_data`` take paths or arrays (see ``liteparity.data.load``); without
     ``calibration_data`` a seeded, disjoint split of ``data`` calibrates. A lone quantized
@@ -66,43 +53,33 @@ def check(
     model and data (kept in liteparity's cache directory). The ``qat`` recipe fine-tunes a
     Keras 2 model for ``qat_epochs`` on the labelled calibration rows.
     """
-    options = dict(locals())  # every keyword argument above, by name
-    del options["model"]
-    return run(model, hook=None, **options)
+    specs = from_keywords("check", model, data, options, CheckOptions, keywords)
+    return run(*specs, hook=None, progress=progress)
 
 
-def run(model: Any, *, hook: Hook | None, **options: Any) -> CheckResult:
+def run(
+    model: ModelSpec,
+    data: DataSpec,
+    options: CheckOptions,
+    *,
+    hook: Hook | None,
+    progress: Progress | None = None,
+) -> CheckResult:
     """``check`` with an optional ``Hook``: the one pipeline behind check and explain."""
-    o = _Options(**options)
-    progress = o.progress or no_progress
-    candidates = list(o.candidates)
-    source = load(
-        model,
-        inputs=o.inputs,
-        outputs=o.outputs,
-        input_shapes=o.input_shapes,
-        unsafe=o.unsafe,
-    )
+    progress = progress or no_progress
+    candidates = list(options.candidates)
+    source = load_spec(model)
     reference_source: Source | None = source
     try:
-        if isinstance(source, TFLiteSource) and not candidates and o.recipes is None:
+        if isinstance(source, TFLiteSource) and not candidates and options.recipes is None:
             # A lone .tflite: measure it on its own (findings that need no reference).
             candidates, reference_source = [source.path], None
         default = [] if candidates or not source.convertible else ["all"]
-        recipe_names = list(o.recipes) if o.recipes is not None else default
-        chosen = resolve(recipe_names, source, o.legacy)
+        recipe_names = list(options.recipes) if options.recipes is not None else default
+        chosen = resolve(recipe_names, source, options.legacy)
         user_files = [_read_candidate(path) for path in candidates]
         prepared = prepare_data(
-            source,
-            o.data,
-            o.calibration_data,
-            any(r.needs_calibration or r.needs_training for r in chosen),
-            calibration_samples=o.calibration_samples,
-            max_samples=o.max_samples,
-            seed=o.seed,
-            image_size=o.image_size,
-            scale=o.scale,
-            label_column=o.label_column,
+            source, data, any(r.needs_calibration or r.needs_training for r in chosen)
         )
         binding, eval_rows, calibration = (
             prepared.binding,
@@ -110,8 +87,10 @@ def run(model: Any, *, hook: Hook | None, **options: Any) -> CheckResult:
             prepared.calibration,
         )
         resumed = (
-            _Resume.open(source, prepared, (o.legacy, o.inputs, o.outputs, o.input_shapes))
-            if o.resume
+            _Resume.open(
+                source, prepared, (options.legacy, model.inputs, model.outputs, model.input_shapes)
+            )
+            if options.resume
             else None
         )
         trained = _labelled(prepared) if any(r.needs_training for r in chosen) else None
@@ -119,12 +98,12 @@ def run(model: Any, *, hook: Hook | None, **options: Any) -> CheckResult:
             source,
             chosen,
             calibration,
-            o.legacy,
-            o.save_dir,
+            options.legacy,
+            options.save_dir,
             progress,
             resumed,
             trained,
-            o.qat_epochs,
+            options.qat_epochs,
         )
         candidates_ = [*converted, *user_files]
         if hook is not None:
@@ -145,32 +124,6 @@ def run(model: Any, *, hook: Hook | None, **options: Any) -> CheckResult:
     finally:
         source.close()
     return CheckResult(reference, prepared.to_dict(), results)
-
-
-@dataclass(frozen=True)
-class _Options:
-    """The keyword arguments of ``check`` (and ``explain``), in one value; the defaults live
-    in their signatures."""
-
-    data: Any
-    calibration_data: Any
-    recipes: Sequence[str] | None
-    candidates: Sequence[str | os.PathLike[str]]
-    inputs: list[str] | None
-    outputs: list[str] | None
-    input_shapes: list[tuple[int, ...]] | None
-    legacy: LegacySettings | None
-    calibration_samples: int
-    max_samples: int | None
-    seed: int
-    save_dir: str | os.PathLike[str] | None
-    unsafe: bool
-    image_size: tuple[int, int] | None
-    scale: float | None
-    label_column: int | None
-    progress: Progress | None
-    resume: bool
-    qat_epochs: int
 
 
 def _convert_all(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from liteparity.errors import ModelError
@@ -11,14 +12,26 @@ from liteparity.reference.graph import FrozenGraphSource
 from liteparity.reference.keras import KerasSource
 from liteparity.reference.saved_model import SavedModelSource, _load_keras2
 from liteparity.reference.tflite import TFLiteSource
+from liteparity.specs import ModelSpec
+
+
+def load_spec(spec: ModelSpec) -> Source:
+    """The reference model a ``ModelSpec`` names, loaded (what every verb starts with)."""
+    return load(
+        spec.model,
+        inputs=spec.inputs,
+        outputs=spec.outputs,
+        input_shapes=spec.input_shapes,
+        unsafe=spec.unsafe,
+    )
 
 
 def load(
     path: str | Path | Source,
     *,
-    inputs: list[str] | None = None,
-    outputs: list[str] | None = None,
-    input_shapes: list[tuple[int, ...]] | None = None,
+    inputs: Sequence[str] | None = None,
+    outputs: Sequence[str] | None = None,
+    input_shapes: Sequence[tuple[int, ...]] | None = None,
     unsafe: bool = False,
 ) -> Source:
     """Load the reference model at ``path``, choosing the loader by what the file is (a

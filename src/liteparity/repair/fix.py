@@ -27,11 +27,12 @@ from liteparity.measure.evaluate import input_order
 from liteparity.measure.metrics import ErrorAccumulator, TaskAccumulator, drop, task_kind
 from liteparity.progress import Progress, no_progress
 from liteparity.reference.base import Source
-from liteparity.reference.loader import load
+from liteparity.reference.loader import load_spec
 from liteparity.repair.search import _choose, _mark_pareto, _selective_search
 from liteparity.results.check import ACCURACY, MSE_VS_REFERENCE
 from liteparity.results.fix import Budget, FixResult, Trial
 from liteparity.runtime.worker import Worker
+from liteparity.specs import DataSpec, FixOptions, ModelSpec, from_keywords
 
 #: Recipes tried as they are, smallest first; ``int8-per-tensor`` is int8 with one weight
 #: scale per tensor instead of per output channel (some accelerators accept only that).
@@ -91,56 +92,32 @@ class _Bench:
 
 
 def fix(
-    model: str | os.PathLike[str] | Source,
+    model: ModelSpec | str | os.PathLike[str] | Source,
+    data: DataSpec | Any,
+    options: FixOptions | None = None,
     *,
-    data: Any,
-    calibration_data: Any = None,
-    max_drop: float | None = 1.0,
-    min_agreement: float | None = None,
-    prefer: str = "size",
-    integer_only: bool = False,
-    qat_epochs: int = 0,
-    out: str | os.PathLike[str] | None = None,
-    inputs: list[str] | None = None,
-    outputs: list[str] | None = None,
-    input_shapes: list[tuple[int, ...]] | None = None,
-    calibration_samples: int = 200,
-    max_samples: int | None = None,
-    seed: int = 0,
-    unsafe: bool = False,
-    image_size: tuple[int, int] | None = None,
-    scale: float | None = None,
-    label_column: int | None = None,
     progress: Progress | None = None,
+    **keywords: Any,
 ) -> FixResult:
     """Search recipes and selective quantization for the best model within the budget and
     write it to ``out`` (the best model found is written even when none meets the budget).
     ``integer_only`` leaves out float16, dynamic and float32 (int8 with a few layers kept in
     float stays in). ``qat_epochs`` adds quantization-aware fine-tuning on the labelled search
-    rows (Keras 2 ``.h5`` models: tfmot does not support Keras 3)."""
-    if prefer not in ("size", "latency"):
-        raise UsageError(f"--prefer {prefer!r}: expected size or latency")
-    budget = Budget(max_drop, min_agreement)
+    rows (Keras 2 ``.h5`` models: tfmot does not support Keras 3). Takes the specs, or a model
+    and data with keywords naming fields of ``ModelSpec``, ``DataSpec`` and ``FixOptions``
+    (``fix("model.keras", data="eval.npz", max_drop=1.0, out="fixed.tflite")``)."""
+    model, data, options = from_keywords("fix", model, data, options, FixOptions, keywords)
+    prefer, qat_epochs, seed = options.prefer, options.qat_epochs, data.seed
+    budget = Budget(options.max_drop, options.min_agreement)
     progress = progress or no_progress
-    source = load(model, inputs=inputs, outputs=outputs, input_shapes=input_shapes, unsafe=unsafe)
+    source = load_spec(model)
     if not source.convertible:
         source.close()
         raise UsageError(f"fix needs a TensorFlow model to convert, not {source.path}")
     worker = Worker("fix")
     bench: _Bench | None = None
     try:
-        prepared = prepare_data(
-            source,
-            data,
-            calibration_data,
-            True,
-            calibration_samples=calibration_samples,
-            max_samples=max_samples,
-            seed=seed,
-            image_size=image_size,
-            scale=scale,
-            label_column=label_column,
-        )
+        prepared = prepare_data(source, data, True)
         rows = prepared.eval_rows
         if len(rows) < 2:
             raise UsageError("fix needs at least 2 evaluation samples (search and held-out)")
@@ -187,7 +164,7 @@ def fix(
             progress(f"tried {t.name}", len(trials), len(trials))
             return t
 
-        for name in INTEGER_RECIPES if integer_only else PLAIN_RECIPES:
+        for name in INTEGER_RECIPES if options.integer_only else PLAIN_RECIPES:
             if name in skipped:
                 continue
             try:
@@ -230,8 +207,8 @@ def fix(
         worker = bench.worker  # renewed if a trial crashed the first one
         held = bench_for(held_rows).measure(content)
         written = None
-        if out is not None:
-            written = str(write_atomic(Path(out), content))
+        if options.out is not None:
+            written = str(write_atomic(Path(options.out), content))
         progress("explaining before and after", 0, 1)
         plain = contents.get("int8", contents[trials[0].name])
         before, after = _before_after(source, prepared, held_rows, plain, content)

@@ -13,30 +13,33 @@ from liteparity.errors import UsageError
 from liteparity.measure.metrics import classes, task_kind
 from liteparity.progress import Progress, no_progress
 from liteparity.reference.base import Source
-from liteparity.reference.loader import load
+from liteparity.reference.loader import load_spec
 from liteparity.results.check import ACCURACY
 from liteparity.results.fix import QatComparison
 from liteparity.runtime.worker import Worker
+from liteparity.specs import CompareQatOptions, DataSpec, ModelSpec, from_keywords
 
 
 def compare_qat(
-    model: str | os.PathLike[str] | Source,
+    model: ModelSpec | str | os.PathLike[str] | Source,
+    data: DataSpec | Any,
+    options: CompareQatOptions | None = None,
     *,
-    data: Any,
-    epochs: int = 1,
-    resamples: int = 20,
-    batch_size: int = 100,
-    max_samples: int | None = None,
-    seed: int = 0,
     progress: Progress | None = None,
+    **keywords: Any,
 ) -> QatComparison:
     """Fine-tune with QAT on half of the labelled ``data``; on the other half, measure the QAT
     model converted directly and its weights copied into the float model and calibrated
-    again, over ``resamples`` batches drawn with replacement (the spread seed 003 plotted)."""
+    again, over ``resamples`` batches drawn with replacement (the spread seed 003 plotted).
+    Takes the specs, or a model and data with keywords naming their fields."""
+    model, data, options = from_keywords(
+        "compare_qat", model, data, options, CompareQatOptions, keywords
+    )
+    epochs, seed = options.epochs, data.seed
     progress = progress or no_progress
-    source = load(model)
+    source = load_spec(model)
     try:
-        prepared = prepare_data(source, data, None, False, max_samples=max_samples, seed=seed)
+        prepared = prepare_data(source, data, False)
         if task_kind(prepared.binding.dataset.labels) != ACCURACY:
             raise UsageError("compare-qat needs integer class labels (y) in --data")
         if len(source.io.input_names) != 1:
@@ -54,7 +57,9 @@ def compare_qat(
                 predictions[name] = classes(worker.run([x_eval])[0])
     finally:
         source.close()
-    draws = np.random.default_rng(seed + 2).integers(0, len(y_eval), (resamples, batch_size))
+    draws = np.random.default_rng(seed + 2).integers(
+        0, len(y_eval), (options.resamples, options.batch_size)
+    )
     accuracies = {
         name: tuple(float(np.mean(p[d] == y_eval[d])) for d in draws)
         for name, p in predictions.items()
@@ -67,7 +72,7 @@ def compare_qat(
     return QatComparison(
         getattr(source, "origin", None) or source.path,
         epochs,
-        batch_size,
+        options.batch_size,
         accuracies,
         agreement,
         len(train),

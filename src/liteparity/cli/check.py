@@ -1,0 +1,140 @@
+"""``liteparity check`` and ``liteparity explain``: one command function, two names (explain
+adds the findings)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from liteparity.cli.groups import uses
+from liteparity.cli.options import data_options, model_options, output_options, split_names
+from liteparity.cli.output import Output, err, progress_bar
+from liteparity.errors import UsageError
+from liteparity.specs import CheckOptions, DataSpec, ModelSpec
+
+CHECK_HELP = """Convert MODEL under each recipe, run every candidate on LiteRT, and measure the gap.
+
+[dim]Examples:[/]
+
+  liteparity check model.keras --data eval.npz --calibration-data cal.npz --recipes all
+
+  liteparity check float.tflite --candidate quant.tflite --data eval.npz --json -
+
+  liteparity check graph.pb --inputs input --outputs output --recipes legacy-uint8
+  --mean 128 --std 128 --default-ranges 0 6 --data eval.npz
+"""
+
+EXPLAIN_HELP = """Like check, then say why each candidate differs: findings with evidence and fixes.
+
+Measures the float32 noise floor (the reference again in float64), how the data sits in each
+input's quantized range, and every intermediate tensor of each candidate on a sample of the
+data.
+
+[dim]Examples:[/]
+
+  liteparity explain model.keras --recipes all --data eval.npz --calibration-data cal.npz
+
+  liteparity explain model.keras --candidate my_quant.tflite --data eval.npz
+
+  liteparity explain legacy_uint8.tflite --data eval.npz   [dim]# a lone quantized model[/]
+"""
+
+
+def check_options(
+    recipes: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--recipes",
+            "-r",
+            help="Recipes, comma-separated, or 'all' (the default without --candidate).",
+        ),
+    ] = None,
+    candidate: Annotated[
+        list[Path] | None,
+        typer.Option(help="A .tflite to compare with the reference (repeatable)."),
+    ] = None,
+    mean: Annotated[
+        float | None,
+        typer.Option(help="legacy-uint8: quantized_input_stats mean (real = (q - mean) / std)."),
+    ] = None,
+    std: Annotated[
+        float | None, typer.Option(help="legacy-uint8: quantized_input_stats std_dev.")
+    ] = None,
+    default_ranges: Annotated[
+        tuple[float, float] | None, typer.Option(help="legacy-uint8: default_ranges_stats MIN MAX.")
+    ] = None,
+    save_models: Annotated[
+        Path | None, typer.Option(help="Directory to write each converted .tflite to.")
+    ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option(help="Reuse converted models and finished results of earlier runs."),
+    ] = CheckOptions.resume,
+    qat_epochs: Annotated[
+        int, typer.Option(help="Epochs of quantization-aware fine-tuning for --recipes qat.")
+    ] = CheckOptions.qat_epochs,
+) -> CheckOptions:
+    """The options of check and explain → ``CheckOptions``."""
+    from liteparity.convert.recipes import LegacySettings
+
+    legacy = None
+    if mean is not None or std is not None:
+        if mean is None or std is None:
+            raise UsageError("--mean and --std go together (TF1 quantized_input_stats)")
+        legacy = LegacySettings(mean, std, default_ranges)
+    elif default_ranges is not None:
+        raise UsageError("--default-ranges needs --mean and --std (the legacy-uint8 recipe)")
+    return CheckOptions(
+        split_names(recipes), tuple(candidate or ()), legacy, save_models, resume, qat_epochs
+    )
+
+
+@uses(model=model_options, data=data_options, options=check_options, output=output_options)
+def check_or_explain(
+    ctx: typer.Context,
+    model: ModelSpec,
+    data: DataSpec,
+    options: CheckOptions,
+    output: Output,
+    max_drop: Annotated[
+        float | None,
+        typer.Option(
+            help="Exit 1 when a candidate loses more than this many accuracy points (or % MSE)."
+        ),
+    ] = None,
+    min_agreement: Annotated[
+        float | None,
+        typer.Option(help="Exit 1 when a candidate's top-1 agreement is below this fraction."),
+    ] = None,
+) -> None:
+    from liteparity.diagnose.explain import explain
+    from liteparity.measure.check import check
+
+    run = explain if ctx.info_name == "explain" else check
+    with progress_bar() as progress:
+        result = run(model, data, options, progress=progress)
+    output.save_report(result)
+    report_check(result, output, max_drop, min_agreement)
+
+
+def report_check(
+    result: Any, output: Output, max_drop: float | None, min_agreement: float | None
+) -> None:
+    """Show a check/explain result, write its JSON, and exit by the budget: 2 when a
+    candidate could not be measured, 1 when one breaks the budget."""
+    output.show(result)
+    if result.noise_floor is not None or any(c.findings for c in result.candidates):
+        from liteparity.report.findings import findings_view
+
+        output.console.print(findings_view(result))
+    output.save_json(result.to_json)
+    failed = [c for c in result.candidates if c.error]
+    broken = result.violations(max_drop, min_agreement)
+    for line in broken:
+        err.print(f"[bold yellow]budget:[/] {line}", highlight=False)
+    if failed:
+        raise typer.Exit(2)
+    if broken:
+        raise typer.Exit(1)
