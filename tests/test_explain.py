@@ -292,3 +292,64 @@ def test_multi_input_model_is_explained_with_inputs_in_each_models_order(
     assert f32.error is None and int8.error is None
     assert "float-noise" in ids(f32)
     assert not [f for f in int8.findings if f.id == "calibration-range"]
+
+
+def refuse_to_convert_or_run(monkeypatch) -> None:
+    from liteparity.diagnose import explain as explain_module
+    from liteparity.measure import check as check_module
+    from liteparity.reference import graph
+    from liteparity.runtime import worker as workers
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("should have come from the saved evidence")
+
+    monkeypatch.setattr(check_module, "convert", refuse)
+    monkeypatch.setattr(explain_module, "convert", refuse)
+    monkeypatch.setattr(workers.Worker, "__init__", refuse)
+    monkeypatch.setattr(graph.GraphRunner, "__init__", refuse)
+
+
+def test_resume_diagnoses_again_from_the_saved_evidence(
+    cnn: Path, digits: Digits, tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.setenv("LITEPARITY_CACHE", str(tmp_path))
+    data = tmp_path / "eval.npz"
+    np.savez(data, x=digits.x_eval[:200], y=digits.y_eval[:200])
+    options = dict(data=data, calibration_data=digits.x_cal, recipes=["float32", "int8"])
+    # check keeps results but no evidence: explain measures again rather than finding nothing.
+    liteparity.check(cnn, resume=True, **options)
+    first = explain(cnn, resume=True, **options)
+    assert ids(first.candidate("float32")) == {"float-noise"}
+    assert first.candidate("int8").findings
+
+    refuse_to_convert_or_run(monkeypatch)
+    again = explain(cnn, resume=True, **options)
+    assert [c.to_dict() for c in again.candidates] == [c.to_dict() for c in first.candidates]
+    assert again.noise_floor == first.noise_floor
+    assert again.noise_floor["samples"] == 200
+
+
+def test_resume_of_a_lone_tflite_runs_nothing(
+    cnn: Path, digits: Digits, tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.setenv("LITEPARITY_CACHE", str(tmp_path / "cache"))
+    liteparity.check(
+        cnn,
+        data=(digits.x_eval, digits.y_eval),
+        recipes=["legacy-uint8"],
+        legacy=liteparity.LegacySettings(0.0, 1.0, (0.0, 6.0)),
+        save_dir=tmp_path,
+    )
+    lone = tmp_path / "legacy-uint8.tflite"
+    first = explain(lone, data=(digits.x_eval, digits.y_eval), resume=True)
+    assert {"dummy-ranges", "input-range-mismatch"} <= ids(first.candidates[0])
+    # Loading a .tflite source starts its own worker: refuse the evaluation instead.
+    from liteparity.measure import check as check_module
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("should have come from the saved evidence")
+
+    monkeypatch.setattr(check_module, "_evaluate", refuse)
+    again = explain(lone, data=(digits.x_eval, digits.y_eval), resume=True)
+    assert again.to_dict() == first.to_dict()
+    assert again.noise_floor["unavailable"] == "no reference model"

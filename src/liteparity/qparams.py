@@ -106,6 +106,11 @@ class QParams:
             **({"axis": self.axis} if self.per_channel else {}),
         }
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> QParams:
+        """The inverse of ``to_dict`` (the derived ``mean``, ``min``... are recomputed)."""
+        return cls(np.asarray(d["scale"]), np.asarray(d["zero_point"]), d["dtype"], d.get("axis"))
+
 
 def from_mean_std(mean: float, std_dev: float, dtype: str = "uint8") -> QParams:
     """TF1's ``quantized_input_stats``: ``real = (q − mean) / std_dev``."""

@@ -1,5 +1,6 @@
-"""Stage 5, diagnosis: the evidence a run gathers, a rule registry, the rules (one per finding
-id), and ``explain`` (check + evidence + findings).
+"""Stage 5, diagnosis: the evidence a run gathers (plain, serializable data), a rule registry,
+the rules by family (``rules/``: pure functions of the evidence), and ``explain`` (run
+``check`` gathering evidence, then diagnose from the evidence alone).
 
 May import: ``layerwise`` and lower.
 """

@@ -1,4 +1,10 @@
-"""Evidence: everything measured about one candidate that the rules read (plain data)."""
+"""Evidence: everything measured about one candidate that the rules read, as plain data.
+
+A run gathers it (``explain``); the rules read nothing else, so findings can be computed again
+from saved evidence (``explain --resume``) without converting or running a model. Every part
+has ``to_dict``/``from_dict`` with JSON-safe values (non-finite floats as strings, arrays as
+lists) that read back to the same numbers.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +12,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from liteparity.layerwise.names import label
+from liteparity.layerwise.names import LayerNames, label
+from liteparity.layerwise.sensitivity import LayerSensitivity
 from liteparity.measure.stats import InputCoverage, TensorStats
+from liteparity.plain import json_number, json_numbers, number, numbers
 from liteparity.results.check import CandidateResult
 from liteparity.runtime.anatomy import Anatomy
 
@@ -24,12 +32,22 @@ class NoiseFloor:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "rmse": self.rmse,
-            "max_abs_error": self.max_abs_error,
-            "output_rms": self.output_rms,
+            "rmse": json_number(self.rmse),
+            "max_abs_error": json_number(self.max_abs_error),
+            "output_rms": json_number(self.output_rms),
             "samples": self.samples,
             "unavailable": self.unavailable,
         }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> NoiseFloor:
+        return cls(
+            number(d["rmse"]),
+            number(d["max_abs_error"]),
+            number(d["output_rms"]),
+            d["samples"],
+            d["unavailable"],
+        )
 
 
 @dataclass(frozen=True)
@@ -42,7 +60,7 @@ class Evidence:
     stats: Mapping[str, TensorStats] | None = None  # the candidate's own tensors
     float_stats: Mapping[str, TensorStats] | None = None  # float32 model, counted vs our ranges
     floor: NoiseFloor | None = None
-    sensitivity: tuple[Any, ...] = ()  # LayerSensitivity, most sensitive first
+    sensitivity: tuple[LayerSensitivity, ...] = ()  # most sensitive first
     learned_ranges: Mapping[str, tuple[float, float]] | None = None  # QAT ranges by layer
     layers: frozenset[str] = frozenset()  # the reference's Keras layer names
     #: Keras fp32 → TFLite fp32 per layer, in execution order: (layer, SQNR dB)
@@ -51,3 +69,51 @@ class Evidence:
     def label(self, tensor_name: str) -> str:
         """A tensor as reports call it: its Keras layer when known."""
         return label(tensor_name, self.layers)
+
+    def to_dict(self) -> dict[str, Any]:
+        learned = self.learned_ranges
+        return {
+            "result": self.result.to_dict(),
+            "anatomy": self.anatomy.to_dict(),
+            "inputs": [c.to_dict() for c in self.inputs],
+            "stats": _stats_to_dict(self.stats),
+            "float_stats": _stats_to_dict(self.float_stats),
+            "floor": self.floor.to_dict() if self.floor else None,
+            "sensitivity": [s.to_dict() for s in self.sensitivity],
+            "learned_ranges": None
+            if learned is None
+            else {k: json_numbers(v) for k, v in learned.items()},
+            "layers": _layer_names(self.layers).to_dict(),
+            "conversion": [[layer, json_number(db)] for layer, db in self.conversion],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Evidence:
+        learned = d["learned_ranges"]
+        return cls(
+            result=CandidateResult.from_dict(d["result"]),
+            anatomy=Anatomy.from_dict(d["anatomy"]),
+            inputs=tuple(InputCoverage.from_dict(c) for c in d["inputs"]),
+            stats=_stats_from_dict(d["stats"]),
+            float_stats=_stats_from_dict(d["float_stats"]),
+            floor=NoiseFloor.from_dict(d["floor"]) if d["floor"] else None,
+            sensitivity=tuple(LayerSensitivity.from_dict(s) for s in d["sensitivity"]),
+            learned_ranges=None
+            if learned is None
+            else {k: tuple(numbers(v)) for k, v in learned.items()},  # type: ignore[misc]
+            layers=LayerNames.from_dict(d["layers"]),
+            conversion=tuple((layer, number(db)) for layer, db in d["conversion"]),
+        )
+
+
+def _stats_to_dict(stats: Mapping[str, TensorStats] | None) -> dict[str, Any] | None:
+    return None if stats is None else {name: s.to_dict() for name, s in stats.items()}
+
+
+def _stats_from_dict(d: dict[str, Any] | None) -> dict[str, TensorStats] | None:
+    return None if d is None else {name: TensorStats.from_dict(s) for name, s in d.items()}
+
+
+def _layer_names(layers: frozenset[str]) -> LayerNames:
+    """``layers`` with its naming convention (a plain set of names: tf_keras's)."""
+    return layers if isinstance(layers, LayerNames) else LayerNames(layers)

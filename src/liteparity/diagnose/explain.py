@@ -1,9 +1,12 @@
-"""``explain``: ``check`` plus the measurements that name causes, and the findings.
+"""``explain``: ``check`` plus the measurements that name causes, then the findings.
 
-On top of the evaluation stream it measures the float32 noise floor (the reference run again
-in float64 on the same batches), how the data sits in each input's quantized range, and the
-values of every intermediate tensor of each candidate (and of the float32 model, against the
-candidate's ranges) on a sample of the evaluation rows. ``diagnose`` turns that into findings.
+Two steps. Run: on top of the evaluation stream the ``_Gathering`` hook measures the float32
+noise floor (the reference run again in float64 on the same batches), how the data sits in
+each input's quantized range, and the values of every intermediate tensor of each candidate
+(and of the float32 model, against the candidate's ranges) on a sample of the evaluation rows:
+one ``Evidence`` per candidate. Diagnose: the rules turn each candidate's evidence, and nothing
+else, into findings. With ``resume`` the evidence is kept beside each cached result, so a
+repeated run diagnoses again from it without converting or running any model.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -31,7 +35,7 @@ from liteparity.measure.stats import InputCoverage
 from liteparity.progress import Progress
 from liteparity.reference.base import Source
 from liteparity.reference.graph import GraphRunner, learned_ranges
-from liteparity.results.check import CheckResult
+from liteparity.results.check import CandidateResult, CheckResult
 from liteparity.runtime.anatomy import (
     Anatomy,
     input_quantization,
@@ -55,22 +59,35 @@ def explain(
     **keywords: Any,
 ) -> CheckResult:
     """``check``, with each candidate's findings (``.findings``) and the document's
-    ``noise_floor``. Takes the same arguments as ``check``."""
+    ``noise_floor``. Takes the same arguments as ``check``; with ``resume`` the findings of
+    candidates measured before come from their saved evidence."""
     specs = from_keywords("explain", model, data, options, CheckOptions, keywords)
-    hook = _Diagnosis(progress)
-    result = run_pipeline(*specs, hook=hook, progress=progress)
+    gathering = _Gathering(progress)
+    result = run_pipeline(*specs, hook=gathering, progress=progress)
+    evidence = {c.name: ev for c in result.candidates if (ev := gathering.evidence(c)) is not None}
+    return diagnosed(result, evidence, gathering.floor())
+
+
+def diagnosed(
+    result: CheckResult, evidence: Mapping[str, Evidence], floor: NoiseFloor
+) -> CheckResult:
+    """``result`` with each candidate's findings, computed from its evidence alone (a
+    candidate without evidence, one that failed, gets none), and the noise floor."""
     rows = tuple(
-        dataclasses.replace(c, findings=hook.findings.get(c.name, ())) for c in result.candidates
+        dataclasses.replace(c, findings=diagnose(evidence[c.name]) if c.name in evidence else ())
+        for c in result.candidates
     )
-    return dataclasses.replace(result, candidates=rows, noise_floor=hook.floor().to_dict())
+    return dataclasses.replace(result, candidates=rows, noise_floor=floor.to_dict())
 
 
-class _Diagnosis:
-    """The ``check`` hook that gathers ``Evidence`` for every candidate."""
+class _Gathering:
+    """The ``check`` hook that gathers ``Evidence`` for every candidate it sees run, and takes
+    back the evidence of candidates resumed from an earlier run."""
 
     def __init__(self, progress: Progress | None = None) -> None:
         self._progress = progress
-        self.findings: dict[str, tuple[Any, ...]] = {}
+        self._evidence: dict[str, Evidence] = {}
+        self._started = False
         self._source: Source | None = None
         self._calibration: Calibration | None = None
         self._learned: dict[str, tuple[float, float]] = {}
@@ -81,12 +98,38 @@ class _Diagnosis:
         self._anatomy: dict[str, Anatomy] = {}
         self._coverage: dict[str, list[tuple[int, InputCoverage]]] = {}
 
+    def evidence(self, row: CandidateResult) -> Evidence | None:
+        """A candidate's evidence with its finished result (the metric's drop is known only
+        once the reference's metric is); None for a candidate that was not measured."""
+        ev = self._evidence.get(row.name)
+        return None if ev is None else dataclasses.replace(ev, result=row)
+
+    def kept(self, row: CandidateResult) -> dict[str, Any] | None:
+        ev = self.evidence(row)
+        return None if ev is None else ev.to_dict()
+
+    def restore(self, name: str, stored: dict[str, Any]) -> bool:
+        try:
+            self._evidence[name] = Evidence.from_dict(stored)
+        except (KeyError, TypeError, ValueError, LiteparityError):
+            return False  # written in another format: measure again
+        return True
+
+    def floor(self) -> NoiseFloor:
+        """The floor measured in this run or, when nothing ran (every candidate resumed), the
+        one kept with the evidence."""
+        kept = next((ev.floor for ev in self._evidence.values() if ev.floor is not None), None)
+        if self._started or kept is None:
+            return self._measured_floor()
+        return kept
+
     def start(
         self,
         source: Source | None,
         binding: Binding,
         calibration: Calibration | None,
     ) -> None:
+        self._started = True
         self._source, self._calibration = source, calibration
         if source is None:
             self._unavailable = "no reference model"
@@ -129,7 +172,7 @@ class _Diagnosis:
             for ref_index, cov in self._coverage.get(run.candidate.name, []):
                 cov.update(inputs[ref_index])
 
-    def floor(self) -> NoiseFloor:
+    def _measured_floor(self) -> NoiseFloor:
         m = self._floor.metrics()
         rms = math.sqrt(self._floor.sum_sq_ref / self._floor.values) if self._floor.values else None
         return NoiseFloor(
@@ -141,7 +184,7 @@ class _Diagnosis:
         batches = [x for x, _ in binding.batches(picked, BATCH_ROWS)]
         calibrated = self._calibrated(runs)
         float_model = self._float_model(runs, calibrated)
-        floor = self.floor()
+        floor = self._measured_floor()
         sensitivity = self._sensitivity(runs, batches, calibrated)
         try:
             for run in runs:
@@ -178,7 +221,7 @@ class _Diagnosis:
                     )
                     conversion = tuple((c["layer"], c["sqnr_db"]) for c in layers.values())
                 evidence = Evidence(
-                    result=candidate_result(run, run.task.kind, None, None),
+                    result=candidate_result(run, run.task.kind, None, None),  # see evidence()
                     anatomy=anatomy,
                     inputs=tuple(cov for _, cov in self._coverage.get(run.candidate.name, [])),
                     stats=stats,
@@ -189,7 +232,7 @@ class _Diagnosis:
                     layers=self._layers,
                     conversion=conversion,
                 )
-                self.findings[run.candidate.name] = diagnose(evidence)
+                self._evidence[run.candidate.name] = evidence
         finally:
             if float_model is not None:
                 float_model.close()

@@ -1,4 +1,6 @@
-"""The rule registry (one wiring point) and the formatting helpers rules share."""
+"""The rule registry: the finding ids (DESIGN's table), the ``rule`` decorator every rule
+registers with, and the formatting helpers rules share. ``diagnose.rules`` imports every family
+of rules and runs them."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from liteparity.results.check import Finding
 
 Rule = Callable[[Evidence], list[Finding]]
 
-#: Every rule, by the finding ids it can produce (one wiring point).
+#: Every rule, by the finding ids it can produce.
 RULES: dict[tuple[str, ...], Rule] = {}
 
 FINDING_IDS = (
@@ -29,6 +31,8 @@ FINDING_IDS = (
 
 
 def rule(*ids: str) -> Callable[[Rule], Rule]:
+    """Register a rule under the finding ids it produces (a typo in an id fails at import)."""
+
     def register(fn: Rule) -> Rule:
         unknown = set(ids) - set(FINDING_IDS)
         if unknown:

@@ -17,6 +17,7 @@ import numpy as np
 from liteparity.convert.converter import requantize
 from liteparity.layerwise.names import label
 from liteparity.measure.metrics import ErrorAccumulator
+from liteparity.plain import json_number, number
 from liteparity.runtime.anatomy import RANGE_PRESERVING_OPS, Anatomy
 from liteparity.runtime.worker import Worker
 
@@ -44,10 +45,20 @@ class LayerSensitivity:
         return {
             "layer": self.layer,
             "keep_float": list(self.keep_float),
-            "mse_quantized": self.mse_quantized,
-            "mse_kept_float": self.mse_kept_float,
-            "share_removed": self.share_removed,
+            "mse_quantized": json_number(self.mse_quantized),
+            "mse_kept_float": json_number(self.mse_kept_float),
+            "share_removed": json_number(self.share_removed),
         }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LayerSensitivity:
+        """The inverse of ``to_dict`` (``share_removed`` is recomputed)."""
+        return cls(
+            d["layer"],
+            tuple(d["keep_float"]),
+            number(d["mse_quantized"]),
+            number(d["mse_kept_float"]),
+        )
 
 
 def groups(anatomy: Anatomy, layers: Collection[str] = ()) -> list[tuple[str, list[str]]]:

@@ -106,19 +106,20 @@ def run(
             options.qat_epochs,
         )
         candidates_ = [*converted, *user_files]
-        if hook is not None:
-            hook.start(reference_source, binding, calibration)
-        # Results finished by an earlier run (check only: explain's findings are not kept).
-        done = resumed.results(candidates_, reference_source) if resumed and not hook else {}
+        # Results finished by an earlier run (with a hook, only those whose hook's own
+        # measurements were kept too: explain's evidence).
+        done = resumed.results(candidates_, reference_source, hook) if resumed else {}
         todo = [c for c in candidates_ if c.name not in done]
         reference = done.get("", None)
         results: tuple[CandidateResult, ...] = ()
-        if todo or reference is None:
+        if todo or (reference is None and reference_source is not None):
+            if hook is not None:
+                hook.start(reference_source, binding, calibration)
             reference, results = _evaluate(
                 reference_source, source.io, todo, binding, eval_rows, progress, hook
             )
-            if resumed and not hook:
-                resumed.keep(todo, results, reference)
+            if resumed:
+                resumed.keep(todo, results, reference, hook)
         by_name = {**{c.name: r for c, r in zip(todo, results, strict=True)}, **done}
         results = tuple(by_name[c.name] for c in candidates_)
     finally:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -76,6 +76,14 @@ class Hook(Protocol):
 
     def finish(self, runs: list[_Run], binding: Binding, rows: np.ndarray) -> None:
         """Called while the workers are still alive."""
+
+    def kept(self, result: CandidateResult) -> dict[str, Any] | None:
+        """What the hook measured about a finished candidate, as plain JSON values to keep
+        beside its result (``resume``); None: nothing to keep, so nothing to resume."""
+
+    def restore(self, name: str, stored: dict[str, Any]) -> bool:
+        """Take back what ``kept`` returned in an earlier run for candidate ``name``, which
+        will not run; False when it cannot (then the candidate runs again)."""
 
 
 def input_order(reference_names: Sequence[str], names: Sequence[str]) -> list[int]:

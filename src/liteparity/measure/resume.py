@@ -1,6 +1,8 @@
 """``--resume``: converted models and finished results, kept under the key of what produced
 them (model bytes, recipe, calibration data, evaluation data, versions), so an interrupted or
-repeated run redoes only what is missing. Entries are written atomically."""
+repeated run redoes only what is missing. Beside a result, a hook keeps its own measurements
+(``explain``'s evidence), so its findings too come back without running anything. Entries are
+written atomically."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -18,6 +20,9 @@ from liteparity.convert.candidates import Candidate
 from liteparity.data.prepare import PreparedData
 from liteparity.reference.base import Source
 from liteparity.results.check import CandidateResult, Metric, ReferenceResult
+
+if TYPE_CHECKING:
+    from liteparity.measure.evaluate import Hook
 
 
 def versions() -> tuple[str, ...]:
@@ -130,24 +135,34 @@ class _Resume:
         )
 
     def model_key(self, recipe: str) -> str:
-        from liteparity.measure.resume import fingerprint
-
         return fingerprint(self.conversion_key, recipe)
 
     def _result_key(self, candidate: Candidate | None) -> str:
-        from liteparity.measure.resume import fingerprint
-
         content = b"reference" if candidate is None else candidate.content or b""
         return fingerprint(self.data_key, content, candidate.name if candidate else "")
 
-    def results(self, candidates: list[Candidate], reference: Any) -> dict[str, Any]:
+    def _evidence_key(self, candidate: Candidate) -> str:
+        """Beside the result's key, what else a hook's measurements depend on (the calibration
+        data and the conversion settings: the calibrated model and the float twin)."""
+        return fingerprint(self._result_key(candidate), self.conversion_key, "evidence")
+
+    def results(
+        self, candidates: list[Candidate], reference: Any, hook: Hook | None = None
+    ) -> dict[str, Any]:
+        """The results kept for ``candidates`` (and the reference's, under ""). With a hook, a
+        candidate counts as finished only when the hook takes back what it kept."""
         out: dict[str, Any] = {}
         for c in candidates:
-            if c.content is not None and (stored := self.cache.result(self._result_key(c))):
-                out[c.name] = CandidateResult.from_dict({**stored, "path": c.path})
+            if c.content is None or not (stored := self.cache.result(self._result_key(c))):
+                continue
+            if hook is not None:
+                kept = self.cache.result(self._evidence_key(c))
+                if kept is None or not hook.restore(c.name, kept):
+                    continue
+            out[c.name] = CandidateResult.from_dict({**stored, "path": c.path})
         stored = self.cache.result(self._result_key(None))
         if stored is not None and reference is not None:
-            out[""] = ReferenceResult(**{**stored, "metric": Metric(**stored["metric"])})
+            out[""] = ReferenceResult(**{**stored, "metric": Metric.from_dict(stored["metric"])})
         return out
 
     def keep(
@@ -155,9 +170,14 @@ class _Resume:
         candidates: list[Candidate],
         results: tuple[CandidateResult, ...],
         reference: ReferenceResult | None,
+        hook: Hook | None = None,
     ) -> None:
         for c, r in zip(candidates, results, strict=True):
-            if c.content is not None and r.error is None:
-                self.cache.put_result(self._result_key(c), r.to_dict())
+            if c.content is None or r.error is not None:
+                continue
+            self.cache.put_result(self._result_key(c), r.to_dict())
+            kept = hook.kept(r) if hook is not None else None
+            if kept is not None:
+                self.cache.put_result(self._evidence_key(c), kept)
         if reference is not None:
             self.cache.put_result(self._result_key(None), reference.to_dict())

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from liteparity import qparams
+from liteparity.plain import json_number, json_numbers, number, numbers
 from liteparity.runtime.anatomy import Anatomy
 
 #: Elements per float32 BLAS call: partial results add up in float64, so the rounding error
@@ -140,15 +141,26 @@ class TensorStats:
                 np.maximum(self.channel_absmax, per_channel, out=self.channel_absmax)
 
     def to_dict(self) -> dict[str, Any]:
+        absmax = self.channel_absmax
         return {
-            "count": self.count,
-            "min": self.min,
-            "max": self.max,
-            "at_qmin": self.at_qmin,
-            "at_qmax": self.at_qmax,
-            "below": self.below,
-            "above": self.above,
+            **vars(self),
+            "min": json_number(self.min),
+            "max": json_number(self.max),
+            "channel_absmax": None if absmax is None else json_numbers(absmax),
         }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TensorStats:
+        absmax = d["channel_absmax"]
+        return cls(
+            **{
+                **d,
+                "min": number(d["min"]),
+                "max": number(d["max"]),
+                # float32, as measured: the rules' medians and ratios come out the same
+                "channel_absmax": None if absmax is None else np.array(numbers(absmax), np.float32),
+            }
+        )
 
 
 def collect_stats(
@@ -190,6 +202,25 @@ class InputCoverage:
         self.below += int(np.sum(x < float(q.min[0]) - half))
         self.above += int(np.sum(x > float(q.max[0]) + half))
         self.min, self.max = min(self.min, float(x.min())), max(self.max, float(x.max()))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **vars(self),
+            "quantization": self.quantization.to_dict(),
+            "min": json_number(self.min),
+            "max": json_number(self.max),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> InputCoverage:
+        return cls(
+            **{
+                **d,
+                "quantization": qparams.QParams.from_dict(d["quantization"]),
+                "min": number(d["min"]),
+                "max": number(d["max"]),
+            }
+        )
 
     @property
     def clipped(self) -> float:

@@ -1,5 +1,5 @@
 """What the stages return, as frozen dataclasses with ``to_dict``: data only, no rendering and
 no computation (the JSON output is these dicts).
 
-May import: ``errors`` only.
+May import: ``errors`` and ``plain`` only.
 """

@@ -6,24 +6,15 @@ The JSON output is these dicts, so the names here are the names users see.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from liteparity.plain import json_number, number
+
 #: Task metric names: accuracy against integer labels, MSE against float labels or, with no
 #: labels, MSE against the reference's own outputs.
 ACCURACY, MSE, MSE_VS_REFERENCE = "accuracy", "mse", "mse_vs_reference"
-
-
-def json_number(value: Any) -> Any:
-    """JSON has no infinity: ``inf`` becomes a string, NaN becomes null."""
-    if isinstance(value, float):
-        if math.isnan(value):
-            return None
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-    return value
 
 
 class Severity(str, Enum):
@@ -67,8 +58,25 @@ class Metric:
     name: str
     value: float | None
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Metric:
+        return cls(d["name"], number(d["value"]))
+
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "value": json_number(self.value)}
+
+
+#: A candidate's measured numbers (floats that may be non-finite), by field name.
+_MEASURED = (
+    "latency_ms",
+    "metric_delta",
+    "drop",
+    "agreement",
+    "max_abs_error",
+    "rmse",
+    "sqnr_db",
+    "cosine",
+)
 
 
 @dataclass(frozen=True)
@@ -97,28 +105,18 @@ class CandidateResult:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CandidateResult:
-        """The inverse of ``to_dict`` for the measured numbers (findings are not kept)."""
-        metric = Metric(d["metric"]["name"], d["metric"]["value"]) if d.get("metric") else None
-
-        def number(value: Any) -> Any:
-            return {"inf": math.inf, "-inf": -math.inf}.get(value, value)
-
+        """The inverse of ``to_dict`` for the measured numbers (findings, and the samples kept
+        for reports only, are not kept)."""
+        metric = d.get("metric")
         return cls(
             name=d["name"],
             recipe=d["recipe"],
             path=d.get("path"),
             size_bytes=d.get("size_bytes"),
-            latency_ms=d.get("latency_ms"),
-            metric=metric,
-            metric_delta=number(d.get("metric_delta")),
-            drop=number(d.get("drop")),
-            agreement=d.get("agreement"),
-            max_abs_error=d.get("max_abs_error"),
-            rmse=d.get("rmse"),
-            sqnr_db=number(d.get("sqnr_db")),
-            cosine=d.get("cosine"),
-            batch_size=d.get("batch_size"),
             error=d.get("error"),
+            metric=Metric.from_dict(metric) if metric else None,
+            batch_size=d.get("batch_size"),
+            **{key: number(d.get(key)) for key in _MEASURED},
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -127,15 +125,15 @@ class CandidateResult:
             "recipe": self.recipe,
             "path": self.path,
             "size_bytes": self.size_bytes,
-            "latency_ms": self.latency_ms,
+            "latency_ms": json_number(self.latency_ms),
             "metric": self.metric.to_dict() if self.metric else None,
             "metric_delta": json_number(self.metric_delta),
             "drop": json_number(self.drop),
-            "agreement": self.agreement,
-            "max_abs_error": self.max_abs_error,
-            "rmse": self.rmse,
+            "agreement": json_number(self.agreement),
+            "max_abs_error": json_number(self.max_abs_error),
+            "rmse": json_number(self.rmse),
             "sqnr_db": json_number(self.sqnr_db),
-            "cosine": self.cosine,
+            "cosine": json_number(self.cosine),
             "batch_size": self.batch_size,
             "findings": [f.to_dict() for f in self.findings],
             "error": self.error,

@@ -2,6 +2,6 @@
 a ``.tflite``, flatbuffer surgery, shared-memory batches and the worker processes that run
 candidates in isolation.
 
-May import: ``errors``, ``qparams``, ``_litert``, ``data.binding``. Never TensorFlow: workers
-start fast.
+May import: ``errors``, ``plain``, ``qparams``, ``_litert``, ``data.binding``. Never TensorFlow:
+workers start fast.
 """

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from liteparity import qparams
+from liteparity.plain import json_number, json_numbers, number, numbers
 
 #: Tensor types counted in a sample's memory (strings and resources are not arrays).
 _NUMERIC = frozenset({"float32", "float16", "int8", "uint8", "int16", "int32", "int64", "bool"})
@@ -32,6 +33,23 @@ class WeightSummary:
     tiny_for_float16: int  # non-zero float32 values below float16's smallest normal
     channel_absmax: tuple[float, ...]  # per output channel (axis 0, TFLite's layout)
 
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **vars(self),
+            "absmax": json_number(self.absmax),
+            "channel_absmax": json_numbers(self.channel_absmax),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> WeightSummary:
+        return cls(
+            **{
+                **d,
+                "absmax": number(d["absmax"]),
+                "channel_absmax": tuple(numbers(d["channel_absmax"])),
+            }
+        )
+
 
 @dataclass(frozen=True)
 class TensorRecord:
@@ -50,6 +68,26 @@ class TensorRecord:
     def quantized(self) -> bool:
         return self.quantization is not None
 
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **vars(self),
+            "shape": list(self.shape),
+            "quantization": self.quantization.to_dict() if self.quantization else None,
+            "weights": self.weights.to_dict() if self.weights else None,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TensorRecord:
+        q, w = d["quantization"], d["weights"]
+        return cls(
+            **{
+                **d,
+                "shape": tuple(d["shape"]),
+                "quantization": qparams.QParams.from_dict(q) if q else None,
+                "weights": WeightSummary.from_dict(w) if w else None,
+            }
+        )
+
 
 @dataclass(frozen=True)
 class OpRecord:
@@ -57,6 +95,13 @@ class OpRecord:
     name: str
     inputs: tuple[int, ...]
     outputs: tuple[int, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**vars(self), "inputs": list(self.inputs), "outputs": list(self.outputs)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> OpRecord:
+        return cls(d["index"], d["name"], tuple(d["inputs"]), tuple(d["outputs"]))
 
 
 @dataclass(frozen=True)
@@ -77,6 +122,25 @@ class Anatomy:
 
     def tensor(self, index: int) -> TensorRecord:
         return self._by_index[index]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "tensors": [t.to_dict() for t in self.tensors],
+            "ops": [op.to_dict() for op in self.ops],
+            "inputs": list(self.inputs),
+            "outputs": list(self.outputs),
+            "nested": [t.to_dict() for t in self.nested],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Anatomy:
+        return cls(
+            tuple(TensorRecord.from_dict(t) for t in d["tensors"]),
+            tuple(OpRecord.from_dict(op) for op in d["ops"]),
+            tuple(d["inputs"]),
+            tuple(d["outputs"]),
+            tuple(TensorRecord.from_dict(t) for t in d["nested"]),
+        )
 
     def activations(self) -> list[TensorRecord]:
         """Tensors computed at run time (outputs of ops), in execution order; not those

@@ -1,0 +1,283 @@
+"""Rules about quantized ranges: an input's ``(scale, zero_point)`` against the data
+(``input-range-mismatch``), ranges never calibrated (``dummy-ranges``), values piled on a range's
+edge (``saturation``), evaluation data beyond the calibrated range (``calibration-range``), and a
+scale set by one outlier channel (``outlier-scale``)."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import numpy as np
+
+from liteparity import qparams
+from liteparity.diagnose.evidence import Evidence
+from liteparity.diagnose.registry import covered_range, percent, rule
+from liteparity.diagnose.rules.training import keeps_learned_range
+from liteparity.errors import UsageError
+from liteparity.results.check import Finding, Severity
+from liteparity.runtime.anatomy import RANGE_PRESERVING_OPS, TensorRecord, quantized_activations
+
+#: Input values clipped by the input's (scale, zero_point): a warning, then an error.
+CLIPPED_WARNING, CLIPPED_ERROR = 0.005, 0.05
+#: Share of the input's code range the data uses: below these, precision is wasted.
+USED_WARNING, USED_ERROR = 0.25, 0.05
+#: Share of a tensor's values pinned at its lowest or highest code: clipping, not chance.
+SATURATION_WARNING, SATURATION_ERROR = 0.02, 0.10
+#: Share of float values outside the calibrated range of the same tensor.
+OUT_OF_RANGE_WARNING, OUT_OF_RANGE_ERROR = 0.01, 0.10
+#: Tensors produced by range-setting ops that share one (scale, zero_point): uncalibrated.
+DUMMY_MIN_TENSORS, DUMMY_MIN_SHARE = 2, 0.5
+#: A channel whose range is this many times the median channel's sets the scale alone...
+OUTLIER_CHANNEL_RATIO = 20.0
+#: ...and leaves the median channel fewer codes than this.
+OUTLIER_MEDIAN_CODES = 16.0
+
+
+@rule("input-range-mismatch")
+def input_range(ev: Evidence) -> list[Finding]:
+    """The real range an input's (scale, zero_point) covers against the data's range."""
+    findings = []
+    for cov in ev.inputs:
+        if not cov.count:
+            continue
+        q = cov.quantization
+        clipped, used = cov.clipped, cov.used
+        severity = None
+        if clipped > CLIPPED_ERROR or used < USED_ERROR:
+            severity = Severity.ERROR
+        elif clipped > CLIPPED_WARNING or used < USED_WARNING:
+            severity = Severity.WARNING
+        if severity is None:
+            continue
+        try:
+            want = qparams.from_min_max(cov.min, cov.max, q.dtype)
+            suggested = [float(want.mean[0]), float(want.std_dev[0])]
+            how = (
+                f"Quantize the input for the range the data really has: (mean, std_dev) = "
+                f"({suggested[0]:.4g}, {suggested[1]:.4g}) for TF1's quantized_input_stats; "
+            )
+        except UsageError:  # constant zero data: no range to suggest
+            suggested, how = None, "The input data is constant: check the preprocessing; "
+        covered = covered_range(q)
+        findings.append(
+            Finding(
+                "input-range-mismatch",
+                severity,
+                "broken input quantization",
+                f"Input {cov.name!r} is quantized to cover [{covered[0]:.4g}, {covered[1]:.4g}] "
+                f"((scale, zero_point) = ({float(q.scale[0]):.6g}, {int(q.zero_point[0])}), i.e. "
+                f"(mean, std_dev) = ({float(q.mean[0]):.4g}, {float(q.std_dev[0]):.4g})) but the "
+                f"data spans [{cov.min:.4g}, {cov.max:.4g}]: {percent(clipped)} of input values "
+                f"are clipped and the data uses {percent(used)} of the code range.",
+                {
+                    "input": cov.name,
+                    "covered_range": covered,
+                    "data_range": [cov.min, cov.max],
+                    "clipped_share": clipped,
+                    "used_share": used,
+                    "scale": float(q.scale[0]),
+                    "zero_point": int(q.zero_point[0]),
+                    "suggested_mean_std_dev": suggested,
+                },
+                how + "for post-training quantization, calibrate on data preprocessed exactly "
+                "like this data (same scaling, same normalization).",
+            )
+        )
+    return findings
+
+
+@rule("dummy-ranges")
+def dummy_ranges(ev: Evidence) -> list[Finding]:
+    """Range-setting tensors that all share one (scale, zero_point): never calibrated."""
+    producers = {i: op.name for op in ev.anatomy.ops for i in op.outputs}
+    setting = [
+        t
+        for t in quantized_activations(ev.anatomy)
+        if producers[t.index] not in RANGE_PRESERVING_OPS
+    ]
+    if len(setting) < DUMMY_MIN_TENSORS:
+        return []
+    key = Counter(
+        (float(t.quantization.scale[0]), int(t.quantization.zero_point[0])) for t in setting
+    )  # type: ignore[union-attr]
+    (scale, zero), count = key.most_common(1)[0]
+    if count < DUMMY_MIN_TENSORS or count / len(setting) < DUMMY_MIN_SHARE:
+        return []
+    shared = [
+        t
+        for t in setting
+        if (
+            float(t.quantization.scale[0]),  # type: ignore[union-attr]
+            int(t.quantization.zero_point[0]),
+        )
+        == (scale, zero)
+    ]
+    assumed = covered_range(shared[0].quantization)  # type: ignore[arg-type]
+    measured = {}
+    for t in shared:
+        s = (ev.float_stats or {}).get(t.name) or (ev.stats or {}).get(t.name)
+        if s is not None and s.count:
+            measured[ev.label(t.name)] = [s.min, s.max]
+    source = "float model" if ev.float_stats else "quantized model (clipped to the range)"
+    return [
+        Finding(
+            "dummy-ranges",
+            Severity.ERROR,
+            "uncalibrated (dummy) ranges",
+            f"{count} of {len(setting)} activation tensors share the identical range "
+            f"[{assumed[0]:.4g}, {assumed[1]:.4g}] (scale {scale:.6g}, zero point {zero}): their "
+            "ranges were assumed (default_ranges), not measured, while the real values span "
+            + ", ".join(f"{k} [{v[0]:.3g}, {v[1]:.3g}]" for k, v in list(measured.items())[:3])
+            + ".",
+            {
+                "assumed_range": assumed,
+                "scale": scale,
+                "zero_point": zero,
+                "tensors": [ev.label(t.name) for t in shared],
+                "measured_ranges": measured,
+                "measured_on": source,
+            },
+            "Do not use default_ranges_stats: convert with post-training full-integer "
+            "quantization and a representative dataset (recipe int8/uint8-io), or train with "
+            "quantization-aware training so every tensor carries its learned range.",
+        )
+    ]
+
+
+@rule("saturation")
+def saturation(ev: Evidence) -> list[Finding]:
+    """Quantized tensors whose values pile up on their lowest or highest code."""
+    if not ev.stats:
+        return []
+    found = []
+    for t in quantized_activations(ev.anatomy):
+        s = ev.stats.get(t.name)
+        if s is None or not s.count or keeps_learned_range(ev, t):
+            continue
+        share = (s.at_qmin + s.at_qmax) / s.count
+        if share <= SATURATION_WARNING:
+            continue
+        truth = (ev.float_stats or {}).get(t.name)
+        needed = [truth.min, truth.max] if truth is not None and truth.count else None
+        found.append((share, t, s, needed))
+    findings = []
+    for share, t, s, needed in sorted(found, key=lambda item: -item[0]):
+        covered = covered_range(t.quantization)  # type: ignore[arg-type]
+        need = (
+            f"; the float model's values there span [{needed[0]:.4g}, {needed[1]:.4g}]"
+            if needed
+            else ""
+        )
+        findings.append(
+            Finding(
+                "saturation",
+                Severity.ERROR if share > SATURATION_ERROR else Severity.WARNING,
+                "saturated tensors",
+                f"{percent(share)} of the values of {ev.label(t.name)!r} sit at the edge of its "
+                f"range [{covered[0]:.4g}, {covered[1]:.4g}] ({s.at_qmin} at the lowest code, "
+                f"{s.at_qmax} at the highest){need}.",
+                {
+                    "tensor": ev.label(t.name),
+                    "tensor_name": t.name,
+                    "share": share,
+                    "at_qmin": s.at_qmin,
+                    "at_qmax": s.at_qmax,
+                    "covered_range": covered,
+                    "needed_range": needed,
+                },
+                "Calibrate with data that covers what the model sees in use (more samples, the "
+                "same preprocessing), or keep this layer in float.",
+            )
+        )
+    return findings
+
+
+@rule("calibration-range")
+def calibration_range(ev: Evidence) -> list[Finding]:
+    """Float values of the evaluation data outside the calibrated range of the same tensor."""
+    if not ev.float_stats:
+        return []
+    findings = []
+    for t in quantized_activations(ev.anatomy):
+        truth = ev.float_stats.get(t.name)
+        if truth is None or not truth.count or keeps_learned_range(ev, t):
+            continue
+        share = (truth.below + truth.above) / truth.count
+        if share <= OUT_OF_RANGE_WARNING:
+            continue
+        covered = covered_range(t.quantization)  # type: ignore[arg-type]
+        findings.append(
+            Finding(
+                "calibration-range",
+                Severity.ERROR if share > OUT_OF_RANGE_ERROR else Severity.WARNING,
+                "evaluation data outside the calibrated range",
+                f"{percent(share)} of the evaluation values of {ev.label(t.name)!r} fall outside "
+                f"its calibrated range [{covered[0]:.4g}, {covered[1]:.4g}]; they reach "
+                f"[{truth.min:.4g}, {truth.max:.4g}].",
+                {
+                    "tensor": ev.label(t.name),
+                    "tensor_name": t.name,
+                    "share": share,
+                    "below": truth.below,
+                    "above": truth.above,
+                    "calibrated_range": covered,
+                    "evaluation_range": [truth.min, truth.max],
+                },
+                "Calibrate on data drawn like the evaluation data (same source and preprocessing, "
+                "a few hundred samples covering every class).",
+            )
+        )
+    return findings
+
+
+@rule("outlier-scale")
+def outlier_scale(ev: Evidence) -> list[Finding]:
+    """A per-tensor scale set by one channel, leaving the other channels few codes."""
+    findings = []
+    candidates: list[tuple[TensorRecord, np.ndarray]] = []
+    for t in quantized_activations(ev.anatomy):
+        s = (ev.float_stats or {}).get(t.name) or (ev.stats or {}).get(t.name)
+        if s is not None and s.channel_absmax is not None and len(s.channel_absmax) > 1:
+            candidates.append((t, s.channel_absmax))
+    for t in ev.anatomy.weights():
+        if (
+            t.quantized
+            and not t.quantization.per_channel  # type: ignore[union-attr]
+            and t.weights
+            and len(t.weights.channel_absmax) > 1
+        ):
+            candidates.append((t, np.asarray(t.weights.channel_absmax)))
+    for t, absmax in candidates:
+        median = float(np.median(absmax))
+        top = int(np.argmax(absmax))
+        ratio = float(absmax[top]) / median if median > 0 else math.inf
+        codes = median / float(t.quantization.scale[0])  # type: ignore[union-attr]
+        if ratio < OUTLIER_CHANNEL_RATIO or codes >= OUTLIER_MEDIAN_CODES:
+            continue
+        kind = "weights" if t.constant else "activations"
+        findings.append(
+            Finding(
+                "outlier-scale",
+                Severity.ERROR if codes < OUTLIER_MEDIAN_CODES / 4 else Severity.WARNING,
+                "one outlier channel sets the scale",
+                f"Channel {top} of {ev.label(t.name)!r} ({kind}) reaches {float(absmax[top]):.4g}, "
+                f"{ratio:.0f}× the median channel ({median:.4g}); one scale serves all "
+                f"channels, so a typical channel is left about {codes:.1f} codes.",
+                {
+                    "tensor": ev.label(t.name),
+                    "tensor_name": t.name,
+                    "kind": kind,
+                    "channel": top,
+                    "channel_absmax": float(absmax[top]),
+                    "median_channel_absmax": median,
+                    "ratio": ratio,
+                    "codes_for_median_channel": codes,
+                    "scale": float(t.quantization.scale[0]),
+                },  # type: ignore[union-attr]
+                "Keep the layers around this tensor in float (selective quantization), rebalance "
+                "the channel (cross-layer equalization: scale the channel's weights down and the "
+                "next layer's up), or use int16x8 activations.",
+            )
+        )
+    return findings
