@@ -2,7 +2,8 @@
 
 Library errors (``LiteparityError``) become one red line and their exit code here, and nowhere
 else; ``--debug`` shows the traceback. Exit codes: 0 fine, 1 a budget is broken, 2 bad input
-or a candidate that could not be measured, 130 interrupted.
+or a candidate that could not be measured, 3 a bug in liteparity (``InternalError``: the
+traceback is printed), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import functools
 import json
 import os
 import sys
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,7 +22,7 @@ import typer
 from rich.console import Console
 
 from liteparity import __version__
-from liteparity.errors import LiteparityError, UsageError
+from liteparity.errors import InternalError, LiteparityError, UsageError
 
 app = typer.Typer(
     name="liteparity",
@@ -92,7 +94,8 @@ def _fail(message: str, code: int) -> None:
 
 
 def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn library errors into one line and an exit code (tracebacks with --debug)."""
+    """Turn library errors into one line and an exit code (tracebacks with --debug); a bug
+    (``InternalError``) always shows its traceback."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -102,6 +105,9 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             if kwargs.get("debug"):
                 raise
             _fail(str(exc), exc.exit_code)
+        except InternalError as exc:
+            err.print(traceback.format_exc(), end="", markup=False, highlight=False, soft_wrap=True)
+            _fail(f"internal error (a bug in liteparity, please report it): {exc}", exc.exit_code)
         except KeyboardInterrupt:
             _fail("interrupted; no partial output was written", 130)
 
