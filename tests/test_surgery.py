@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from liteparity import qparams
+from liteparity import _litert, qparams
 from liteparity.convert.converter import convert, requantize
 from liteparity.convert.recipes import RECIPES
 from liteparity.data.prepare import calibration_from
@@ -25,13 +25,7 @@ def calibrated(cnn: Path, digits: Digits) -> bytes:
 
 
 def _undelegated(content: bytes, x: np.ndarray):
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    it = Interpreter(
-        model_content=content,
-        experimental_preserve_all_tensors=True,
-        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
-    )
+    it = _litert.new_interpreter(content, 1, undelegated=True)
     index = it.get_input_details()[0]["index"]
     it.resize_tensor_input(index, list(x.shape))
     it.allocate_tensors()
@@ -63,7 +57,7 @@ def test_exposed_tensors_equal_the_undelegated_interpreter(
     fed = qparams.quantize(x, info.quantization) if info.quantization else x
     reference = _undelegated(content, fed)
     interp = next(inspected.invocations([x], step=16))
-    assert any(op["op_name"] == "DELEGATE" for op in interp._get_ops_details())
+    assert any(op.name == "DELEGATE" for op in _litert.op_details(interp))
     compared = 0
     for t in anatomy.activations():
         if t.dtype not in ("float32", "int8"):
@@ -126,7 +120,7 @@ def test_inspected_batches_fit_the_memory_budget(
     x = digits.x_eval[:1]
     it = _undelegated(calibrated, x)
     per_sample = sum(
-        it.get_tensor(i).nbytes for op in it._get_ops_details() for i in op["outputs"] if i >= 0
+        it.get_tensor(i).nbytes for op in _litert.op_details(it) for i in op.outputs if i >= 0
     )
     model = LiteModel(calibrated, inspect=True)
     monkeypatch.setattr(litemodel, "INSPECT_BUDGET_BYTES", 3 * per_sample + 1)

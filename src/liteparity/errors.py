@@ -7,8 +7,17 @@
     ├── ConversionError        the TFLite converter refused a recipe
     └── InterpreterError       LiteRT failed (or crashed) running a candidate
 
+    InternalError              a bug in liteparity: an invariant broke that no input can break;
+                               the CLI prints the traceback and exits 3
+
 Every class carries the exit code the CLI uses (2: bad input; 1 is reserved for broken
-budgets). Any other exception is a bug in liteparity and keeps its traceback.
+budgets; 3: a bug). ``InternalError`` is deliberately not a ``LiteparityError``: code that
+catches user errors to report them must not swallow a bug. Any other exception escaping
+liteparity is a bug too and keeps its traceback.
+
+Third-party failures (TensorFlow, Keras, LiteRT) are caught by their specific exception types
+where liteparity calls them, or inside the fences ``_tf`` and ``_litert``, and become one of
+these with a one-line reason (``first_line``).
 """
 
 from __future__ import annotations
@@ -38,3 +47,16 @@ class ConversionError(LiteparityError):
 
 class InterpreterError(LiteparityError):
     """LiteRT could not run a model, or its process crashed."""
+
+
+class InternalError(Exception):
+    """A bug in liteparity (an invariant no input can break did break), or a TensorFlow/LiteRT
+    whose private API changed under it. Keeps its traceback; the CLI exits 3."""
+
+    exit_code = 3
+
+
+def first_line(exc: object) -> str:
+    """The first line of an error's text: LiteRT and TF errors run to pages."""
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]

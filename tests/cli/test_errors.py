@@ -205,3 +205,22 @@ def test_debug_shows_the_traceback(bad_files) -> None:
     result = runner.invoke(app, ["check", "nope.keras", "--data", "x.npz", "--debug"])
     assert result.exit_code != 0
     assert result.exception is not None  # re-raised for the traceback
+
+
+def test_a_bug_shows_its_traceback_and_exits_3(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An ``InternalError`` is not a user's mistake: no one-line message alone, the traceback
+    for the report, and its own exit code."""
+    from liteparity import qparams
+    from liteparity.errors import InternalError
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise InternalError("planted invariant")
+
+    monkeypatch.setattr(qparams, "from_min_max", broken)
+    result = runner.invoke(app, ["qparams", "--min", "0", "--max", "1"], catch_exceptions=False)
+    assert result.exit_code == 3, result.output
+    assert "Traceback" in result.stderr
+    assert 'raise InternalError("planted invariant")' in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        "liteparity: internal error (a bug in liteparity, please report it): planted invariant"
+    )

@@ -2,8 +2,9 @@
 
 Library errors (``LiteparityError``) become one red line and their exit code here, and nowhere
 else; ``--debug`` shows the traceback. Exit codes: 0 fine, 1 a budget is broken, 2 bad input
-or a candidate that could not be measured, 130 interrupted. The command modules import only
-typer and the option groups at the top, so ``liteparity --help`` stays fast.
+or a candidate that could not be measured, 3 a bug in liteparity (``InternalError``: the
+traceback is printed), 130 interrupted. The command modules import only typer and the option
+groups at the top, so ``liteparity --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import functools
 import inspect
 import os
 import sys
+import traceback
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -26,7 +28,7 @@ from liteparity.cli.groups import parameters, with_signature
 from liteparity.cli.locate import locate
 from liteparity.cli.output import console, err
 from liteparity.cli.qparams import qparams
-from liteparity.errors import LiteparityError
+from liteparity.errors import InternalError, LiteparityError
 
 app = typer.Typer(
     name="liteparity",
@@ -48,7 +50,7 @@ def _fail(message: str, code: int) -> None:
 
 def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     """Give ``command`` a ``--debug`` option, and turn library errors into one line and an
-    exit code (tracebacks with --debug)."""
+    exit code (tracebacks with --debug); a bug (``InternalError``) always shows its traceback."""
 
     @functools.wraps(command)
     def wrapper(*, debug: bool = False, **values: Any) -> Any:
@@ -58,6 +60,9 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             if debug:
                 raise
             _fail(str(exc), exc.exit_code)
+        except InternalError as exc:
+            err.print(traceback.format_exc(), end="", markup=False, highlight=False, soft_wrap=True)
+            _fail(f"internal error (a bug in liteparity, please report it): {exc}", exc.exit_code)
         except KeyboardInterrupt:
             _fail("interrupted; no partial output was written", 130)
 

@@ -12,12 +12,17 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from liteparity._tf import import_tensorflow, quiet
+from liteparity._tf import (
+    converter_errors,
+    import_tensorflow,
+    quantize_calibrated,
+    quiet,
+    stop_after_calibration,
+)
 from liteparity.convert.recipes import LegacySettings, Recipe
 from liteparity.data.prepare import STATIC_SHAPE_HINT, Calibration
-from liteparity.errors import ConversionError, UsageError
+from liteparity.errors import ConversionError, InternalError, UsageError, first_line
 from liteparity.reference.base import Source
-from liteparity.runtime.litemodel import first_line
 
 
 def convert(
@@ -57,24 +62,23 @@ def convert(
         if recipe.io_type != "float32":
             converter.inference_input_type = getattr(tf, recipe.io_type)
             converter.inference_output_type = getattr(tf, recipe.io_type)
-        # Private, tested in tests/test_recipes.py: calibrate once, quantize many times.
-        converter._experimental_calibrate_only = calibrate_only
+        if calibrate_only:  # calibrate once, quantize many times (``requantize``)
+            stop_after_calibration(converter)
         with quiet():
             return bytes(converter.convert())
 
+    refused = converter_errors()
     try:
         try:
             return attempt(None)
-        except Exception as exc:
+        except refused as exc:
             # Recurrent layers with a free batch size build TensorLists the converter cannot
             # lower ("element_shape to be static"): a fixed batch of 1 converts them. Not for
             # calibrated recipes: TF's calibrator segfaults on such models (TF 2.21).
             if recipe.legacy or recipe.needs_calibration or STATIC_SHAPE_HINT not in str(exc):
                 raise
             return attempt(1)
-    except (UsageError, ConversionError):
-        raise
-    except Exception as exc:
+    except refused as exc:
         raise ConversionError(
             f"recipe {recipe.name}: the converter failed: {converter_message(exc)}"
         ) from exc
@@ -100,7 +104,8 @@ def converter_message(exc: BaseException) -> str:
 
 def _legacy_converter(source: Source, legacy: LegacySettings | None) -> Any:
     tf = import_tensorflow()
-    assert legacy is not None
+    if legacy is None:  # recipes.resolve refuses legacy-uint8 without its settings
+        raise InternalError("the legacy-uint8 recipe reached the converter without its settings")
     graph_def, inputs, outputs = source.frozen_graph()
     shapes = {
         name: [1, *shape[1:]] for name, shape in zip(inputs, source.io.input_shapes, strict=True)
@@ -127,29 +132,13 @@ def requantize(
     numeric_verify: bool = False,
     per_channel: bool = True,
 ) -> bytes:
-    """Full-integer int8 quantization (float input/output) of a ``calibrate_only`` model,
-    keeping the ops whose output tensors are named in ``keep_float`` in float. Takes ~10 ms,
-    so many variants of one calibration are cheap (TF's private ``mlir_quantize``).
+    """Full-integer int8 quantization (inputs and outputs included) of a ``calibrate_only``
+    model, keeping the ops whose output tensors are named in ``keep_float`` in float. Takes
+    ~10 ms, so many variants of one calibration are cheap (TF's private ``mlir_quantize``).
     ``numeric_verify`` builds the debug model of TF's QuantizationDebugger: each quantized
     op gets a float twin fed its dequantized inputs and a NumericVerify op whose output is
     ``dequantize(q) − float``. ``per_channel=False`` gives conv/dense weights one scale per
-    tensor (what some accelerators require)."""
-    import_tensorflow()
-    from tensorflow.lite.python import convert as tf_convert
-
-    try:
-        with quiet():
-            return bytes(
-                tf_convert.mlir_quantize(
-                    calibrated,
-                    fully_quantize=True,
-                    enable_numeric_verify=numeric_verify,
-                    disable_per_channel=not per_channel,
-                    disable_per_channel_for_dense_layers=not per_channel,
-                    denylisted_nodes=list(keep_float) or None,
-                )
-            )
-    except Exception as exc:
-        raise ConversionError(
-            f"re-quantizing the calibrated model failed: {first_line(exc)}"
-        ) from exc
+    tensor (what some accelerators require). ``ConversionError`` when TF refuses."""
+    return quantize_calibrated(
+        calibrated, keep_float, numeric_verify=numeric_verify, per_channel=per_channel
+    )

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from liteparity import qparams
 from liteparity.diagnose.evidence import Evidence
+from liteparity.errors import InternalError
 from liteparity.results.check import Finding
 
 Rule = Callable[[Evidence], list[Finding]]
@@ -36,7 +37,7 @@ def rule(*ids: str) -> Callable[[Rule], Rule]:
     def register(fn: Rule) -> Rule:
         unknown = set(ids) - set(FINDING_IDS)
         if unknown:
-            raise ValueError(f"unknown finding ids {unknown}")
+            raise InternalError(f"a rule registered for unknown finding ids {sorted(unknown)}")
         RULES[ids] = fn
         return fn
 

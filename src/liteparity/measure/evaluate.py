@@ -13,7 +13,7 @@ import numpy as np
 from liteparity.convert.candidates import Candidate
 from liteparity.data.binding import Binding, IOSpec
 from liteparity.data.prepare import BATCH_ROWS, Calibration
-from liteparity.errors import DataError, LiteparityError
+from liteparity.errors import DataError, InternalError, LiteparityError
 from liteparity.measure.metrics import (
     ErrorAccumulator,
     TaskAccumulator,
@@ -107,7 +107,8 @@ def _start(candidate: Candidate, io: IOSpec, kind: str, threads: int) -> _Run:
     if candidate.error:
         run.error = candidate.error
         return run
-    assert candidate.content is not None
+    if candidate.content is None:  # a candidate has its bytes or the error that kept them
+        raise InternalError(f"candidate {candidate.name} has neither a model nor an error")
     try:
         run.worker = Worker(candidate.name, candidate.content, threads)
         info = run.worker.info

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from liteparity.errors import DataError
+from liteparity.errors import DataError, InternalError
 from liteparity.results.check import ACCURACY, MSE, MSE_VS_REFERENCE
 
 #: Errors kept per candidate for the report's histogram (memory stays bounded).
@@ -64,7 +64,8 @@ class TaskAccumulator:
         self.sum_sq_ref += float(np.sum(np.square(reference, dtype=np.float64)))
         self.ref_values += reference.size
         if self.kind == ACCURACY:
-            assert labels is not None
+            if labels is None:  # task_kind gives accuracy only for integer labels
+                raise InternalError("an accuracy metric was asked for without labels")
             correct = float(np.sum(classes(output) == labels.reshape(len(labels))))
             self.total += correct
             self.count += len(output)

@@ -9,8 +9,7 @@ from typing import Any
 import numpy as np
 
 from liteparity.data.binding import IOSpec
-from liteparity.errors import ModelError
-from liteparity.runtime.litemodel import first_line
+from liteparity.errors import ModelError, first_line
 
 TFLITE_IDENTIFIER = b"TFL3"
 
@@ -73,15 +72,18 @@ class Source:
         has an op without a float64 kernel (or the source is not a TensorFlow model)."""
         if not self.convertible:
             raise ModelError(f"{self.path}: a .tflite cannot be run in float64")
+        from liteparity._tf import import_tensorflow
         from liteparity.reference.graph import GraphRunner, float64_graph
 
+        tf = import_tensorflow()
         graph_def, inputs, outputs = self.frozen_graph()
         try:
             twin = GraphRunner(float64_graph(graph_def), inputs, outputs, np.float64)
             twin.predict(
                 [np.zeros((1, *[max(d, 1) for d in s]), np.float32) for s in self.io.sample_shapes]
             )
-        except Exception as exc:
+        # no float64 kernel for an op (OpError when run, ValueError when imported)
+        except (tf.errors.OpError, ValueError) as exc:
             raise ModelError(f"the model cannot run in float64: {first_line(exc)}") from exc
         return twin
 

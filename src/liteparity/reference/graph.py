@@ -10,9 +10,8 @@ import numpy as np
 
 from liteparity._tf import import_tensorflow
 from liteparity.data.binding import IOSpec
-from liteparity.errors import ModelError, UsageError
+from liteparity.errors import ModelError, UsageError, first_line
 from liteparity.reference.base import Source, _shape
-from liteparity.runtime.litemodel import first_line
 
 
 class FrozenGraphSource(Source):
@@ -30,10 +29,12 @@ class FrozenGraphSource(Source):
     ) -> None:
         super().__init__(path)
         tf = import_tensorflow()
+        from google.protobuf.message import DecodeError  # (TensorFlow's own protobuf)
+
         graph_def = tf.compat.v1.GraphDef()
         try:
             graph_def.ParseFromString(Path(path).read_bytes())
-        except Exception as exc:
+        except (DecodeError, OSError) as exc:
             raise ModelError(f"{path}: not a frozen GraphDef (.pb): {first_line(exc)}") from exc
         nodes = {node.name: node for node in graph_def.node}
         if not nodes:
@@ -129,7 +130,7 @@ class GraphRunner:
         if not self._per_sample:
             try:
                 return self._run(inputs)
-            except Exception:
+            except import_tensorflow().errors.OpError:
                 if len(inputs[0]) == 1:
                     raise
                 self._per_sample = True  # batch 1 baked into a reshape: go one by one
@@ -148,19 +149,19 @@ def float64_graph(graph_def: Any) -> Any:
     """The same frozen graph computing in float64: every float32 type attribute and constant
     becomes float64. Running both on the same data measures the float32 noise floor."""
     tf = import_tensorflow()
-    from tensorflow.core.framework import types_pb2
+    single, double = tf.float32.as_datatype_enum, tf.float64.as_datatype_enum
 
     twin = tf.compat.v1.GraphDef()
     twin.CopyFrom(graph_def)
     for node in twin.node:
         for key, attr in node.attr.items():
-            if attr.type == types_pb2.DT_FLOAT:
-                attr.type = types_pb2.DT_DOUBLE
+            if attr.type == single:
+                attr.type = double
             if attr.HasField("list"):
                 for i, t in enumerate(attr.list.type):
-                    if t == types_pb2.DT_FLOAT:
-                        attr.list.type[i] = types_pb2.DT_DOUBLE
-            if key == "value" and attr.tensor.dtype == types_pb2.DT_FLOAT:
+                    if t == single:
+                        attr.list.type[i] = double
+            if key == "value" and attr.tensor.dtype == single:
                 value = tf.make_ndarray(attr.tensor).astype(np.float64)
                 attr.tensor.CopyFrom(tf.make_tensor_proto(value))
     return twin

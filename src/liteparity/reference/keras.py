@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import zipfile
 from typing import Any
 
 import numpy as np
 
-from liteparity._tf import _freeze, import_tensorflow, quiet
+from liteparity._tf import freeze, import_tensorflow, output_layer_names, quiet
 from liteparity.data.binding import IOSpec
-from liteparity.errors import ModelError
+from liteparity.errors import ModelError, first_line
 from liteparity.layerwise.names import LayerNames
 from liteparity.reference.base import Source, _shape, keras_layer_names
-from liteparity.runtime.litemodel import first_line
+
+#: What ``keras.saving.load_model`` raises for a file it cannot load: a refused or unknown
+#: layer (ValueError, TypeError), a missing archive member (KeyError), unreadable weights
+#: (OSError), a damaged archive (BadZipFile).
+_LOAD_ERRORS = (ValueError, TypeError, KeyError, OSError, zipfile.BadZipFile)
 
 
 class KerasSource(Source):
@@ -27,7 +32,7 @@ class KerasSource(Source):
         if model is None:
             try:
                 model = keras.saving.load_model(path, safe_mode=not unsafe, compile=False)
-            except Exception as exc:
+            except _LOAD_ERRORS as exc:
                 text = str(exc)
                 if "safe_mode" in text or "Lambda" in text or "lambda" in text:
                     raise ModelError(
@@ -76,7 +81,7 @@ class KerasSource(Source):
             fixed = keras.models.clone_model(
                 self.model, input_tensors=inputs if len(inputs) > 1 else inputs[0]
             )
-        except Exception as exc:
+        except (ValueError, TypeError) as exc:  # a subclassed model, a layer it cannot rebuild
             raise ModelError(f"cannot fix the batch size of this model: {first_line(exc)}") from exc
         fixed.set_weights(self.model.get_weights())
         with quiet():
@@ -88,7 +93,7 @@ class KerasSource(Source):
 
     def output_layers(self) -> list[str]:
         """The layer that produces each model output, in output order."""
-        return [t._keras_history[0].name for t in self.model.outputs]
+        return output_layer_names(self.model)
 
     def layer_outputs(self, inputs: list[np.ndarray]) -> dict[str, np.ndarray]:
         """Every top-level layer's output (single-output layers) for one batch."""
@@ -121,4 +126,4 @@ class KerasSource(Source):
         def call(*args: Any) -> Any:
             return model(list(args) if len(args) > 1 else args[0], training=False)
 
-        return _freeze(tf.function(call).get_concrete_function(*specs))
+        return freeze(tf.function(call).get_concrete_function(*specs))

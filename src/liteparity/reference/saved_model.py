@@ -13,11 +13,11 @@ from typing import Any
 
 import numpy as np
 
-from liteparity._tf import _freeze, import_tensorflow
+from liteparity._tf import freeze, import_tensorflow
 from liteparity.data.binding import IOSpec
-from liteparity.errors import ModelError
+from liteparity.errors import ModelError, first_line
 from liteparity.reference.base import LAYERS_FILE, Source, _shape
-from liteparity.runtime.litemodel import first_line, natural_key
+from liteparity.runtime.litemodel import natural_key
 
 
 class SavedModelSource(Source):
@@ -36,7 +36,7 @@ class SavedModelSource(Source):
             self.format = format
         try:
             loaded = tf.saved_model.load(path)
-        except Exception as exc:
+        except (OSError, ValueError, tf.errors.OpError) as exc:  # unreadable, incomplete
             raise ModelError(f"{path}: not a loadable SavedModel: {first_line(exc)}") from exc
         signatures = dict(loaded.signatures)
         if not signatures:
@@ -66,7 +66,7 @@ class SavedModelSource(Source):
         return tf.lite.TFLiteConverter.from_saved_model(self.path)
 
     def frozen_graph(self) -> tuple[Any, list[str], list[str]]:
-        return _freeze(self._fn)
+        return freeze(self._fn)
 
     def close(self) -> None:
         if self._keep is not None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from liteparity import qparams
+from liteparity import _litert, qparams
 from liteparity.plain import json_number, json_numbers, number, numbers
 
 #: Tensor types counted in a sample's memory (strings and resources are not arrays).
@@ -173,13 +173,7 @@ def build_anatomy(interpreter: Any) -> Anatomy:
     """Read tensors and ops from an allocated interpreter without delegates (a delegate hides
     the ops and tensors it takes over)."""
     ops = tuple(
-        OpRecord(
-            int(op["index"]),
-            op["op_name"],
-            tuple(int(i) for i in op["inputs"]),
-            tuple(int(i) for i in op["outputs"]),
-        )
-        for op in interpreter._get_ops_details()
+        OpRecord(op.index, op.name, op.inputs, op.outputs) for op in _litert.op_details(interpreter)
     )
     produced = {i: op.name for op in ops for i in op.outputs}
     read = {i for op in ops for i in op.inputs}
@@ -205,12 +199,9 @@ def build_anatomy(interpreter: Any) -> Anatomy:
             )
         )
     nested = []
-    for subgraph in range(1, interpreter._interpreter.NumSubgraphs()):
-        for i in range(interpreter._interpreter.NumTensors(subgraph)):
-            try:
-                d = interpreter._get_tensor_details(i, subgraph)
-            except ValueError:  # a tensor without a shape (an optional, empty operand)
-                continue
+    for subgraph in range(1, interpreter.num_subgraphs()):
+        # (tensors without a shape, optional empty operands, are left out)
+        for d in interpreter.get_tensor_details(subgraph):
             nested.append(
                 TensorRecord(
                     index=-1,

@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from liteparity import qparams
+from liteparity import _litert, qparams
 from liteparity.data.binding import check_sample_shape
-from liteparity.errors import DataError, InterpreterError, ModelError
+from liteparity.errors import DataError, InternalError, InterpreterError, ModelError, first_line
 from liteparity.measure.stats import TensorStats, collect_stats
 from liteparity.runtime.anatomy import Anatomy, build_anatomy
 from liteparity.runtime.surgery import expose_tensors, output_count
@@ -104,7 +104,7 @@ class LiteModel:
         self._inspect = inspect
         self._exposed = expose_tensors(self._content, skip_custom_ops) if inspect else None
         self._interpreter = self._new_interpreter()
-        ops = {op["op_name"] for op in self._interpreter._get_ops_details()}
+        ops = {op.name for op in _litert.op_details(self._interpreter)}
         flex = sorted(op for op in ops if op.startswith(_FLEX_PREFIX))
         if flex:
             raise ModelError(
@@ -134,10 +134,10 @@ class LiteModel:
     def _new_interpreter(self) -> Any:
         if self._exposed is not None:
             try:
-                return _interpreter(self._exposed, self._num_threads)
+                return _litert.new_interpreter(self._exposed, self._num_threads)
             except ModelError:  # the rewrite did not take: read tensors undelegated instead
                 self._exposed = None
-        return _interpreter(self._content, self._num_threads, undelegated=self._inspect)
+        return _litert.new_interpreter(self._content, self._num_threads, undelegated=self._inspect)
 
     def _io(self) -> tuple[list[TensorInfo], list[TensorInfo]]:
         """Inputs and outputs in signature order (outputs ``output_0, output_1, …``), or in
@@ -237,7 +237,7 @@ class LiteModel:
             it.set_tensor(info.index, _to_input(x, info))
         try:
             it.invoke()
-        except Exception as exc:
+        except _litert.LITERT_ERRORS as exc:
             raise InterpreterError(f"LiteRT failed to run the model: {first_line(exc)}") from exc
         return [_from_output(it.get_tensor(info.index), info) for info in self.outputs]
 
@@ -247,7 +247,7 @@ class LiteModel:
             for info, shape in zip(self.inputs, shapes, strict=True):
                 it.resize_tensor_input(info.index, list(shape), strict=False)
             it.allocate_tensors()
-        except Exception as exc:
+        except _litert.LITERT_ERRORS as exc:
             if all(shape[0] == 1 for shape in shapes):
                 raise InterpreterError(
                     f"LiteRT cannot allocate the model: {first_line(exc)}"
@@ -333,13 +333,13 @@ class LiteModel:
         """The model's tensors and ops, read from an undelegated interpreter of the model as
         given (a delegate hides ops, and XNNPack rewrites some weights' quantization)."""
         if self._anatomy is None:
-            it = _interpreter(self._content, 1, undelegated=True)
+            it = _litert.new_interpreter(self._content, 1, undelegated=True)
             for info in self.inputs:
                 shape = [1, *(max(d, 1) for d in info.sample_shape)]
                 it.resize_tensor_input(info.index, shape, strict=False)
             try:
                 it.allocate_tensors()
-            except Exception as exc:
+            except _litert.LITERT_ERRORS as exc:
                 raise InterpreterError(
                     f"LiteRT cannot allocate the model: {first_line(exc)}"
                 ) from exc
@@ -373,7 +373,7 @@ class LiteModel:
         """Run a batch and fold every intermediate tensor into ``stats`` (needs
         ``inspect=True``)."""
         if not self._inspect:
-            raise InterpreterError("tensor_stats needs a LiteModel built with inspect=True")
+            raise InternalError("tensor_stats needs a LiteModel built with inspect=True")
         anatomy = self.anatomy()
         for interpreter in self.invocations(inputs):
             collect_stats(interpreter, anatomy, stats, bounds)
@@ -388,21 +388,6 @@ class LiteModel:
             self._invoke(one)
             times.append(time.perf_counter() - start)
         return float(np.median(times) * 1e3)
-
-
-def _interpreter(content: bytes, num_threads: int, *, undelegated: bool = False) -> Any:
-    """A LiteRT interpreter; ``undelegated`` runs the builtin kernels with every tensor
-    preserved (all readable, slower)."""
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    options: dict[str, Any] = {}
-    if undelegated:
-        options["experimental_preserve_all_tensors"] = True
-        options["experimental_op_resolver_type"] = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    try:
-        return Interpreter(model_content=content, num_threads=num_threads, **options)
-    except Exception as exc:  # LiteRT raises ValueError/RuntimeError with long texts
-        raise ModelError(f"not a valid .tflite model: {first_line(exc)}") from exc
 
 
 def _disagreement(
@@ -424,12 +409,6 @@ def _disagreement(
 
 class _Rebatch(Exception):
     """Raised once when batching turned out impossible; the caller retries per sample."""
-
-
-def first_line(exc: object) -> str:
-    """The first line of an error's text: LiteRT and TF errors run to pages."""
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]
 
 
 def _natural(details: dict[str, Any]) -> dict[str, Any]:

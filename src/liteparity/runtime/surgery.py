@@ -10,8 +10,9 @@ The flatbuffer is patched in place, not unpacked and rebuilt (that took 15 ms on
 CNN in Python and grows with the model): the new outputs vector is appended at the end and the
 subgraph's field pointed at it (flatbuffer offsets point forward, so the end is always
 reachable); dropped ops are cut out of the operators vector, whose elements are offsets
-relative to themselves and are re-based as they move. Reads use the schema that ships with
-``ai_edge_litert``: no TensorFlow import, so worker processes stay light.
+relative to themselves and are re-based as they move. The graph and its fields' positions are
+read by ``liteparity._litert.read_graph`` (the schema that ships with ``ai_edge_litert``, a
+private module): no TensorFlow import, so worker processes stay light.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from __future__ import annotations
 import struct
 from collections.abc import Collection
 
-#: vtable slots of the SubGraph table (TFLite schema; fields are only ever appended)
-_OUTPUTS_SLOT, _OPERATORS_SLOT = 8, 10
+from liteparity._litert import read_graph
+from liteparity.errors import ModelError
+
 #: flatbuffer offsets are 32-bit: a model this large keeps its weights outside (offsets
 #: past 2 GB are rejected)
 _MAX_SIZE = 2**31 - 1
@@ -38,82 +40,61 @@ def expose_tensors(content: bytes, drop_custom_ops: Collection[str] = ()) -> byt
     bodies cannot be outputs of the main graph), one whose dropped ops feed other ops or
     produce its outputs, one near 2 GB, or a file that is not a TFLite flatbuffer (the
     interpreter then reports it properly)."""
-    from ai_edge_litert import schema_py_generated as schema
-
-    buf = bytearray(content)
     try:
-        model = schema.Model.GetRootAs(buf, 0)
-        if model.SubgraphsLength() != 1:
-            return None
-        graph = model.Subgraphs(0)
-        ops = [graph.Operators(k) for k in range(graph.OperatorsLength())]
-        dropped_ops = {
-            k
-            for k, op in enumerate(ops)
-            if (model.OperatorCodes(op.OpcodeIndex()).CustomCode() or b"").decode()
-            in drop_custom_ops
-        }
-        dropped = {int(i) for k in dropped_ops for i in ops[k].OutputsAsNumpy()}
-        kept = [op for k, op in enumerate(ops) if k not in dropped_ops]
-        if any(int(i) in dropped for op in kept for i in _ints(op.InputsAsNumpy())):
-            return None  # another op reads what a dropped op computes
-        own = _ints(graph.OutputsAsNumpy())
-        if dropped & set(own):
-            return None  # the model's own outputs would change
-        outputs, listed = list(own), set(own)
-        computed = {i for op in ops for i in _ints(op.OutputsAsNumpy())}
-        computed |= set(_ints(graph.InputsAsNumpy()))
-        for op in kept:
-            inputs = [i for i in _ints(op.InputsAsNumpy()) if i >= 0]
-            if inputs and not any(i in computed for i in inputs):
-                continue  # folded from constants (float16 weights): XNNPack never writes it
-            for i in _ints(op.OutputsAsNumpy()):
-                if i >= 0 and i not in listed:
-                    outputs.append(i)
-                    listed.add(i)
-        if len(buf) + 4 * len(outputs) + 8 >= _MAX_SIZE:
-            return None
-        if dropped_ops:
-            _cut_vector(buf, graph, _OPERATORS_SLOT, sorted(set(range(len(ops))) - dropped_ops))
-        _append_vector(buf, graph, _OUTPUTS_SLOT, outputs)
-    except Exception:  # not a flatbuffer we can read: the interpreter says what is wrong
+        graph = read_graph(content)
+    except ModelError:
         return None
+    if graph.subgraphs != 1 or graph.outputs_field is None:
+        return None
+    ops = graph.ops
+    dropped_ops = {k for k, op in enumerate(ops) if op.custom_code in drop_custom_ops}
+    dropped = {i for k in dropped_ops for i in ops[k].outputs}
+    kept = [op for k, op in enumerate(ops) if k not in dropped_ops]
+    if any(i in dropped for op in kept for i in op.inputs):
+        return None  # another op reads what a dropped op computes
+    own = graph.outputs
+    if dropped & set(own):
+        return None  # the model's own outputs would change
+    outputs, listed = list(own), set(own)
+    computed = {i for op in ops for i in op.outputs} | set(graph.inputs)
+    for op in kept:
+        inputs = [i for i in op.inputs if i >= 0]
+        if inputs and not any(i in computed for i in inputs):
+            continue  # folded from constants (float16 weights): XNNPack never writes it
+        for i in op.outputs:
+            if i >= 0 and i not in listed:
+                outputs.append(i)
+                listed.add(i)
+    if len(content) + 4 * len(outputs) + 8 >= _MAX_SIZE:
+        return None
+    buf = bytearray(content)
+    if dropped_ops:
+        if graph.operators_field is None:
+            return None
+        keep = sorted(set(range(len(ops))) - dropped_ops)
+        _cut_vector(buf, graph.operators_field, keep)
+    _append_vector(buf, graph.outputs_field, outputs)
     return bytes(buf)
 
 
 def output_count(content: bytes) -> int:
     """How many outputs the model's main graph lists."""
-    from ai_edge_litert import schema_py_generated as schema
-
-    return int(schema.Model.GetRootAs(content, 0).Subgraphs(0).OutputsLength())
+    return len(read_graph(content).outputs)
 
 
-def _ints(values: object) -> list[int]:
-    return [int(v) for v in values] if not isinstance(values, int) else []
-
-
-def _field(table: object, slot: int) -> int:
-    """Absolute position of a table's field (its uoffset to a vector)."""
-    tab = table._tab  # type: ignore[attr-defined]
-    relative = tab.Offset(slot)
-    if not relative:
-        raise ValueError("field absent")
-    return tab.Pos + relative
-
-
-def _append_vector(buf: bytearray, table: object, slot: int, values: list[int]) -> None:
-    """Write an int32 vector at the (4-aligned) end and point the field at it."""
+def _append_vector(buf: bytearray, field: int, values: list[int]) -> None:
+    """Write an int32 vector at the (4-aligned) end and point the field at byte ``field`` (a
+    uoffset, relative to its own position) at it."""
     buf.extend(b"\0" * (-len(buf) % 4))
     start = len(buf)
     buf.extend(struct.pack(f"<I{len(values)}i", len(values), *values))
-    field = _field(table, slot)
     struct.pack_into("<I", buf, field, start - field)
 
 
-def _cut_vector(buf: bytearray, table: object, slot: int, keep: list[int]) -> None:
-    """Keep elements ``keep`` of a vector of table offsets, in place: each element is an
-    offset from its own position, so one moved ``d`` places earlier grows by ``4·d``."""
-    field = _field(table, slot)
+def _cut_vector(buf: bytearray, field: int, keep: list[int]) -> None:
+    """Keep elements ``keep`` of the vector of table offsets the field at ``field`` points
+    to, in place: each element is an offset from its own position, so one moved ``d`` places
+    earlier grows by ``4·d``."""
     length_at = field + struct.unpack_from("<I", buf, field)[0]
     first = length_at + 4
     old = [struct.unpack_from("<I", buf, first + 4 * k)[0] for k in keep]

@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -119,6 +120,8 @@ def _serve(conn: Any) -> None:
             conn.send(("ok", reply))
         except errors.LiteparityError as exc:
             conn.send(("error", type(exc).__name__, str(exc)))
+        except errors.InternalError:  # a bug: its traceback travels with it
+            conn.send(("error", "InternalError", traceback.format_exc()))
         except Exception as exc:  # a LiteRT failure that is not ours: still one clear line
             conn.send(("error", "InterpreterError", f"{type(exc).__name__}: {first_line(exc)}"))
 
@@ -162,7 +165,7 @@ class Worker:
             self._doing = "loading the model"
             self._info = self.receive()
         if self._info is None:
-            raise errors.InterpreterError(f"worker {self.name!r} has no model loaded")
+            raise errors.InternalError(f"worker {self.name!r} has no model loaded")
         return self._info
 
     def load(self, content: bytes) -> ModelInfo:
@@ -294,8 +297,9 @@ class Worker:
 def _preload() -> None:
     """Import and initialise what requests need while the parent is still busy converting,
     so the first request does not pay for it."""
-    import ai_edge_litert.interpreter  # noqa: F401
-    from ai_edge_litert import schema_py_generated  # noqa: F401
+    from liteparity import _litert
+
+    _litert.preload()
 
     np.dot(np.ones(8, np.float32), np.ones(8, np.float32))  # BLAS sets up its threads
     # glibc serves blocks over 128 KB with a fresh mmap (page faults on every batch's
