@@ -176,15 +176,15 @@ def test_a_crashing_interpreter_is_that_candidates_error(
 
     from liteparity.runtime import worker as workers
 
-    real_submit = workers.Worker.submit
+    real_feed = workers.Worker.feed
 
-    def submit(self, inputs):
+    def feed(self, batch):
         if self.name == "tflite:int8.tflite":
             os.kill(self._process.pid, signal.SIGSEGV)
             self._process.wait()
-        return real_submit(self, inputs)
+        return real_feed(self, batch)
 
-    monkeypatch.setattr(workers.Worker, "submit", submit)
+    monkeypatch.setattr(workers.Worker, "feed", feed)
     result = liteparity.check(
         check_all.candidate("float32").path,
         candidates=[check_all.candidate("int8").path, check_all.candidate("float16").path],

@@ -78,10 +78,11 @@ def qparams(
 
 def _tflite_qparams(path: Path) -> list[dict[str, Any]]:
     from liteparity.reference.base import read_tflite
+    from liteparity.runtime.model_jobs import RunModel
     from liteparity.runtime.worker import Worker
 
-    with Worker(path.name, read_tflite(path)) as worker:
-        info = worker.info
+    with Worker(path.name) as worker:
+        info = worker.start(RunModel(read_tflite(path))).get()
     rows = []
     for role, tensors in (("input", info.inputs), ("output", info.outputs)):
         for t in tensors:

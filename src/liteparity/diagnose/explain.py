@@ -31,7 +31,7 @@ from liteparity.layerwise.sensitivity import LayerSensitivity, layer_sensitivity
 from liteparity.measure.check import run as run_pipeline
 from liteparity.measure.evaluate import _Run, candidate_result, input_order
 from liteparity.measure.metrics import ErrorAccumulator
-from liteparity.measure.stats import InputCoverage
+from liteparity.measure.stats import CollectTensorStats, InputCoverage, TensorStats
 from liteparity.progress import Progress
 from liteparity.reference.base import Source
 from liteparity.reference.graph import GraphRunner, learned_ranges
@@ -83,6 +83,8 @@ def diagnosed(
 class _Gathering:
     """The ``check`` hook that gathers ``Evidence`` for every candidate it sees run, and takes
     back the evidence of candidates resumed from an earlier run."""
+
+    anatomy = True  # every candidate's anatomy comes with its start
 
     def __init__(self, progress: Progress | None = None) -> None:
         self._progress = progress
@@ -144,16 +146,12 @@ class _Gathering:
 
     def ready(self, runs: list[_Run]) -> None:
         for run in runs:
-            if run.worker is None:
+            if run.worker is None or run.info is None or run.info.anatomy is None:
                 continue
-            try:
-                anatomy = run.worker.anatomy()
-            except LiteparityError as exc:
-                run.fail(exc)
-                continue
+            anatomy = run.info.anatomy
             self._anatomy[run.candidate.name] = anatomy
             coverage = []
-            for info, ref_index in zip(run.worker.info.inputs, run.order, strict=True):
+            for info, ref_index in zip(run.info.inputs, run.order, strict=True):
                 q = input_quantization(anatomy, info.index)
                 if q is not None and not q.per_channel:
                     coverage.append((ref_index, InputCoverage(info.name, q)))
@@ -194,16 +192,16 @@ class _Gathering:
                 stats = float_stats = None
                 try:
                     if any(t.quantized for t in anatomy.activations()):
-                        ordered = [[x[i] for i in run.order] for x in batches]
-                        stats = run.worker.tensor_stats(ordered)
+                        job = CollectTensorStats(
+                            run.candidate.content,  # type: ignore[arg-type]
+                            run.threads,
+                            run.batch_size or 1,
+                        )
+                        stats = self._tensor_stats(run.worker, job, batches, run.order)
                     if float_model is not None and not is_float_compute(anatomy):
-                        order = input_order(
-                            self._source.io.input_names,  # type: ignore[union-attr]
-                            [i.name for i in float_model.info.inputs],
-                        )
-                        float_stats = float_model.tensor_stats(
-                            [[x[i] for i in order] for x in batches], _ranges(anatomy)
-                        )
+                        worker, content = float_model
+                        job = CollectTensorStats(content, bounds=_ranges(anatomy))
+                        float_stats = self._tensor_stats(worker, job, batches)
                 except LiteparityError as exc:
                     run.fail(exc)
                     continue
@@ -235,7 +233,7 @@ class _Gathering:
                 self._evidence[run.candidate.name] = evidence
         finally:
             if float_model is not None:
-                float_model.close()
+                float_model[0].close()
             if self._twin is not None:
                 self._twin.close()
 
@@ -269,10 +267,31 @@ class _Gathering:
         except LiteparityError:
             return ()
 
-    def _float_model(self, runs: list[_Run], calibrated: bytes | None) -> Worker | None:
-        """The float32 TFLite twin whose tensors show the real (unclipped) values: the
-        float32 candidate when there is one, else the calibrated model (it computes the same),
-        else a conversion of the reference."""
+    def _tensor_stats(
+        self,
+        worker: Worker,
+        job: CollectTensorStats,
+        batches: list[list[np.ndarray]],
+        order: list[int] | None = None,
+    ) -> dict[str, TensorStats]:
+        """Statistics of every intermediate tensor of ``job``'s model over ``batches``;
+        ``order`` takes the model's inputs from the reference's (None: matched by name)."""
+        inputs = worker.start(job).get()
+        if order is None:
+            order = input_order(
+                self._source.io.input_names,  # type: ignore[union-attr]
+                [i.name for i in inputs],
+            )
+        for x in batches:
+            worker.feed([x[i] for i in order])  # answers nothing: sent without waiting
+        return worker.result().get()
+
+    def _float_model(
+        self, runs: list[_Run], calibrated: bytes | None
+    ) -> tuple[Worker, bytes] | None:
+        """A worker for the float32 TFLite twin whose tensors show the real (unclipped)
+        values, and the twin: the float32 candidate when there is one, else the calibrated
+        model (it computes the same), else a conversion of the reference."""
         content = next(
             (
                 r.candidate.content
@@ -287,7 +306,7 @@ class _Gathering:
                 if self._source is None or not self._source.convertible:
                     return None
                 content = convert(self._source, RECIPES["float32"])
-            return Worker("float32 (for tensor ranges)", content)
+            return Worker("float32 (for tensor ranges)"), content
         except LiteparityError:
             return None
 

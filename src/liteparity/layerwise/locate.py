@@ -25,7 +25,7 @@ from liteparity.data.binding import Binding, sample_rows
 from liteparity.data.prepare import BATCH_ROWS, PreparedData, prepare_data
 from liteparity.errors import UsageError
 from liteparity.layerwise.names import keras_layer
-from liteparity.layerwise.probe import LayerStats, Target
+from liteparity.layerwise.probe import LayerStats, ProbeLayers, Target
 from liteparity.layerwise.sensitivity import LayerSensitivity, layer_sensitivity
 from liteparity.measure.evaluate import input_order
 from liteparity.measure.stats import ErrorStats
@@ -35,6 +35,8 @@ from liteparity.reference.keras import KerasSource
 from liteparity.reference.loader import load_spec
 from liteparity.reference.tflite import TFLiteSource
 from liteparity.results.locate import LayerRecord, LocateResult
+from liteparity.runtime.jobs import Reply
+from liteparity.runtime.model_jobs import ReadTensors, RunModel
 from liteparity.runtime.shared import SharedSlots
 from liteparity.runtime.worker import Worker
 from liteparity.specs import DataSpec, LocateOptions, ModelSpec, from_keywords
@@ -151,9 +153,8 @@ def _start_probes(
 ) -> tuple[list[Target], list[int]]:
     """Load the quantized model and its float twin into every probe worker at once; the
     targets to report and the order the workers take the inputs in."""
-    for worker in pool:
-        worker.probe_start(quant, twin)
-    plans = [worker.receive() for worker in pool]  # the same plan in every worker
+    starts = [worker.start(ProbeLayers(quant, twin)) for worker in pool]
+    plans = [start.get() for start in starts]  # the same plan in every worker
     targets, inputs = plans[0]
     return targets, input_order(source.io.input_names, [i.name for i in inputs])
 
@@ -168,22 +169,19 @@ def _probe(
     batches, and merge their statistics."""
     slots = SharedSlots(len(pool))
     try:
-        busy = [False] * len(pool)
+        busy: list[Reply | None] = [None] * len(pool)
         done, rows = 0, prepared.eval_rows
         for k, (batch, _) in enumerate(prepared.binding.batches(rows, BATCH_ROWS)):
             w = k % len(pool)
-            if busy[w]:
-                pool[w].receive()
-            pool[w].probe(slots.put(batch, w).select(order))
-            busy[w] = True
+            previous = busy[w]
+            if previous is not None:
+                previous.get()  # the worker is done reading its slot
+            busy[w] = pool[w].feed(slots.put(batch, w).select(order))
             done += len(batch[0])
             progress("comparing layers", done, len(rows))
-        for w, worker in enumerate(pool):
-            if busy[w]:
-                worker.receive()
         merged: dict[str, LayerStats] = {}
         for worker in pool:
-            for key, value in worker.probe_result().items():
+            for key, value in worker.result().get().items():
                 merged[key] = merged[key].merge(value) if key in merged else value
         return merged
     finally:
@@ -206,9 +204,9 @@ def conversion_by_layer(
     own = worker is None
     worker = Worker("conversion") if worker is None else worker
     try:
-        worker.load(twin)
-        order = input_order(source.io.input_names, [i.name for i in worker.info.inputs])
-        anatomy = worker.anatomy()
+        info = worker.start(RunModel(twin, anatomy=True)).get()
+        order = input_order(source.io.input_names, [i.name for i in info.inputs])
+        anatomy = info.anatomy
         # Every layer output of these samples is held twice (Keras, TFLite): a large model gets
         # fewer samples (float32 against float32 differs systematically, if at all).
         fits = CONVERSION_BUDGET_BYTES // max(anatomy.bytes_per_sample(), 1)
@@ -220,9 +218,10 @@ def conversion_by_layer(
             if layer is not None and t.dtype == "float32":
                 last[layer] = t.index
         # A layer that produces a model output ends in that output (a fused softmax, say).
-        outputs = [info.index for info in worker.info.outputs]
+        outputs = [o.index for o in info.outputs]
         last.update(zip(source.output_layers(), outputs, strict=False))
-        values = worker.tensors([inputs[i] for i in order], list(last.values()))
+        job = ReadTensors(twin, tuple(last.values()))
+        _, (values,), _ = worker.run(job, [[inputs[i] for i in order]])
     finally:
         if own:
             worker.close()

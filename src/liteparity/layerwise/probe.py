@@ -1,4 +1,5 @@
-"""Per-layer error of a quantized model, accumulated batch by batch in a worker process.
+"""Per-layer error of a quantized model, accumulated batch by batch in a worker process
+(``ProbeLayers``, the worker job).
 
 - **local** error: each quantized op against its float twin fed the same dequantized inputs,
   the pairs TF's debug model (``requantize(..., numeric_verify=True)``) builds for its
@@ -26,7 +27,8 @@ import numpy as np
 from liteparity import qparams
 from liteparity.measure.stats import ErrorStats
 from liteparity.runtime.anatomy import Anatomy
-from liteparity.runtime.litemodel import LiteModel
+from liteparity.runtime.jobs import Job, state
+from liteparity.runtime.litemodel import LiteModel, TensorInfo
 
 NUMERIC_VERIFY = "NumericVerify"
 
@@ -182,6 +184,31 @@ class LayerProbe:
         if self._scratch[0].size < size:
             self._scratch = (np.empty(size, np.float32), np.empty(size, np.float32))
         return self._scratch[0][:size].reshape(shape), self._scratch[1][:size].reshape(shape)
+
+
+@dataclass(frozen=True)
+class ProbeLayers(Job):
+    """``LayerProbe`` as a worker job: ``start`` answers the targets and the quantized
+    model's inputs, each batch fed is folded in, ``result`` is the statistics by target name
+    (one worker's share: ``LayerStats.merge`` joins several)."""
+
+    quant: bytes
+    twin: bytes | None = None
+    threads: int = 1
+    _probe: LayerProbe = state()
+
+    doing = "comparing layers"
+
+    def start(self) -> tuple[list[Target], list[TensorInfo]]:
+        probe = LayerProbe(self.quant, self.twin, self.threads)
+        self.keep(_probe=probe)
+        return probe.targets, probe.model.inputs
+
+    def feed(self, batch: list[np.ndarray]) -> None:
+        self._probe.update(batch)
+
+    def result(self) -> dict[str, LayerStats]:
+        return self._probe.stats
 
 
 def _view(interpreter: Any, index: int) -> np.ndarray:

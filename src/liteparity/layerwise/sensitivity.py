@@ -3,7 +3,8 @@ kept in float at a time (calibrated once, re-quantized in ~10 ms per variant).
 
 A group is every op that touches one activation tensor, followed through range-preserving ops
 (pooling, reshape): keeping only the op that produces a bad tensor in float does not help, as
-its output is quantized again for the next op.
+its output is quantized again for the next op. Each variant is measured in a worker
+(``MeasureVariant``), which returns one number instead of every output.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from liteparity.layerwise.names import label
 from liteparity.measure.metrics import ErrorAccumulator
 from liteparity.plain import json_number, number
 from liteparity.runtime.anatomy import RANGE_PRESERVING_OPS, Anatomy
+from liteparity.runtime.jobs import Job, Reply, state
+from liteparity.runtime.litemodel import LiteModel
+from liteparity.runtime.model_jobs import RunModel
 from liteparity.runtime.worker import Worker
 
 #: Ops that only compute shapes: never worth keeping in float.
@@ -95,6 +99,32 @@ def groups(anatomy: Anatomy, layers: Collection[str] = ()) -> list[tuple[str, li
     return out
 
 
+@dataclass(frozen=True)
+class MeasureVariant(Job):
+    """The output error of one variant: each batch fed is the model's inputs followed by the
+    reference's outputs for them; ``result`` is the mean squared error over every output
+    value."""
+
+    content: bytes
+    threads: int = 1
+    _model: LiteModel = state()
+    _errors: ErrorAccumulator = state()
+
+    doing = "measuring a variant with layers kept in float"
+
+    def start(self) -> None:
+        model = LiteModel(self.content, num_threads=self.threads)
+        self.keep(_model=model, _errors=ErrorAccumulator(classify=False))
+
+    def feed(self, batch: list[np.ndarray]) -> None:
+        count = len(self._model.inputs)
+        self._errors.update(batch[count:], self._model.run(batch[:count]))
+
+    def result(self) -> float:
+        acc = self._errors
+        return float(acc.sum_sq_err / acc.values) if acc.values else 0.0
+
+
 def layer_sensitivity(
     calibrated: bytes,
     batches: Sequence[list[np.ndarray]],
@@ -107,30 +137,24 @@ def layer_sensitivity(
     total)`` hears of each variant (one per layer group: ~0.2 s each on MobileNetV2)."""
     if not batches:
         return []
-    with Worker("sensitivity", calibrated) as worker:
-        anatomy = worker.anatomy()
+    with Worker("sensitivity") as worker:
+        anatomy = worker.start(RunModel(calibrated, anatomy=True)).get().anatomy
         variants = [("", []), *groups(anatomy, layers)]
-
-        def finish() -> float:
-            """The output MSE of the variant the worker runs (first batch already sent)."""
-            acc = ErrorAccumulator(classify=False)
-            acc.update(references[0], worker.receive())
-            for inputs, reference in zip(batches[1:], references[1:], strict=True):
-                acc.update(reference, worker.run(inputs))
-            return float(acc.sum_sq_err / acc.values) if acc.values else 0.0
-
         errors: list[float] = []
+        measured: Reply | None = None
         for k, (_, keep) in enumerate(variants):
             if progress is not None:
                 progress("sensitivity per layer", k, len(variants))
-            # Quantized here while the worker still runs the previous variant: on large models
-            # each takes ~0.1-0.2 s, so the two overlap instead of adding up.
+            # Quantized here while the worker still measures the previous variant: on large
+            # models each takes ~0.1-0.2 s, so the two overlap instead of adding up.
             content = requantize(calibrated, keep)
-            if k:
-                errors.append(finish())
-            worker.load(content)
-            worker.submit(batches[0])
-        errors.append(finish())
+            if measured is not None:
+                errors.append(measured.get())
+            worker.start(MeasureVariant(content))
+            for inputs, reference in zip(batches, references, strict=True):
+                worker.feed([*inputs, *reference])  # answers nothing: sent without waiting
+            measured = worker.result()
+        errors.append(measured.get())  # type: ignore[union-attr]
     base = errors[0]
     found = [
         LayerSensitivity(name, tuple(keep), base, mse)

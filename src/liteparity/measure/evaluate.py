@@ -30,6 +30,8 @@ from liteparity.results.check import (
     Metric,
     ReferenceResult,
 )
+from liteparity.runtime.jobs import Reply
+from liteparity.runtime.model_jobs import ModelInfo, RunModel
 from liteparity.runtime.shared import SharedInputs, SharedSlots
 from liteparity.runtime.worker import Worker
 
@@ -40,6 +42,9 @@ class _Run:
 
     candidate: Candidate
     worker: Worker | None
+    threads: int = 1
+    info: ModelInfo | None = None
+    reply: Reply | None = None  # the candidate's start, then the batch in flight
     order: list[int] = field(default_factory=list)
     errors: ErrorAccumulator = field(default_factory=ErrorAccumulator)
     task: TaskAccumulator | None = None
@@ -57,6 +62,9 @@ class _Run:
 class Hook(Protocol):
     """Extra measurements riding on the evaluation stream (``explain`` uses one)."""
 
+    #: Whether the hook reads each candidate's anatomy (``_Run.info.anatomy``).
+    anatomy: bool
+
     def start(
         self,
         source: Source | None,
@@ -65,7 +73,7 @@ class Hook(Protocol):
     ) -> None: ...
 
     def ready(self, runs: list[_Run]) -> None:
-        """Workers are up and idle: the moment for synchronous requests (``anatomy``)."""
+        """Every candidate is loaded (``_Run.info``), before the first batch."""
 
     def batch(
         self,
@@ -97,10 +105,12 @@ def input_order(reference_names: Sequence[str], names: Sequence[str]) -> list[in
     )
 
 
-def _start(candidate: Candidate, io: IOSpec, kind: str, threads: int) -> _Run:
+def _start(candidate: Candidate, kind: str, threads: int, anatomy: bool) -> _Run:
+    """Start loading the candidate in its worker (without waiting: they load at once)."""
     run = _Run(
         candidate,
         None,
+        threads,
         task=TaskAccumulator(kind),
         errors=ErrorAccumulator(classify=True if kind == ACCURACY else None),
     )
@@ -109,18 +119,21 @@ def _start(candidate: Candidate, io: IOSpec, kind: str, threads: int) -> _Run:
         return run
     if candidate.content is None:  # a candidate has its bytes or the error that kept them
         raise InternalError(f"candidate {candidate.name} has neither a model nor an error")
-    try:
-        run.worker = Worker(candidate.name, candidate.content, threads)
-        info = run.worker.info
-        run.order = input_order(io.input_names, [i.name for i in info.inputs])
-        if len(info.outputs) != len(io.output_names):
-            raise DataError(
-                f"the candidate has {len(info.outputs)} output(s), the reference "
-                f"{len(io.output_names)}"
-            )
-    except LiteparityError as exc:
-        run.fail(exc)
+    run.worker = Worker(candidate.name)
+    job = RunModel(candidate.content, threads, tune=True, latency=True, anatomy=anatomy)
+    run.reply = run.worker.start(job)
     return run
+
+
+def _loaded(run: _Run, io: IOSpec) -> None:
+    """Wait for the candidate's model and check that it fits the reference's inputs and
+    outputs."""
+    info = run.info = run.reply.get()  # type: ignore[union-attr]
+    run.order = input_order(io.input_names, [i.name for i in info.inputs])
+    if len(info.outputs) != len(io.output_names):
+        raise DataError(
+            f"the candidate has {len(info.outputs)} output(s), the reference {len(io.output_names)}"
+        )
 
 
 def _evaluate(
@@ -150,18 +163,14 @@ def _evaluate(
     slots = SharedSlots()
     try:
         for c in candidates:  # one by one: a failure leaves the started ones to `finally`
-            runs.append(_start(c, io, kind, threads))
+            runs.append(_start(c, kind, threads, hook is not None and hook.anatomy))
         for run in runs:
-            _guard(
-                run,
-                lambda r: setattr(
-                    r, "batch_size", r.worker.tune_batch_size(_ordered(current[0], r.order))
-                ),
-            )
+            _guard(run, lambda r: _loaded(r, io))
         if hook is not None:
             hook.ready(runs)
         shared = slots.put(current[0])
-        _submit(runs, shared)
+        # One candidate at a time on the first batch: each times batch sizes on it.
+        _submit(runs, shared, wait=True)
         done = 0
         while current is not None:
             inputs, labels = current
@@ -187,12 +196,8 @@ def _evaluate(
                 hook.batch(inputs, reference, outputs)
             done += len(inputs[0])
             progress("evaluating", done, total)
-        sample = binding.take(rows[:1])[0]
         for run in runs:  # one at a time: parallel runs would disturb each other's timing
-            _guard(
-                run,
-                lambda r: setattr(r, "latency_ms", r.worker.latency_ms(_ordered(sample, r.order))),
-            )
+            _guard(run, _finish)
         if hook is not None:
             progress("diagnosing", total, total)
             hook.finish(runs, binding, rows)
@@ -228,9 +233,14 @@ def _guard(run: _Run, action: Callable[[_Run], None]) -> None:
             run.fail(exc)
 
 
-def _submit(runs: list[_Run], inputs: SharedInputs) -> None:
+def _submit(runs: list[_Run], inputs: SharedInputs, wait: bool = False) -> None:
+    def feed(run: _Run) -> None:
+        run.reply = run.worker.feed(inputs.select(run.order))  # type: ignore[union-attr]
+        if wait:
+            run.reply.get()
+
     for run in runs:
-        _guard(run, lambda r: r.worker.submit(inputs.select(r.order)))
+        _guard(run, feed)
 
 
 def _collect(
@@ -240,7 +250,7 @@ def _collect(
     outputs: list[tuple[_Run, list[np.ndarray]]] = []
 
     def receive(run: _Run) -> None:
-        out = run.worker.receive()
+        out = run.reply.get()  # type: ignore[union-attr]
         if reference is not None:
             _check_shapes(reference, out)
         outputs.append((run, out))
@@ -250,8 +260,10 @@ def _collect(
     return outputs
 
 
-def _ordered(inputs: list[np.ndarray], order: list[int]) -> list[np.ndarray]:
-    return [inputs[i] for i in order]
+def _finish(run: _Run) -> None:
+    """End the candidate's run: the batch size it ran at, and its latency."""
+    summary = run.worker.result().get()  # type: ignore[union-attr]
+    run.batch_size, run.latency_ms = summary.batch_size, summary.latency_ms
 
 
 def _check_shapes(reference: list[np.ndarray], outputs: list[np.ndarray]) -> None:

@@ -1,12 +1,13 @@
 """Streaming statistics, in one place: error statistics (MSE, spread, SQNR), statistics of
-tensor values, and how data sits in an input's quantized range. Running sums that merge
-exactly (Chan's formula), so memory does not grow with the data and workers' parts join."""
+tensor values (and ``CollectTensorStats``, the worker job that gathers them), and how data sits
+in an input's quantized range. Running sums that merge exactly (Chan's formula), so memory does
+not grow with the data and workers' parts join."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -14,6 +15,8 @@ import numpy as np
 from liteparity import qparams
 from liteparity.plain import json_number, json_numbers, number, numbers
 from liteparity.runtime.anatomy import Anatomy
+from liteparity.runtime.jobs import Job, state
+from liteparity.runtime.litemodel import LiteModel, TensorInfo
 
 #: Elements per float32 BLAS call: partial results add up in float64, so the rounding error
 #: stays that of 65536 elements however large the tensor.
@@ -181,6 +184,37 @@ def collect_stats(
         stats.setdefault(record.name, TensorStats()).update(
             value, record.quantization, bounds.get(record.name)
         )
+
+
+@dataclass(frozen=True)
+class CollectTensorStats(Job):
+    """Statistics of every intermediate tensor of ``content`` over the batches fed, by tensor
+    name (``result``); ``start`` answers the model's inputs. ``bounds`` counts the values
+    outside a real range per tensor name (another model's ranges); ``batch_size`` is the one
+    the model runs at (lowered to fit the memory every readable tensor takes)."""
+
+    content: bytes
+    threads: int = 1
+    batch_size: int = 1
+    bounds: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    _model: LiteModel = state()
+    _stats: dict[str, TensorStats] = state()
+
+    doing = "reading intermediate tensors"
+
+    def start(self) -> tuple[TensorInfo, ...]:
+        model = LiteModel(self.content, num_threads=self.threads, inspect=True)
+        model.batch_size = model.inspect_batch(self.batch_size)
+        self.keep(_model=model, _stats={})
+        return tuple(model.inputs)
+
+    def feed(self, batch: list[np.ndarray]) -> None:
+        anatomy = self._model.anatomy()
+        for interpreter in self._model.invocations(batch):
+            collect_stats(interpreter, anatomy, self._stats, self.bounds)
+
+    def result(self) -> dict[str, TensorStats]:
+        return self._stats
 
 
 @dataclass

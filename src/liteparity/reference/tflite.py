@@ -20,12 +20,13 @@ class TFLiteSource(Source):
 
     def __init__(self, path: str) -> None:
         super().__init__(path)
+        from liteparity.runtime.model_jobs import RunModel
         from liteparity.runtime.worker import Worker
 
         self.content = read_tflite(path)
-        self.worker = Worker(Path(path).name, self.content)
+        self.worker = Worker(Path(path).name)
         try:
-            info = self.worker.info
+            info = self.worker.start(RunModel(self.content, tune=True)).get()
         except BaseException:
             self.worker.close()
             raise
@@ -39,11 +40,10 @@ class TFLiteSource(Source):
         )
 
     def predict(self, inputs: list[np.ndarray], shared: Any = None) -> list[np.ndarray]:
-        self.worker.submit(shared if shared is not None else inputs)
-        return self.worker.receive()
+        return self.worker.feed(shared if shared is not None else inputs).get()
 
     def warm_up(self, inputs: list[np.ndarray]) -> None:
-        self.worker.tune_batch_size(inputs)
+        self.predict(inputs)  # the first batch fed also picks the batch size (``tune``)
 
     def close(self) -> None:
         self.worker.close()

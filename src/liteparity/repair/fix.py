@@ -31,6 +31,7 @@ from liteparity.reference.loader import load_spec
 from liteparity.repair.search import _choose, _mark_pareto, _selective_search
 from liteparity.results.check import ACCURACY, MSE_VS_REFERENCE
 from liteparity.results.fix import Budget, FixResult, Trial
+from liteparity.runtime.model_jobs import RunModel
 from liteparity.runtime.worker import Worker
 from liteparity.specs import DataSpec, FixOptions, ModelSpec, from_keywords
 
@@ -74,11 +75,11 @@ class _Bench:
             raise
 
     def _measure(self, content: bytes) -> dict[str, Any]:
-        self.worker.load(content)
+        self.worker.start(RunModel(content, latency=True)).get()
         task = TaskAccumulator(self.kind)
         errors = ErrorAccumulator(classify=True if self.kind == ACCURACY else None)
         for inputs, y, ref in zip(self.batches, self.labels, self.references, strict=True):
-            out = self.worker.run([inputs[i] for i in self.order])
+            out = self.worker.feed([inputs[i] for i in self.order]).get()
             task.update(out[0], y, ref[0])
             errors.update(ref, out)
         value = task.value
@@ -86,7 +87,7 @@ class _Bench:
             "metric": value,
             "drop": drop(self.kind, self.reference_metric, value, self.power),
             "agreement": errors.metrics()["agreement"],
-            "latency_ms": self.worker.latency_ms([self.batches[0][i] for i in self.order]),
+            "latency_ms": self.worker.result().get().latency_ms,  # of the first sample fed
             "size_bytes": len(content),
         }
 
@@ -132,8 +133,6 @@ def fix(
                 batches.append(x)
                 labels.append(y)
             references = [source.predict(b) for b in batches]
-            names = [i.name for i in worker.info.inputs]
-            order = input_order(source.io.input_names, names)
             return _Bench(worker, batches, labels, references, kind, order)
 
         skipped: dict[str, str] = {}
@@ -142,7 +141,8 @@ def fix(
             calibrated = convert(source, RECIPES["int8"], prepared.calibration, calibrate_only=True)
         except ConversionError as exc:  # no int8 for this model: the other recipes remain
             skipped["int8"] = str(exc)
-        worker.load(calibrated or convert(source, RECIPES["float32"]))
+        first = worker.start(RunModel(calibrated or convert(source, RECIPES["float32"])))
+        order = input_order(source.io.input_names, [i.name for i in first.get().inputs])
         bench = bench_for(search_rows)
         contents: dict[str, bytes] = {}
         trials: list[Trial] = []

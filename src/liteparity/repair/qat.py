@@ -16,6 +16,7 @@ from liteparity.reference.base import Source
 from liteparity.reference.loader import load_spec
 from liteparity.results.check import ACCURACY
 from liteparity.results.fix import QatComparison
+from liteparity.runtime.model_jobs import RunModel
 from liteparity.runtime.worker import Worker
 from liteparity.specs import CompareQatOptions, DataSpec, ModelSpec, from_keywords
 
@@ -53,8 +54,9 @@ def compare_qat(
         (x_eval,), y_eval = prepared.binding.take(held)
         predictions = {"reference": classes(source.predict([x_eval])[0])}
         for name, content in (("qat", direct), ("copied", copied)):
-            with Worker(name, content) as worker:
-                predictions[name] = classes(worker.run([x_eval])[0])
+            with Worker(name) as worker:
+                _, (outputs,), _ = worker.run(RunModel(content), [[x_eval]])
+                predictions[name] = classes(outputs[0])
     finally:
         source.close()
     draws = np.random.default_rng(seed + 2).integers(

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import re
 import time
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,8 +23,7 @@ import numpy as np
 
 from liteparity import _litert, qparams
 from liteparity.data.binding import check_sample_shape
-from liteparity.errors import DataError, InternalError, InterpreterError, ModelError, first_line
-from liteparity.measure.stats import TensorStats, collect_stats
+from liteparity.errors import DataError, InterpreterError, ModelError, first_line
 from liteparity.runtime.anatomy import Anatomy, build_anatomy
 from liteparity.runtime.surgery import expose_tensors, output_count
 
@@ -363,20 +362,6 @@ class LiteModel:
                 continue
             yield self._interpreter
             start += size
-
-    def tensor_stats(
-        self,
-        inputs: Sequence[np.ndarray],
-        stats: dict[str, TensorStats],
-        bounds: Mapping[str, tuple[float, float]],
-    ) -> None:
-        """Run a batch and fold every intermediate tensor into ``stats`` (needs
-        ``inspect=True``)."""
-        if not self._inspect:
-            raise InternalError("tensor_stats needs a LiteModel built with inspect=True")
-        anatomy = self.anatomy()
-        for interpreter in self.invocations(inputs):
-            collect_stats(interpreter, anatomy, stats, bounds)
 
     def latency_ms(self, sample: Sequence[np.ndarray], repeats: int = 30) -> float:
         """Median wall time of one single-sample invocation, in milliseconds."""

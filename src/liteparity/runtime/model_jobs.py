@@ -1,0 +1,92 @@
+"""The runtime's own worker jobs: run a model on batches (``RunModel``, with its batch-size and
+latency measurements and, on request, its anatomy) and read chosen tensors (``ReadTensors``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from liteparity.runtime.anatomy import Anatomy
+from liteparity.runtime.jobs import Job, state
+from liteparity.runtime.litemodel import LiteModel, TensorInfo
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What ``RunModel.start`` reports: the model's inputs and outputs (and its anatomy)."""
+
+    inputs: tuple[TensorInfo, ...]
+    outputs: tuple[TensorInfo, ...]
+    anatomy: Anatomy | None = None
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What ``RunModel.result`` reports: the batch size it ran at and, if asked, the median
+    latency of one sample."""
+
+    batch_size: int
+    latency_ms: float | None = None
+
+
+@dataclass(frozen=True)
+class RunModel(Job):
+    """Run a ``.tflite`` on the batches fed; each feed answers the outputs (real values).
+
+    ``tune``: the first batch fed also picks the fastest batch size (timed: feed it to one
+    worker at a time). ``latency``: ``result`` times single-sample runs of the first sample
+    fed. ``anatomy``: ``start`` also reads the model's tensors and ops."""
+
+    content: bytes
+    threads: int = 1
+    tune: bool = False
+    latency: bool = False
+    anatomy: bool = False
+    _model: LiteModel = state()
+    _sample: list[np.ndarray] | None = state()
+
+    doing = "running the model"
+
+    def start(self) -> ModelInfo:
+        model = LiteModel(self.content, num_threads=self.threads)
+        self.keep(_model=model, _sample=None)
+        anatomy = model.anatomy() if self.anatomy else None
+        return ModelInfo(tuple(model.inputs), tuple(model.outputs), anatomy)
+
+    def feed(self, batch: list[np.ndarray]) -> list[np.ndarray]:
+        first = self._sample is None
+        if first and self.tune:
+            self._model.tune_batch_size(batch)
+        outputs = self._model.run(batch)
+        if first:  # a copy: a batch in shared memory is overwritten by the next
+            self.keep(_sample=[np.array(x[:1]) for x in batch])
+        return outputs
+
+    def result(self) -> RunSummary:
+        sample = self._sample
+        latency = self._model.latency_ms(sample) if self.latency and sample is not None else None
+        return RunSummary(self._model.batch_size, latency)
+
+
+@dataclass(frozen=True)
+class ReadTensors(Job):
+    """The values of chosen tensors (by index in ``content``) for each batch fed, every
+    intermediate tensor readable; one sample per invocation."""
+
+    content: bytes
+    indices: tuple[int, ...]
+    threads: int = 1
+    _model: LiteModel = state()
+
+    doing = "reading tensors"
+
+    def start(self) -> None:
+        self.keep(_model=LiteModel(self.content, num_threads=self.threads, inspect=True))
+
+    def feed(self, batch: list[np.ndarray]) -> dict[int, np.ndarray]:
+        parts: dict[int, list[np.ndarray]] = {i: [] for i in self.indices}
+        for interpreter in self._model.invocations(batch):
+            for i in self.indices:
+                parts[i].append(interpreter.get_tensor(i))
+        return {i: np.concatenate(p) for i, p in parts.items() if p}
