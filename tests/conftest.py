@@ -221,42 +221,6 @@ def oracle_outputs(path: Path | str, x: np.ndarray) -> np.ndarray:
     return np.stack(results)
 
 
-#: Real production models (MediaPipe), read-only beside the project (see its README).
-SHARED_MODELS = Path(__file__).resolve().parents[1].parent / "shared" / "models"
-
-
-def shared_model(name: str) -> Path:
-    """``../shared/models/<name>``; the real-model tests cannot run without it."""
-    path = SHARED_MODELS / name
-    if not path.exists():
-        pytest.skip(f"{path} is missing (the project's shared/ folder)")
-    return path
-
-
-def photos(size: int, count: int, low: float = 0.0, high: float = 1.0, seed: int = 0) -> np.ndarray:
-    """Real photos shipped in scikit-image and scikit-learn, randomly cropped, flipped and
-    resized to ``size``×``size`` RGB in [low, high]: what a detector or a landmark model sees."""
-    from PIL import Image
-    from skimage import data as skdata
-    from sklearn.datasets import load_sample_images
-
-    sources = [skdata.astronaut(), skdata.coffee(), skdata.chelsea(), skdata.rocket()]
-    sources += list(load_sample_images().images)
-    rng = np.random.default_rng(seed)
-    out = []
-    for i in range(count):
-        image = sources[i % len(sources)]
-        h, w = image.shape[:2]
-        side = int(min(h, w) * rng.uniform(0.5, 1.0))
-        y, x = rng.integers(0, h - side + 1), rng.integers(0, w - side + 1)
-        crop = Image.fromarray(image[y : y + side, x : x + side])
-        if rng.random() < 0.5:
-            crop = crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        pixels = np.asarray(crop.resize((size, size), Image.Resampling.BILINEAR), np.float32)
-        out.append(low + (high - low) * pixels / 255.0)
-    return np.stack(out)
-
-
 def oracle_all_outputs(path: Path | str, x: np.ndarray) -> dict[str, np.ndarray]:
     """Every output of a float-input model by tensor name, one sample at a time on a plain
     interpreter (the seeds' loop): what any batching must reproduce."""

@@ -12,12 +12,14 @@ import pytest
 
 from liteparity.errors import InterpreterError
 from liteparity.runtime.litemodel import LiteModel
-from tests.conftest import oracle_all_outputs, photos, shared_model
+from tests.conftest import oracle_all_outputs
+from tests.shared_models import MODELS
 
 
 @pytest.fixture(scope="module")
 def face() -> tuple[Path, np.ndarray]:
-    return shared_model("face_detection_short_range.tflite"), photos(128, 16, -1.0, 1.0)
+    face = MODELS["face_detection_short_range"]
+    return face.path, face.photos(16)
 
 
 @pytest.mark.parametrize("count", [16, 13])
@@ -50,8 +52,8 @@ def test_a_forced_batch_size_the_model_cannot_take_is_one_clear_error(face) -> N
 
 
 def test_a_model_that_batches_correctly_keeps_its_batch_and_its_numbers() -> None:
-    path = shared_model("hand_landmark_lite.tflite")
-    x = photos(224, 20, seed=1)
+    hand = MODELS["hand_landmark_lite"]
+    path, x = hand.path, hand.photos(20)
     model = LiteModel(path.read_bytes())
     assert model.tune_batch_size([x], forced=8) == 8
     got = model.run([x])  # 8 + 8 + a proven tail of 4
