@@ -18,7 +18,7 @@ QAT_SCRIPT = """
 import sys, numpy as np, tf_keras as k
 import tensorflow_model_optimization as tfmot
 from sklearn.datasets import load_digits
-from liteparity.reference.graph import learned_ranges
+from liteparity.reference.graph_runner import learned_ranges
 from liteparity.reference.loader import load
 d = load_digits(); x = (d.images / 16.0).astype("float32")[..., None]; y = d.target
 k.utils.set_random_seed(0)
@@ -60,7 +60,7 @@ def qat_models(models_dir: Path) -> tuple[Path, Path]:
 
 
 def test_learned_ranges_are_read_from_the_fake_quant_nodes(qat_models) -> None:
-    from liteparity.reference.graph import learned_ranges
+    from liteparity.reference.graph_runner import learned_ranges
     from liteparity.reference.loader import load
 
     source = load(qat_models[0])

@@ -93,9 +93,9 @@ def __getattr__(name: str) -> Any:
 
 
 if TYPE_CHECKING:
-    from .convert.recipes import RECIPES, LegacySettings, Recipe
-    from .diagnose.explain import explain
-    from .errors import (
+    from liteparity.convert.recipes import RECIPES, LegacySettings, Recipe
+    from liteparity.diagnose.explain import explain
+    from liteparity.errors import (
         ConversionError,
         DataError,
         InterpreterError,
@@ -103,12 +103,12 @@ if TYPE_CHECKING:
         ModelError,
         UsageError,
     )
-    from .layerwise.locate import locate
-    from .measure.check import check
-    from .qparams import QParams, dequantize, from_mean_std, from_min_max, quantize
-    from .repair.fix import fix
-    from .results.check import CandidateResult, CheckResult, Finding, Metric, Severity
-    from .results.fix import FixResult
-    from .results.locate import LocateResult
-    from .runtime.litemodel import LiteModel
-    from .specs import CheckOptions, DataSpec, FixOptions, LocateOptions, ModelSpec
+    from liteparity.layerwise.locate import locate
+    from liteparity.measure.check import check
+    from liteparity.qparams import QParams, dequantize, from_mean_std, from_min_max, quantize
+    from liteparity.repair.fix import fix
+    from liteparity.results.check import CandidateResult, CheckResult, Finding, Metric, Severity
+    from liteparity.results.fix import FixResult
+    from liteparity.results.locate import LocateResult
+    from liteparity.runtime.litemodel import LiteModel
+    from liteparity.specs import CheckOptions, DataSpec, FixOptions, LocateOptions, ModelSpec

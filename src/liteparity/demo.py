@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import gzip
 import importlib.util
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from liteparity.errors import DataError
+from liteparity.measure.resume import cache_dir
 
 #: Rows of MNIST-5k used for training; the rest are the evaluation set.
 TRAIN_ROWS = 4000
@@ -28,14 +28,6 @@ class DemoFiles:
     model: Path
     eval_data: Path
     calibration_data: Path
-
-
-def cache_dir() -> Path:
-    """``$LITEPARITY_CACHE``, else ``$XDG_CACHE_HOME/liteparity``, else ``~/.cache/liteparity``."""
-    if os.environ.get("LITEPARITY_CACHE"):
-        return Path(os.environ["LITEPARITY_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "liteparity"
 
 
 def mnist_5k() -> tuple[np.ndarray, np.ndarray]:

@@ -42,8 +42,8 @@ def dtype_range(dtype: str) -> tuple[int, int]:
 class QParams:
     """Quantization parameters of one tensor: per-tensor (one scale) or per-channel (``axis``)."""
 
-    scale: np.ndarray
-    zero_point: np.ndarray
+    scale: np.ndarray  # 1-D float64 (numbers are taken and made arrays in ``__post_init__``)
+    zero_point: np.ndarray  # 1-D int64
     dtype: str
     axis: int | None = None
 
@@ -82,12 +82,12 @@ class QParams:
     @property
     def min(self) -> np.ndarray:
         """The smallest real value the codes can represent."""
-        return (dtype_range(self.dtype)[0] - self.zero_point) * self.scale
+        return np.asarray((dtype_range(self.dtype)[0] - self.zero_point) * self.scale)
 
     @property
     def max(self) -> np.ndarray:
         """The largest real value the codes can represent."""
-        return (dtype_range(self.dtype)[1] - self.zero_point) * self.scale
+        return np.asarray((dtype_range(self.dtype)[1] - self.zero_point) * self.scale)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values; scalars for a per-tensor tensor, lists per channel."""
@@ -116,7 +116,7 @@ def from_mean_std(mean: float, std_dev: float, dtype: str = "uint8") -> QParams:
     """TF1's ``quantized_input_stats``: ``real = (q − mean) / std_dev``."""
     if std_dev <= 0:
         raise UsageError(f"std_dev must be positive, got {std_dev}")
-    return QParams(1.0 / std_dev, round(mean), dtype)
+    return QParams(np.asarray(1.0 / std_dev), np.asarray(round(mean)), dtype)
 
 
 def from_min_max(minimum: float, maximum: float, dtype: str = "uint8") -> QParams:
@@ -131,7 +131,7 @@ def from_min_max(minimum: float, maximum: float, dtype: str = "uint8") -> QParam
         raise UsageError(f"the range [{minimum}, {maximum}] is empty: nothing to quantize")
     scale = (maximum - minimum) / (qmax - qmin)
     zero_point = int(np.clip(round(qmin - minimum / scale), qmin, qmax))
-    return QParams(scale, zero_point, dtype)
+    return QParams(np.asarray(scale), np.asarray(zero_point), dtype)
 
 
 def from_details(details: dict[str, Any]) -> QParams | None:
@@ -173,7 +173,8 @@ def quantize(real: np.ndarray, qp: QParams) -> np.ndarray:
     inverse = np.float32(1) / _broadcast(qp.scale.astype(np.float32), qp, real.ndim)
     zero_point = _broadcast(qp.zero_point, qp, real.ndim)
     qmin, qmax = dtype_range(qp.dtype)
-    return np.clip(np.round(real * inverse) + zero_point, qmin, qmax).astype(qp.dtype)
+    codes = np.clip(np.round(real * inverse) + zero_point, qmin, qmax)
+    return np.asarray(codes, dtype=qp.dtype)
 
 
 def dequantize(codes: np.ndarray, qp: QParams) -> np.ndarray:
@@ -181,7 +182,7 @@ def dequantize(codes: np.ndarray, qp: QParams) -> np.ndarray:
     codes = np.asarray(codes)
     scale = _broadcast(qp.scale, qp, codes.ndim)
     zero_point = _broadcast(qp.zero_point, qp, codes.ndim)
-    return ((codes.astype(np.float64) - zero_point) * scale).astype(np.float32)
+    return np.asarray((codes.astype(np.float64) - zero_point) * scale, dtype=np.float32)
 
 
 def edge_codes(codes: np.ndarray, qp: QParams) -> tuple[int, int]:

@@ -176,7 +176,7 @@ def from_keywords(
     """The three specs of a call to ``verb``, which takes specs, or a model and data with
     keywords naming fields of ``ModelSpec``, ``DataSpec`` and ``kind`` (the convenience every
     verb keeps). A spec and keywords for the same spec do not mix."""
-    groups = (ModelSpec, DataSpec, kind)
+    groups: tuple[Any, ...] = (ModelSpec, DataSpec, kind)
     known = {f.name for spec in groups for f in dataclasses.fields(spec)}
     unknown = sorted(set(keywords) - known)
     if unknown:

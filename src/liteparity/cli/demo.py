@@ -22,8 +22,9 @@ def demo(output: Output) -> None:
       liteparity demo --json - | jq '.candidates[].name'
     """
     from liteparity.convert.recipes import LegacySettings
-    from liteparity.demo import cache_dir, prepare
+    from liteparity.demo import prepare
     from liteparity.diagnose.explain import explain
+    from liteparity.measure.resume import cache_dir
     from liteparity.specs import CheckOptions, DataSpec, ModelSpec
 
     err.print(f"demo files: {cache_dir() / 'demo'}")

@@ -46,7 +46,9 @@ def parameters(function: Callable[..., Any]) -> list[inspect.Parameter]:
     return list(inspect.signature(function, eval_str=True).parameters.values())
 
 
-def with_signature(function: Any, params: Iterable[inspect.Parameter]) -> Any:
+def with_signature(
+    function: Callable[..., Any], params: Iterable[inspect.Parameter]
+) -> Callable[..., Any]:
     """Give ``function`` the signature typer reads. typer passes every value by keyword, so
     the parameters are keyword-only and may come in any order (defaults or not)."""
     params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in params]

@@ -46,9 +46,8 @@ import numpy as np
 from liteparity._tf import quiet
 from liteparity.convert.runnable import check_runnable
 from liteparity.convert.tflite_prep import PreparedTFLite, prepare_tflite
-from liteparity.errors import ConversionError, DataError, UsageError
+from liteparity.errors import ConversionError, DataError, UsageError, first_line
 from liteparity.progress import Progress, no_progress
-from liteparity.runtime.litemodel import first_line
 
 #: Prefix of AEQ's own recipe names.
 AEQ_PREFIX = "aeq:"
@@ -204,7 +203,7 @@ def _recipe(name: str) -> list[dict[str, Any]]:
         recipe = named[stable.aeq]()
     if stable.float_io:  # the last matching entry wins: inputs and outputs stay float
         recipe += [{**entry, "algorithm_key": "no_quantize"} for entry in _FLOAT_IO]
-    return recipe
+    return list(recipe)
 
 
 def _listed(named: dict[str, Any]) -> str:

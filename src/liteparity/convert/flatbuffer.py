@@ -18,8 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from liteparity.errors import ModelError
-from liteparity.runtime.litemodel import first_line
+from liteparity.errors import ModelError, first_line
 
 #: Every ``.tflite`` carries this identifier at bytes 4..8.
 _IDENTIFIER = b"TFL3"
@@ -144,4 +143,5 @@ class _AlignedBuffer:
         fb.BufferStart(builder)
         if vector is not None:
             fb.BufferAddData(builder, vector)
-        return fb.BufferEnd(builder)
+        end: int = fb.BufferEnd(builder)
+        return end

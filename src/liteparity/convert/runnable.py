@@ -27,8 +27,7 @@ from liteparity.convert.flatbuffer import (
     tensor_name,
     tensor_type,
 )
-from liteparity.errors import ConversionError
-from liteparity.runtime.litemodel import first_line
+from liteparity.errors import ConversionError, first_line
 
 #: Ops whose kernels take (input, weights, bias): the positions of each among the op's inputs.
 _WEIGHTED_OPS = {
@@ -111,8 +110,10 @@ def violations(model: Any) -> Iterator[Violation]:
         if name in _WEIGHTED_OPS:
             positions = _WEIGHTED_OPS[name]
             roles = [inputs[p] if p < len(inputs) else -1 for p in positions]
-            for text, tensor in _weighted_op_problems(model, graph, name, *roles):
-                yield Violation(index, frozenset({tensor}), f"{name} {_label(graph, op)}: {text}")
+            for problem, tensor in _weighted_op_problems(model, graph, name, *roles):
+                yield Violation(
+                    index, frozenset({tensor}), f"{name} {_label(graph, op)}: {problem}"
+                )
         for i in inputs + ints(op.outputs):
             text = _int16_problem(model, graph, i)
             if text:

@@ -4,18 +4,24 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
-from liteparity.data.binding import Binding, bind, sample_rows, split
+from liteparity.data.binding import Binding, IOSpec, bind, sample_rows, split
 from liteparity.data.datasets import Dataset, load
 from liteparity.errors import DataError
-from liteparity.reference.base import Source
 from liteparity.specs import DataSpec
 
 #: Rows read from the data per step: large enough for the interpreter's best batch size.
 BATCH_ROWS = 256
+
+
+class HasIO(Protocol):
+    """What data is bound to: a model's inputs (any reference source)."""
+
+    @property
+    def io(self) -> IOSpec: ...
 
 
 @dataclass(frozen=True)
@@ -44,7 +50,7 @@ class PreparedData:
         }
 
 
-def prepare_data(source: Source, spec: DataSpec, needs_calibration: bool) -> PreparedData:
+def prepare_data(source: HasIO, spec: DataSpec, needs_calibration: bool) -> PreparedData:
     """Load ``spec.data`` (and ``spec.calibration_data``) for ``source``. Without calibration
     data, a seeded split of the data calibrates when ``needs_calibration``, and is not
     evaluated."""
@@ -73,7 +79,7 @@ def prepare_data(source: Source, spec: DataSpec, needs_calibration: bool) -> Pre
     return PreparedData(binding, eval_rows, cal_binding, cal_rows, calibration, seed)
 
 
-def _bind(dataset: Dataset, source: Source) -> Binding:
+def _bind(dataset: Dataset, source: HasIO) -> Binding:
     io = source.io
     return bind(dataset, io.input_names, io.sample_shapes, io.input_dtypes)
 

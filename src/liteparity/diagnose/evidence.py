@@ -12,10 +12,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from liteparity.layerwise.names import LayerNames, label
 from liteparity.layerwise.sensitivity import LayerSensitivity
 from liteparity.measure.stats import InputCoverage, TensorStats
 from liteparity.plain import json_number, json_numbers, number, numbers
+from liteparity.reference.names import LayerNames, label
 from liteparity.results.check import CandidateResult
 from liteparity.runtime.anatomy import Anatomy
 

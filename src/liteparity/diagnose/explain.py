@@ -34,7 +34,7 @@ from liteparity.measure.metrics import ErrorAccumulator
 from liteparity.measure.stats import CollectTensorStats, InputCoverage, TensorStats
 from liteparity.progress import Progress
 from liteparity.reference.base import Source
-from liteparity.reference.graph import GraphRunner, learned_ranges
+from liteparity.reference.graph_runner import GraphRunner, learned_ranges
 from liteparity.results.check import CandidateResult, CheckResult
 from liteparity.runtime.anatomy import (
     Anatomy,

@@ -24,7 +24,6 @@ from liteparity.convert.recipes import RECIPES, get
 from liteparity.data.binding import Binding, sample_rows
 from liteparity.data.prepare import BATCH_ROWS, PreparedData, prepare_data
 from liteparity.errors import UsageError
-from liteparity.layerwise.names import keras_layer
 from liteparity.layerwise.probe import LayerStats, ProbeLayers, Target
 from liteparity.layerwise.sensitivity import LayerSensitivity, layer_sensitivity
 from liteparity.measure.evaluate import input_order
@@ -33,6 +32,7 @@ from liteparity.progress import Progress, no_progress
 from liteparity.reference.base import Source, read_tflite
 from liteparity.reference.keras import KerasSource
 from liteparity.reference.loader import load_spec
+from liteparity.reference.names import keras_layer
 from liteparity.reference.tflite import TFLiteSource
 from liteparity.results.locate import LayerRecord, LocateResult
 from liteparity.runtime.jobs import Reply

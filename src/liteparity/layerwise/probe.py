@@ -150,7 +150,7 @@ class LayerProbe:
         runs = self.twin.invocations(chunk, step=size)
         first = next(runs)
         if self.twin.batchable:  # asked after the run: it may just have found it cannot batch
-            return {t.name: _view(first, t.twin) for t in self._twinned}
+            return {t.name: _view(first, t.twin) for t in self._twinned if t.twin is not None}
         parts = {t.name: [first.get_tensor(t.twin)] for t in self._twinned}
         for interpreter in runs:
             for t in self._twinned:
@@ -214,7 +214,8 @@ class ProbeLayers(Job):
 def _view(interpreter: Any, index: int) -> np.ndarray:
     """A tensor in place, without the copy ``get_tensor`` makes (a third of the time on
     large activations); valid until the interpreter runs again."""
-    return interpreter.tensor(index)()
+    view: np.ndarray = interpreter.tensor(index)()
+    return view
 
 
 def _dequantize(raw: np.ndarray, qp: qparams.QParams, out: np.ndarray) -> np.ndarray:

@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 
 from liteparity.convert.converter import requantize
-from liteparity.layerwise.names import label
 from liteparity.measure.metrics import ErrorAccumulator
 from liteparity.plain import json_number, number
+from liteparity.reference.names import label
 from liteparity.runtime.anatomy import RANGE_PRESERVING_OPS, Anatomy
 from liteparity.runtime.jobs import Job, Reply, state
 from liteparity.runtime.litemodel import LiteModel

@@ -32,7 +32,7 @@ def classes(output: np.ndarray) -> np.ndarray:
     flat = output.reshape(len(output), -1)
     if flat.shape[1] == 1:
         return (flat[:, 0] > 0.5).astype(np.int64)
-    return flat.argmax(axis=1)
+    return np.asarray(flat.argmax(axis=1))
 
 
 def check_labels(labels: np.ndarray | None, output: np.ndarray) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,8 +113,6 @@ class _Resume:
     def open(cls, source: Source, prepared: PreparedData, settings: Any) -> _Resume | None:
         """The cache for ``source`` and ``prepared``; ``settings`` is anything else that
         changes a conversion (legacy settings, graph inputs and outputs), as one value."""
-        from liteparity.demo import cache_dir
-
         if not Path(source.path).exists():
             return None  # an in-memory model has nothing stable to key on
         model = file_fingerprint(source.path)
@@ -181,3 +180,11 @@ class _Resume:
                 self.cache.put_result(self._evidence_key(c), kept)
         if reference is not None:
             self.cache.put_result(self._result_key(None), reference.to_dict())
+
+
+def cache_dir() -> Path:
+    """``$LITEPARITY_CACHE``, else ``$XDG_CACHE_HOME/liteparity``, else ``~/.cache/liteparity``."""
+    if os.environ.get("LITEPARITY_CACHE"):
+        return Path(os.environ["LITEPARITY_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "liteparity"

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +74,7 @@ class Source:
         if not self.convertible:
             raise ModelError(f"{self.path}: a .tflite cannot be run in float64")
         from liteparity._tf import import_tensorflow
-        from liteparity.reference.graph import GraphRunner, float64_graph
+        from liteparity.reference.graph_runner import GraphRunner, float64_graph
 
         tf = import_tensorflow()
         graph_def, inputs, outputs = self.frozen_graph()
@@ -105,7 +106,7 @@ def _shape(dims: Any) -> tuple[int, ...]:
     return tuple(-1 if d is None else int(d) for d in dims)
 
 
-def read_tflite(path: str | Path) -> bytes:
+def read_tflite(path: str | os.PathLike[str]) -> bytes:
     """The bytes of a ``.tflite`` file, refusing anything that is not a TFLite flatbuffer."""
     path = Path(path)
     if not path.is_file():

@@ -10,8 +10,8 @@ import numpy as np
 from liteparity._tf import freeze, import_tensorflow, output_layer_names, quiet
 from liteparity.data.binding import IOSpec
 from liteparity.errors import ModelError, first_line
-from liteparity.layerwise.names import LayerNames
 from liteparity.reference.base import Source, _shape, keras_layer_names
+from liteparity.reference.names import LayerNames
 
 #: What ``keras.saving.load_model`` raises for a file it cannot load: a refused or unknown
 #: layer (ValueError, TypeError), a missing archive member (KeyError), unreadable weights

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,7 +28,7 @@ def load_spec(spec: ModelSpec) -> Source:
 
 
 def load(
-    path: str | Path | Source,
+    path: str | os.PathLike[str] | Source,
     *,
     inputs: Sequence[str] | None = None,
     outputs: Sequence[str] | None = None,

@@ -40,7 +40,8 @@ class TFLiteSource(Source):
         )
 
     def predict(self, inputs: list[np.ndarray], shared: Any = None) -> list[np.ndarray]:
-        return self.worker.feed(shared if shared is not None else inputs).get()
+        outputs: list[np.ndarray] = self.worker.feed(shared if shared is not None else inputs).get()
+        return outputs
 
     def warm_up(self, inputs: list[np.ndarray]) -> None:
         self.predict(inputs)  # the first batch fed also picks the batch size (``tune``)

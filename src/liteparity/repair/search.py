@@ -49,7 +49,7 @@ def _selective_search(
 
 
 def _choose(trials: list[Trial], budget: Budget, prefer: str) -> tuple[Trial, str, bool]:
-    cost = (lambda t: t.size_bytes) if prefer == "size" else (lambda t: t.latency_ms)
+    cost = _cost(prefer)
     within = [t for t in trials if t.within_budget]
     unit = "bytes" if prefer == "size" else "ms"
     if within:
@@ -71,7 +71,7 @@ def _mark_pareto(trials: list[Trial], prefer: str) -> list[Trial]:
     """Trials no other trial beats on both cost and drop."""
     import dataclasses
 
-    cost = (lambda t: t.size_bytes) if prefer == "size" else (lambda t: t.latency_ms)
+    cost = _cost(prefer)
 
     def drop(t: Trial) -> float:
         return t.drop if t.drop is not None else np.inf
@@ -84,3 +84,15 @@ def _mark_pareto(trials: list[Trial], prefer: str) -> list[Trial]:
         )
         out.append(dataclasses.replace(t, pareto=not dominated))
     return out
+
+
+def _cost(prefer: str) -> Callable[[Trial], float]:
+    """What ``prefer`` minimises: a trial's size in bytes, or its latency."""
+
+    def size(t: Trial) -> float:
+        return float(t.size_bytes)
+
+    def latency(t: Trial) -> float:
+        return t.latency_ms
+
+    return size if prefer == "size" else latency

@@ -63,7 +63,8 @@ def render(result: Any, command: str) -> str:
         context.update(_fix(result))
     else:
         raise TypeError(f"no report for {type(result).__name__}")
-    return _environment().get_template("report.html.j2").render(**context)
+    html: str = _environment().get_template("report.html.j2").render(**context)
+    return html
 
 
 def write_report(path: str | Path, result: Any, command: str) -> Path:

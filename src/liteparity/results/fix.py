@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from liteparity.errors import UsageError
-from liteparity.results.check import json_number
+from liteparity.plain import json_number
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from liteparity.results.check import json_number
+from liteparity.plain import json_number
 
 #: The debugger's CSV columns, in its order, so existing notebooks keep working.
 DEBUGGER_COLUMNS = (

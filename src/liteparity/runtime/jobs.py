@@ -46,8 +46,13 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from liteparity.errors import InternalError, InterpreterError, LiteparityError, UsageError
-from liteparity.runtime.litemodel import first_line
+from liteparity.errors import (
+    InternalError,
+    InterpreterError,
+    LiteparityError,
+    UsageError,
+    first_line,
+)
 from liteparity.runtime.shared import SharedInputs, _SharedReader
 
 #: The package a job's class must come from: unpickling a job imports its module.

@@ -8,7 +8,7 @@ from typing import Any
 
 from liteparity.diagnose.evidence import Evidence
 from liteparity.diagnose.registry import covered_range, percent, rule
-from liteparity.layerwise.names import keras_layer
+from liteparity.reference.names import keras_layer
 from liteparity.results.check import Finding, Severity
 from liteparity.runtime.anatomy import Anatomy, TensorRecord, quantized_activations
 
