@@ -12,6 +12,7 @@ import pytest
 from liteparity.diagnose.evidence import Evidence, NoiseFloor
 from liteparity.diagnose.registry import FINDING_IDS, RULES, rule
 from liteparity.diagnose.rules import diagnose
+from liteparity.errors import InternalError
 from liteparity.layerwise.sensitivity import LayerSensitivity
 from liteparity.measure.stats import InputCoverage, TensorStats
 from liteparity.qparams import from_mean_std, from_min_max
@@ -43,7 +44,7 @@ def test_every_finding_id_has_exactly_one_rule() -> None:
 
 
 def test_a_rule_with_an_unknown_id_is_refused() -> None:
-    with pytest.raises(ValueError, match="no-such-id"):
+    with pytest.raises(InternalError, match="no-such-id"):
         rule("no-such-id")(lambda ev: [])
 
 
