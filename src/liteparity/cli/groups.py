@@ -56,6 +56,6 @@ def with_signature(
     duplicated = {n for n in names if names.count(n) > 1}
     if duplicated:
         raise TypeError(f"option(s) declared twice in {function.__name__}: {duplicated}")
-    function.__signature__ = inspect.Signature(params)
+    function.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     function.__annotations__ = {p.name: p.annotation for p in params}
     return function

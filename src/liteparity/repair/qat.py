@@ -9,7 +9,7 @@ import numpy as np
 
 from liteparity.convert.qat import quantization_aware
 from liteparity.data.prepare import prepare_data
-from liteparity.errors import UsageError
+from liteparity.errors import InternalError, UsageError
 from liteparity.measure.metrics import classes, task_kind
 from liteparity.progress import Progress, no_progress
 from liteparity.reference.base import Source
@@ -49,9 +49,13 @@ def compare_qat(
         order = np.random.default_rng(seed).permutation(len(rows))
         train, held = np.sort(rows[order[: len(rows) // 2]]), np.sort(rows[order[len(rows) // 2 :]])
         (x_train,), y_train = prepared.binding.take(train)
+        if y_train is None:  # task_kind said ACCURACY: the data has labels
+            raise InternalError("compare-qat lost the labels it checked")
         progress(f"quantization-aware training ({epochs} epochs)", 0, 1)
         direct, copied = quantization_aware(source, x_train, y_train, epochs, with_copy=True)
         (x_eval,), y_eval = prepared.binding.take(held)
+        if y_eval is None:
+            raise InternalError("compare-qat lost the labels it checked")
         predictions = {"reference": classes(source.predict([x_eval])[0])}
         for name, content in (("qat", direct), ("copied", copied)):
             with Worker(name) as worker:

@@ -29,6 +29,7 @@ def qat_mismatch(ev: Evidence) -> list[Finding]:
     if not ev.learned_ranges:
         return []
     moved: dict[str, dict[str, Any]] = {}
+    pairs: list[tuple[str | None, TensorRecord]]
     pairs = [("quantize_layer", t) for t in _input_codes(ev.anatomy)]
     pairs += [
         (keras_layer(t.name, ev.learned_ranges), t) for t in quantized_activations(ev.anatomy)
