@@ -51,7 +51,8 @@ def numbers(values: Iterable[Any]) -> list[float]:
 def split_special(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
     """``values`` with each non-finite float as ``None``, and ``{name: "nan"|"inf"|"-inf"}``
     for those: a field keeps one JSON type and nothing is lost (``join_special`` reverses it)."""
-    plain, special = {}, {}
+    plain: dict[str, Any] = {}
+    special: dict[str, str] = {}
     for key, value in values.items():
         encoded = json_number(value)
         if isinstance(encoded, str) and encoded in _NON_FINITE and not isinstance(value, str):

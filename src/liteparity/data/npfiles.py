@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import itertools
 import os
+import tokenize
 import zipfile
+import zlib
 from pathlib import Path
 from typing import IO, Any
 
@@ -24,11 +26,22 @@ from liteparity.errors import DataError
 #: DEFLATE cannot inflate by more than ~1032:1; a member claiming more lies about its size.
 MAX_INFLATE_RATIO = 1100
 
+#: Bytes inflated at a time while skipping rows of a compressed member.
+SKIP_BYTES = 1 << 20
+
 #: Labels are read whole (they are one value per sample): refuse more than this many bytes.
 MAX_LABEL_BYTES = 1 << 28
 
 #: What reading a damaged zip member raises (a bad CRC, a truncated or invalid stream).
-_ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError)
+_ZIP_ERRORS = (
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    zlib.error,
+    OSError,
+    EOFError,
+    ValueError,
+    NotImplementedError,  # a compression method zipfile does not know
+)
 
 
 def read_header(fh: IO[bytes], where: str) -> tuple[tuple[int, ...], np.dtype, int]:
@@ -43,7 +56,7 @@ def read_header(fh: IO[bytes], where: str) -> tuple[tuple[int, ...], np.dtype, i
         )
         shape, fortran, dtype = reader(fh)
         offset = fh.tell()
-    except (ValueError, SyntaxError, EOFError, *_ZIP_ERRORS) as exc:
+    except (SyntaxError, tokenize.TokenError, *_ZIP_ERRORS) as exc:  # numpy parses the dict
         raise DataError(f"{where}: not a numpy .npy array ({_short(exc)})") from exc
     if dtype.hasobject:
         raise DataError(f"{where}: holds Python objects, which need pickle: refused")
@@ -90,6 +103,8 @@ class NpyColumn:
     def __getitem__(self, rows: Any) -> np.ndarray:
         rows = np.asarray(rows, dtype=np.int64).reshape(-1)
         out = np.empty((len(rows), *self.shape[1:]), dtype=self.dtype)
+        if out.size == 0:
+            return out
         flat = out.reshape(len(rows), -1).view(np.uint8)
         with open(self.path, "rb", buffering=0) as fh:
             for start, end in _runs(rows):  # one read per run of consecutive rows
@@ -110,16 +125,20 @@ class NpzColumn:
     def __init__(self, path: Path, member: str) -> None:
         self.path, self._member = path, member
         where = f"{path}[{member.removesuffix('.npy')}]"
-        with zipfile.ZipFile(path) as archive:
-            info = archive.getinfo(member)
-            if info.file_size > max(info.compress_size, 1) * MAX_INFLATE_RATIO:
-                raise DataError(
-                    f"{where}: claims to inflate {info.compress_size} bytes to "
-                    f"{info.file_size}, more than compression can: a damaged or hostile archive"
-                )
-            with archive.open(info) as fh:
-                self.shape, self.dtype, self._offset = read_header(fh, where)
-        self._where = where
+        try:
+            with zipfile.ZipFile(path) as archive:
+                info = archive.getinfo(member)
+                if info.file_size > max(info.compress_size, 1) * MAX_INFLATE_RATIO:
+                    raise DataError(
+                        f"{where}: claims to inflate {info.compress_size} bytes to "
+                        f"{info.file_size}, more than compression can: a damaged or hostile "
+                        "archive"
+                    )
+                with archive.open(info) as fh:
+                    self.shape, self.dtype, self._offset = read_header(fh, where)
+        except _ZIP_ERRORS as exc:
+            raise DataError(f"{where}: damaged archive ({_short(exc)})") from exc
+        self._where, self._stored = where, info.compress_type == zipfile.ZIP_STORED
         self._row = _check_size(where, self.shape, self.dtype, info.file_size - self._offset)
         self._fh: tuple[zipfile.ZipFile, IO[bytes]] | None = None
 
@@ -140,11 +159,13 @@ class NpzColumn:
         order = np.argsort(rows, kind="stable")  # one forward pass through the stream
         ordered = rows[order]
         out = np.empty((len(rows), *self.shape[1:]), dtype=self.dtype)
+        if out.size == 0:
+            return out
         flat = out.reshape(len(rows), -1).view(np.uint8)
         fh = self._stream()
         try:
             for start, end in _runs(ordered):
-                fh.seek(self._offset + int(ordered[start]) * self._row)
+                self._seek(fh, self._offset + int(ordered[start]) * self._row)
                 want = (end - start) * self._row
                 data = fh.read(want)
                 if len(data) != want:
@@ -154,6 +175,19 @@ class NpzColumn:
             self.close()
             raise DataError(f"{self._where}: damaged archive ({_short(exc)})") from exc
         return out
+
+    def _seek(self, fh: IO[bytes], position: int) -> None:
+        """Move to ``position``: stored members and rewinds seek; a compressed member is
+        inflated forward a block at a time (``seek`` would inflate up to 16 MB at once)."""
+        ahead = position - fh.tell()
+        if self._stored or ahead < 0:
+            fh.seek(position)
+            return
+        while ahead > 0:
+            skipped = len(fh.read(min(ahead, SKIP_BYTES)))
+            if not skipped:
+                raise DataError(f"{self._where}: the member is shorter than its header says")
+            ahead -= skipped
 
     def read_all(self, limit: int) -> np.ndarray:
         """The whole array (labels), refused above ``limit`` bytes."""

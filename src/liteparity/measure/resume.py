@@ -63,14 +63,19 @@ HASH_BLOCK_BYTES = 16 << 20
 
 
 def rows_fingerprint(columns: Iterable[Any], rows: np.ndarray, labels: Any) -> str:
-    """A sha256 over ``rows`` of each column and of the labels, read a block of rows at a
-    time (memory does not grow with the data)."""
+    """A sha256 over ``rows`` of each column (dtype, sample shape, bytes) and of the labels,
+    read a block of rows at a time: memory does not grow with the data, and the digest does
+    not depend on the block size."""
     digest = hashlib.sha256()
     for col in columns:
         row_bytes = max(1, int(np.prod(col.shape[1:])) * 8)
         block = max(1, HASH_BLOCK_BYTES // row_bytes)
         for start in range(0, len(rows), block):
-            _update(digest, np.asarray(col[rows[start : start + block]]))
+            part = np.ascontiguousarray(col[rows[start : start + block]])
+            if start == 0:
+                digest.update(f"{part.dtype}{part.shape[1:]}{len(rows)}".encode())
+            digest.update(part.data)
+        digest.update(b"\0")
     _update(digest, labels[rows] if labels is not None else None)
     return digest.hexdigest()
 
