@@ -250,3 +250,20 @@ def test_mutated_model_files_never_pass_the_guard_with_a_traceback(
     assert not evil[1].exists()
     with zipfile.ZipFile(cnn) as archive:
         assert "config.json" in archive.namelist()
+
+
+def test_nan_outputs_are_counted_not_hidden_as_zero_error() -> None:
+    from liteparity.measure.metrics import ErrorAccumulator
+
+    acc = ErrorAccumulator()
+    reference = np.ones((4, 3), np.float32)
+    candidate = reference.copy()
+    candidate[:2] = np.nan  # half the samples, 6 of 12 values
+    candidate[3, 0] = np.inf
+    acc.update([reference], [candidate])
+    got = acc.metrics()
+    assert got["non_finite_share"] == 7 / 12
+    assert math.isnan(got["max_abs_error"])  # Python's max() used to drop the NaN: 0.0
+    clean = ErrorAccumulator()
+    clean.update([reference], [reference])
+    assert clean.metrics()["non_finite_share"] == 0.0 and clean.metrics()["max_abs_error"] == 0.0
