@@ -184,3 +184,20 @@ def test_sigterm_cleans_up_like_ctrl_c(digits: Digits, cnn: Path, tmp_path: Path
     assert b"Traceback" not in stderr
     assert not [p for p in held if os.path.exists(p)]
     assert not (tmp_path / "out.json").exists()
+
+
+def test_the_terminal_shows_liteparity_output_only(cnn: Path, eval_npz: Path) -> None:
+    """TensorFlow's absl start-up lines (oneDNN, CUDA, cuInit) reach fd 2 before
+    ``InitializeLog``: a fresh process must not show them."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    argv = [sys.executable, "-m", "liteparity", "check", str(cnn), "--data", str(eval_npz)]
+    proc = subprocess.run(
+        [*argv, "--recipes", "float32", "--max-samples", "50"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.strip() == "", proc.stderr
+    assert "float32" in proc.stdout
