@@ -1,8 +1,10 @@
-"""Peak memory of ``liteparity check`` on 50,000 samples against 5,000: streaming means it
-should barely move (target: within 1.2×).
+"""Peak memory of ``liteparity check`` on 50,000 samples against 5,000, for a ``.npy`` and an
+``.npz`` (compressed: its members are streamed, not inflated), with and without ``--resume``
+(the data key is hashed as the rows stream): streaming means it should barely move (target:
+within 1.2×).
 
-Each size runs in its own fresh process (so each has its own peak); the data is MNIST-5k tiled
-into a ``.npy`` file. Peak = the process's own high-water mark plus its worker processes'
+Each run is its own fresh process (so each has its own peak), with its own empty cache; the
+data is MNIST-5k tiled. Peak = the process's own high-water mark plus its worker processes'
 (sampled from /proc while they run).
 
     python benchmarks/bench_memory.py [--small 5000] [--large 50000]
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -39,8 +42,10 @@ def watch():
         time.sleep(0.05)
 threading.Thread(target=watch, daemon=True).start()
 import liteparity
-model, data, cal = sys.argv[1:4]
-result = liteparity.check(model, data=data, calibration_data=cal, recipes=["int8"])
+model, data, cal, resume = sys.argv[1:5]
+result = liteparity.check(
+    model, data=data, calibration_data=cal, recipes=["int8"], resume=resume == "resume"
+)
 time.sleep(0.2)
 own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(json.dumps({"own_kb": own, "workers_kb": sum(peaks.values()),
@@ -49,14 +54,32 @@ print(json.dumps({"own_kb": own, "workers_kb": sum(peaks.values()),
 """
 
 
-def measure(model: Path, data: Path, cal: Path) -> dict:
-    out = subprocess.run(
-        [sys.executable, "-c", CHILD, str(model), str(data), str(cal)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+def measure(model: Path, data: Path, cal: Path, resume: bool) -> dict:
+    with tempfile.TemporaryDirectory() as cache:
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                CHILD,
+                str(model),
+                str(data),
+                str(cal),
+                ("no", "resume")[resume],
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            env=dict(os.environ, LITEPARITY_CACHE=cache),
+        )
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def write(path: Path, x: np.ndarray) -> Path:
+    if path.suffix == ".npy":
+        np.save(path, x)
+    else:
+        np.savez_compressed(path, x=x)
+    return path
 
 
 def main() -> None:
@@ -69,21 +92,26 @@ def main() -> None:
 
     files = prepare()
     x, _ = mnist_5k()
-    with tempfile.TemporaryDirectory() as tmp:
-        runs = {}
-        for n in (args.small, args.large):
-            path = Path(tmp) / f"x_{n}.npy"
-            np.save(path, np.resize(x, (n, *x.shape[1:])))
-            runs[n] = measure(files.model, path, files.calibration_data)
+    for suffix in (".npy", ".npz"):
+        for resume in (False, True):
+            with tempfile.TemporaryDirectory() as tmp:
+                runs = {}
+                for n in (args.small, args.large):
+                    path = write(Path(tmp) / f"x_{n}{suffix}", np.resize(x, (n, *x.shape[1:])))
+                    runs[n] = measure(files.model, path, files.calibration_data, resume)
+            report(f"{suffix}{' --resume' if resume else ''}", runs, args.small, args.large)
+
+
+def report(label: str, runs: dict[int, dict], small_n: int, large_n: int) -> None:
     for n, r in runs.items():
         total = (r["own_kb"] + r["workers_kb"]) / 1024
         print(
-            f"{r['samples']:>6} samples ({n * 784 * 4 / 2**20:6.1f} MB of data): peak "
-            f"{r['own_kb'] / 1024:7.1f} MB main + {r['workers_kb'] / 1024:6.1f} MB workers "
-            f"= {total:7.1f} MB"
+            f"{label:>14} {r['samples']:>6} samples ({n * 784 * 4 / 2**20:6.1f} MB of data): "
+            f"peak {r['own_kb'] / 1024:7.1f} MB main + {r['workers_kb'] / 1024:6.1f} MB "
+            f"workers = {total:7.1f} MB"
         )
-    small, large = (runs[n]["own_kb"] + runs[n]["workers_kb"] for n in (args.small, args.large))
-    print(f"ratio, {args.large} vs {args.small} samples: {large / small:.3f}x (target <= 1.2x)")
+    small, large = (runs[n]["own_kb"] + runs[n]["workers_kb"] for n in (small_n, large_n))
+    print(f"{label:>14} ratio, {large_n} vs {small_n}: {large / small:.3f}x (target <= 1.2x)")
 
 
 if __name__ == "__main__":

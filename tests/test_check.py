@@ -76,12 +76,15 @@ def test_json_has_the_documented_shape(check_all) -> None:
         "rmse",
         "sqnr_db",
         "cosine",
+        "non_finite_share",
+        "special",
         "findings",
         "error",
     }
     for c in doc["candidates"]:
         assert keys <= set(c)
-        assert set(c["metric"]) == {"name", "value"}
+        assert set(c["metric"]) == {"name", "value", "special"}
+        assert c["non_finite_share"] == 0.0 and not c["special"]  # all finite here
         assert c["latency_ms"] > 0
     rows = check_all.rows()
     assert rows[0]["name"] == "float32" and rows[0]["metric_name"] == "accuracy"

@@ -22,12 +22,25 @@ from typing import Any
 
 from liteparity.errors import ConversionError, InternalError, first_line
 
+#: Set (by ``--debug``) to let TensorFlow's start-up log through.
+DEBUG_ENV = "LITEPARITY_DEBUG"
+
 
 def import_tensorflow() -> Any:
-    """TensorFlow, imported on first use (it costs seconds) with its C++ chatter hushed."""
+    """TensorFlow, imported on first use (it costs seconds) with its C++ chatter hushed: its
+    absl start-up lines (oneDNN, CUDA, CPU features, and the device set-up's cuInit error on
+    a machine without a GPU) go straight to file descriptor 2 before ``InitializeLog``, where
+    ``TF_CPP_MIN_LOG_LEVEL`` cannot reach them, so the import and the device listing run with
+    descriptor 2 silenced unless ``LITEPARITY_DEBUG`` is set. Import errors still raise."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
+    if "tensorflow" in sys.modules or os.environ.get(DEBUG_ENV):
+        import tensorflow as tf
 
+        return tf
+    with quiet():
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()  # device set-up logs too ("failed call to cuInit")
     return tf
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import gzip
 import importlib.util
+import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,7 +92,13 @@ def prepare(directory: Path | None = None) -> DemoFiles:
         model.fit(x[train], y[train], epochs=5, batch_size=64, verbose=0)
     np.savez(files.calibration_data, x=x[train[:CALIBRATION_ROWS]])
     np.savez(files.eval_data, x=x[test], y=y[test])
-    tmp = files.model.with_name(".tmp.keras")
-    model.save(tmp)
-    tmp.replace(files.model)
+    # A unique temporary name beside the target: two first runs must not share one.
+    fd, tmp = tempfile.mkstemp(prefix=f".{files.model.stem}.", suffix=".keras", dir=directory)
+    os.close(fd)
+    try:
+        model.save(tmp)
+        os.replace(tmp, files.model)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
     return files

@@ -5,7 +5,8 @@
     ├── ModelError             a model file that is missing, of the wrong kind, or unloadable
     ├── DataError              data that is missing, malformed or does not fit the model
     ├── ConversionError        the TFLite converter refused a recipe
-    └── InterpreterError       LiteRT failed (or crashed) running a candidate
+    ├── InterpreterError       LiteRT failed (or crashed) running a candidate
+    └── OutputError            a report, JSON file or model could not be written
 
     InternalError              a bug in liteparity: an invariant broke that no input can break;
                                the CLI prints the traceback and exits 3
@@ -47,6 +48,10 @@ class ConversionError(LiteparityError):
 
 class InterpreterError(LiteparityError):
     """LiteRT could not run a model, or its process crashed."""
+
+
+class OutputError(LiteparityError):
+    """A result could not be written (read-only or full disk, a directory in the way)."""
 
 
 class InternalError(Exception):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import inspect
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from typing import Annotated, Any
 import typer
 
 from liteparity import __version__
+from liteparity._tf import DEBUG_ENV
 from liteparity.cli.check import CHECK_HELP, EXPLAIN_HELP, check_or_explain
 from liteparity.cli.compare_qat import compare_qat
 from liteparity.cli.demo import demo
@@ -48,12 +50,23 @@ def _fail(message: str, code: int) -> None:
     raise typer.Exit(code)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what ``timeout`` and CI runners send), raised where the program is so that it
+    unwinds like Ctrl-C: workers stop, shared-memory batches and temporary files go."""
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise Terminated
+
+
 def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     """Give ``command`` a ``--debug`` option, and turn library errors into one line and an
     exit code (tracebacks with --debug); a bug (``InternalError``) always shows its traceback."""
 
     @functools.wraps(command)
     def wrapper(*, debug: bool = False, **values: Any) -> Any:
+        if debug:  # TensorFlow's start-up log too (see _tf.import_tensorflow)
+            os.environ[DEBUG_ENV] = "1"
         try:
             return command(**values)
         except LiteparityError as exc:
@@ -63,8 +76,9 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         except InternalError as exc:
             err.print(traceback.format_exc(), end="", markup=False, highlight=False, soft_wrap=True)
             _fail(f"internal error (a bug in liteparity, please report it): {exc}", exc.exit_code)
-        except KeyboardInterrupt:
-            _fail("interrupted; no partial output was written", 130)
+        except KeyboardInterrupt as exc:
+            code = 128 + signal.SIGTERM if isinstance(exc, Terminated) else 130
+            _fail("interrupted; no partial output was written", code)
 
     debug = inspect.Parameter("debug", inspect.Parameter.KEYWORD_ONLY, default=False)
     return with_signature(wrapper, [*parameters(command), debug.replace(annotation=Debug)])
@@ -104,4 +118,5 @@ def _main(
 
 def main() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    signal.signal(signal.SIGTERM, _terminate)
     sys.exit(app())

@@ -115,25 +115,35 @@ def check_or_explain(
     run = explain if ctx.info_name == "explain" else check
     with progress_bar() as progress:
         result = run(model, data, options, progress=progress)
-    output.save_report(result)
     report_check(result, output, max_drop, min_agreement)
 
 
 def report_check(
     result: Any, output: Output, max_drop: float | None, min_agreement: float | None
 ) -> None:
-    """Show a check/explain result, write its JSON, and exit by the budget: 2 when a
-    candidate could not be measured, 1 when one breaks the budget."""
+    """Show a check/explain result, write its JSON, then its HTML report, and exit by the
+    budget: 2 when a candidate could not be measured or a file could not be written, 1 when
+    one breaks the budget. The table and the JSON come first and a failed write does not stop
+    the other: results are never lost to an output problem."""
+    from liteparity.errors import OutputError
+
     output.show(result)
     if result.noise_floor is not None or any(c.findings for c in result.candidates):
         from liteparity.report.findings import findings_view
 
         output.console.print(findings_view(result))
-    output.save_json(result.to_json)
+    unwritten = []
+    for write in (lambda: output.save_json(result.to_json), lambda: output.save_report(result)):
+        try:
+            write()
+        except OutputError as exc:
+            unwritten.append(str(exc))
     failed = [c for c in result.candidates if c.error]
     broken = result.violations(max_drop, min_agreement)
     for line in broken:
         err.print(f"[bold yellow]budget:[/] {line}", highlight=False)
+    if unwritten:
+        raise OutputError("; ".join(unwritten))
     if failed:
         raise typer.Exit(2)
     if broken:

@@ -37,5 +37,4 @@ def demo(output: Output) -> None:
             CheckOptions(recipes=("all",), legacy=LegacySettings(0.0, 255.0, (0.0, 6.0))),
             progress=progress,
         )
-    output.save_report(result)
     report_check(result, output, None, None)

@@ -1,15 +1,16 @@
 """Datasets: ``.npz``, ``.npy``, CSV, image folders and in-memory arrays, read in batches.
 
 Data always holds *real* values, the ones the reference model takes; candidates with integer
-inputs get them quantized by ``LiteModel``. Columns are read lazily by row index (``.npy`` is
-memory-mapped, images are decoded per batch), so memory does not grow with the dataset.
+inputs get them quantized by ``LiteModel``. Columns are read lazily by row index (``.npy`` and
+``.npz`` members by row, see ``npfiles``; images are decoded per batch), so memory does not grow
+with the dataset. Hidden entries of an image folder (``.ipynb_checkpoints``, ``.DS_Store``) are
+not data and are skipped.
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from liteparity.data.npfiles import MAX_LABEL_BYTES, NpyColumn, npz_columns
 from liteparity.errors import DataError
+
+__all__ = ["Dataset", "ImageFolder", "NpyColumn", "load"]
 
 #: npz keys (and CSV headers) taken as labels.
 LABEL_KEYS = ("y", "label", "labels", "target")
@@ -122,15 +126,6 @@ def load(
     )
 
 
-def _np_load(path: Path, **kwargs: Any) -> Any:
-    try:
-        return np.load(path, allow_pickle=False, **kwargs)
-    except ValueError as exc:
-        raise DataError(f"{path}: cannot read it without pickle ({exc})") from exc
-    except OSError as exc:
-        raise DataError(f"{path}: not a numpy file ({exc})") from exc
-
-
 def _labels(y: Any, source: str) -> np.ndarray:
     y = np.asarray(y)
     one_hot = (
@@ -152,9 +147,12 @@ def _from_mapping(arrays: dict[str, Any], source: str) -> Dataset:
 
 
 def _load_npz(path: Path) -> Dataset:
-    with _np_load(path) as archive:
-        arrays = {key: archive[key] for key in archive.files}
-    return _from_mapping(arrays, str(path))
+    columns: dict[str, Any] = dict(npz_columns(path))
+    for key in LABEL_KEYS:  # labels are one value per sample: read whole
+        if key in columns:
+            columns[key] = columns[key].read_all(MAX_LABEL_BYTES)
+            break
+    return _from_mapping(columns, str(path))
 
 
 def _load_csv(path: Path, label_column: int | None) -> Dataset:
@@ -193,68 +191,14 @@ def _is_number(text: str) -> bool:
     return True
 
 
-class NpyColumn:
-    """A ``.npy`` file read row by row with ``pread``: unlike a memory map, the rows read do
-    not stay in this process's resident memory, so memory does not grow with the file."""
-
-    def __init__(self, path: Path) -> None:
-        with open(path, "rb") as fh:
-            try:
-                version = np.lib.format.read_magic(fh)
-                read_header = (
-                    np.lib.format.read_array_header_1_0
-                    if version == (1, 0)
-                    else np.lib.format.read_array_header_2_0
-                )
-                shape, fortran, dtype = read_header(fh)
-            except ValueError as exc:
-                raise DataError(f"{path}: not a numpy .npy file ({exc})") from exc
-            self._offset = fh.tell()
-        if dtype.hasobject:
-            raise DataError(f"{path}: holds Python objects, which need pickle: refused")
-        if fortran and len(shape) > 1:
-            raise DataError(
-                f"{path}: Fortran-ordered arrays are not supported: save with "
-                "np.save(path, np.ascontiguousarray(x))"
-            )
-        self.path, self.shape, self.dtype = path, tuple(shape), dtype
-        self._row = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def __getitem__(self, rows: Any) -> np.ndarray:
-        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
-        out = np.empty((len(rows), *self.shape[1:]), dtype=self.dtype)
-        flat = out.reshape(len(rows), -1).view(np.uint8)
-        with open(self.path, "rb", buffering=0) as fh:
-            start = 0
-            while start < len(rows):  # one read per run of consecutive rows
-                end = start + 1
-                while end < len(rows) and rows[end] == rows[end - 1] + 1:
-                    end += 1
-                want = (end - start) * self._row
-                got = os.preadv(
-                    fh.fileno(),
-                    [memoryview(flat[start:end]).cast("B")],
-                    self._offset + int(rows[start]) * self._row,
-                )
-                if got != want:
-                    raise DataError(f"{self.path}: the file is shorter than its header says")
-                start = end
-        return out
-
-
 class ImageFolder:
     """Images decoded per batch: ``folder/<class>/<image>`` (labels) or ``folder/<image>``."""
 
     def __init__(
         self, files: list[Path], size: tuple[int, int] | None, scale: float | None
     ) -> None:
-        from PIL import Image
-
         self._files, self._scale = files, scale
-        with Image.open(files[0]) as first:
+        with _open_image(files[0]) as first:
             self._mode = "L" if first.mode in ("L", "1", "I;16", "I") else "RGB"
             self._size = size or first.size[::-1]  # PIL is (width, height)
         channels = 1 if self._mode == "L" else 3
@@ -264,21 +208,36 @@ class ImageFolder:
         return len(self._files)
 
     def __getitem__(self, rows: Any) -> np.ndarray:
-        from PIL import Image
-
         out = np.empty((len(rows), *self.shape[1:]), dtype=np.float32)
         for i, row in enumerate(np.asarray(rows)):
-            with Image.open(self._files[row]) as img:
-                img = img.convert(self._mode).resize(self._size[::-1])
+            with _open_image(self._files[row]) as img:
+                try:
+                    img = img.convert(self._mode).resize(self._size[::-1])
+                except (OSError, ValueError, SyntaxError) as exc:  # truncated or damaged data
+                    raise DataError(f"{self._files[row]}: not a readable image ({exc})") from exc
                 out[i] = np.asarray(img, dtype=np.float32).reshape(self.shape[1:])
         return out * self._scale if self._scale is not None else out
 
 
+def _open_image(path: Path) -> Any:
+    """``PIL.Image.open`` with what it raises for a file that is not an image as a ``DataError``
+    (and its decompression-bomb guard as one too)."""
+    from PIL import Image
+
+    try:
+        return Image.open(path)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise DataError(f"{path}: not a readable image ({exc})") from exc
+
+
 def _load_images(folder: Path, size: tuple[int, int] | None, scale: float | None) -> Dataset:
-    classes = sorted(p for p in folder.iterdir() if p.is_dir())
+    def visible(d: Path) -> list[Path]:
+        return sorted(p for p in d.iterdir() if not p.name.startswith("."))
+
+    classes = [p for p in visible(folder) if p.is_dir()]
 
     def images(d: Path) -> list[Path]:
-        return sorted(p for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        return [p for p in visible(d) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
 
     files, labels = images(folder), None
     if classes:

@@ -72,9 +72,12 @@ def diagnosed(
     result: CheckResult, evidence: Mapping[str, Evidence], floor: NoiseFloor
 ) -> CheckResult:
     """``result`` with each candidate's findings, computed from its evidence alone (a
-    candidate without evidence, one that failed, gets none), and the noise floor."""
+    candidate without evidence, one that failed, gets none), after those measured outputs
+    already gave (``non-finite``), and the noise floor."""
     rows = tuple(
-        dataclasses.replace(c, findings=diagnose(evidence[c.name]) if c.name in evidence else ())
+        dataclasses.replace(
+            c, findings=(*c.findings, *(diagnose(evidence[c.name]) if c.name in evidence else ()))
+        )
         for c in result.candidates
     )
     return dataclasses.replace(result, candidates=rows, noise_floor=floor.to_dict())

@@ -29,6 +29,7 @@ from liteparity.results.check import (
     CandidateResult,
     Metric,
     ReferenceResult,
+    non_finite_finding,
 )
 from liteparity.runtime.jobs import Reply
 from liteparity.runtime.model_jobs import ModelInfo, RunModel
@@ -283,6 +284,8 @@ def candidate_result(
         return CandidateResult(c.name, c.recipe, c.path, size, error=run.error)
     value = run.task.value if run.task and kind != "none" else None
     delta = value - reference if value is not None and reference is not None else None
+    metrics = run.errors.metrics()
+    share = metrics["non_finite_share"]
     return CandidateResult(
         name=c.name,
         recipe=c.recipe,
@@ -295,5 +298,6 @@ def candidate_result(
         batch_size=run.batch_size,
         error_sample=tuple(run.errors.sample),
         batch_metrics=tuple(run.task.per_batch) if run.task else (),
-        **run.errors.metrics(),
+        findings=(non_finite_finding(share),) if share else (),
+        **metrics,
     )

@@ -99,6 +99,7 @@ class ErrorAccumulator:
 
     values: int = 0
     samples: int = 0
+    non_finite: int = 0  # candidate output values that are NaN or ±Inf
     sum_sq_err: float = 0.0
     sum_sq_ref: float = 0.0
     max_abs: float = 0.0
@@ -114,6 +115,7 @@ class ErrorAccumulator:
         refs = [r.reshape(len(r), -1).astype(np.float64) for r in reference]
         cands = [c.reshape(len(c), -1).astype(np.float64) for c in candidate]
         ref, cand = np.concatenate(refs, axis=1), np.concatenate(cands, axis=1)
+        self.non_finite += int(cand.size - np.count_nonzero(np.isfinite(cand)))
         diff = cand - ref
         if len(self.sample) < ERROR_SAMPLE:
             step = max(1, diff.size // 256)
@@ -122,7 +124,8 @@ class ErrorAccumulator:
         self.samples += len(ref)
         self.sum_sq_err += float(np.sum(diff * diff))
         self.sum_sq_ref += float(np.sum(ref * ref))
-        self.max_abs = max(self.max_abs, float(np.max(np.abs(diff), initial=0.0)))
+        # np.max propagates NaN (Python's max would drop it and report 0 for all-NaN outputs)
+        self.max_abs = float(np.max([self.max_abs, float(np.max(np.abs(diff), initial=0.0))]))
         norms = np.linalg.norm(ref, axis=1) * np.linalg.norm(cand, axis=1)
         dots = np.sum(ref * cand, axis=1)
         ref_zero = np.linalg.norm(ref, axis=1) == 0
@@ -141,7 +144,9 @@ class ErrorAccumulator:
 
     def metrics(self) -> dict[str, float | None]:
         if not self.values:
-            return dict.fromkeys(("agreement", "max_abs_error", "rmse", "sqnr_db", "cosine"))
+            return dict.fromkeys(
+                ("agreement", "max_abs_error", "rmse", "sqnr_db", "cosine", "non_finite_share")
+            )
         if self.sum_sq_err == 0:
             sqnr = math.inf
         elif self.sum_sq_ref == 0:
@@ -154,6 +159,7 @@ class ErrorAccumulator:
             "rmse": math.sqrt(self.sum_sq_err / self.values),
             "sqnr_db": sqnr,
             "cosine": self.cosine_sum / self.samples,
+            "non_finite_share": self.non_finite / self.values,
         }
 
 

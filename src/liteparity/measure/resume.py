@@ -19,6 +19,7 @@ import numpy as np
 from liteparity import __version__
 from liteparity.convert.candidates import Candidate
 from liteparity.data.prepare import PreparedData
+from liteparity.files import write_atomic
 from liteparity.reference.base import Source
 from liteparity.results.check import CandidateResult, Metric, ReferenceResult
 
@@ -43,14 +44,40 @@ def fingerprint(*parts: Any) -> str:
     """A sha256 over strings, bytes and arrays (arrays by dtype, shape and content)."""
     digest = hashlib.sha256()
     for part in parts:
-        if isinstance(part, np.ndarray):
-            digest.update(f"{part.dtype}{part.shape}".encode())
-            digest.update(np.ascontiguousarray(part).tobytes())
-        elif isinstance(part, bytes):
-            digest.update(part)
-        else:
-            digest.update(repr(part).encode())
+        _update(digest, part)
+    return digest.hexdigest()
+
+
+def _update(digest: Any, part: Any) -> None:
+    if isinstance(part, np.ndarray):
+        digest.update(f"{part.dtype}{part.shape}".encode())
+        digest.update(np.ascontiguousarray(part).data)
+    elif isinstance(part, bytes):
+        digest.update(part)
+    else:
+        digest.update(repr(part).encode())
+    digest.update(b"\0")
+
+
+#: Bytes of data hashed at a time: the key of a large evaluation set is built as it streams.
+HASH_BLOCK_BYTES = 16 << 20
+
+
+def rows_fingerprint(columns: Iterable[Any], rows: np.ndarray, labels: Any) -> str:
+    """A sha256 over ``rows`` of each column (dtype, sample shape, bytes) and of the labels,
+    read a block of rows at a time: memory does not grow with the data, and the digest does
+    not depend on the block size."""
+    digest = hashlib.sha256()
+    for col in columns:
+        row_bytes = max(1, int(np.prod(col.shape[1:])) * 8)
+        block = max(1, HASH_BLOCK_BYTES // row_bytes)
+        for start in range(0, len(rows), block):
+            part = np.ascontiguousarray(col[rows[start : start + block]])
+            if start == 0:
+                digest.update(f"{part.dtype}{part.shape[1:]}{len(rows)}".encode())
+            digest.update(part.data)
         digest.update(b"\0")
+    _update(digest, labels[rows] if labels is not None else None)
     return digest.hexdigest()
 
 
@@ -68,7 +95,12 @@ def file_fingerprint(path: str | Path) -> str:
 
 
 def batches_fingerprint(batches: Iterable[list[np.ndarray]]) -> str:
-    return fingerprint(*[x for batch in batches for x in batch])
+    """A sha256 over every array of every batch, updated batch by batch."""
+    digest = hashlib.sha256()
+    for batch in batches:
+        for x in batch:
+            _update(digest, x)
+    return digest.hexdigest()
 
 
 class Cache:
@@ -79,9 +111,7 @@ class Cache:
         self.root.mkdir(parents=True, exist_ok=True)
 
     def _write(self, path: Path, content: bytes) -> None:
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_bytes(content)
-        tmp.replace(path)
+        write_atomic(path, content)
 
     def model(self, key: str) -> bytes | None:
         path = self.root / f"{key}.tflite"
@@ -118,10 +148,7 @@ class _Resume:
         model = file_fingerprint(source.path)
         calibration = batches_fingerprint(prepared.calibration()) if prepared.calibration else None
         dataset = prepared.binding.dataset
-        data = fingerprint(
-            *[np.asarray(col[prepared.eval_rows]) for col in prepared.binding.columns],
-            dataset.labels[prepared.eval_rows] if dataset.labels is not None else None,
-        )
+        data = rows_fingerprint(prepared.binding.columns, prepared.eval_rows, dataset.labels)
         return cls(
             Cache(cache_dir() / "runs"),
             fingerprint(

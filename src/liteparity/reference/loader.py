@@ -10,6 +10,7 @@ from pathlib import Path
 from liteparity.errors import ModelError
 from liteparity.reference.base import Source
 from liteparity.reference.graph import FrozenGraphSource
+from liteparity.reference.guard import check_h5, check_keras_archive
 from liteparity.reference.keras import KerasSource
 from liteparity.reference.saved_model import SavedModelSource, _load_keras2
 from liteparity.reference.tflite import TFLiteSource
@@ -50,8 +51,10 @@ def load(
     if name.endswith(".keras"):
         if not zipfile.is_zipfile(p):
             raise ModelError(f"{p}: not a Keras 3 .keras file (it is not a zip archive)")
+        check_keras_archive(p)
         return KerasSource(str(p), unsafe=unsafe)
     if name.endswith((".h5", ".hdf5")):
+        check_h5(p, unsafe=unsafe)
         return _load_keras2(p)
     if name.endswith(".tflite"):
         return TFLiteSource(str(p))

@@ -5,12 +5,11 @@ The JSON output is these dicts, so the names here are the names users see.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from liteparity.plain import json_number, number
+from liteparity.plain import join_special, number, split_special, strict_json
 
 #: Task metric names: accuracy against integer labels, MSE against float labels or, with no
 #: labels, MSE against the reference's own outputs.
@@ -60,10 +59,28 @@ class Metric:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Metric:
-        return cls(d["name"], number(d["value"]))
+        return cls(d["name"], number(d.get("special") or d["value"]))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "value": json_number(self.value)}
+        """``value`` is a number or ``null``; ``special`` is ``"nan"``/``"inf"`` when the
+        value is not finite (NaN outputs under an MSE), else ``null``."""
+        plain, special = split_special({"value": self.value})
+        return {"name": self.name, "value": plain["value"], "special": special.get("value")}
+
+
+def non_finite_finding(share: float) -> Finding:
+    """The ``non-finite`` finding of a candidate whose outputs hold NaN or Inf (``share`` of
+    its output values): an error, whatever the other numbers say (they are NaN or mean
+    nothing), and it breaks any budget."""
+    return Finding(
+        id="non-finite",
+        severity=Severity.ERROR,
+        verdict="NaN or Inf outputs",
+        summary=f"{share:.2%} of the candidate's output values are NaN or Inf",
+        evidence={"share": share},
+        fix="check the conversion recipe (float16 overflow, bad calibration ranges) and the "
+        "model's numerics on this data",
+    )
 
 
 #: A candidate's measured numbers (floats that may be non-finite), by field name.
@@ -76,6 +93,7 @@ _MEASURED = (
     "rmse",
     "sqnr_db",
     "cosine",
+    "non_finite_share",
 )
 
 
@@ -96,6 +114,8 @@ class CandidateResult:
     rmse: float | None = None
     sqnr_db: float | None = None
     cosine: float | None = None
+    #: the share of output values that are NaN or ±Inf (a ``non-finite`` finding when > 0)
+    non_finite_share: float | None = None
     batch_size: int | None = None
     findings: tuple[Finding, ...] = ()
     error: str | None = None
@@ -105,9 +125,11 @@ class CandidateResult:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CandidateResult:
-        """The inverse of ``to_dict`` for the measured numbers (findings, and the samples kept
-        for reports only, are not kept)."""
+        """The inverse of ``to_dict`` for the measured numbers (findings other than
+        ``non-finite``, and the samples kept for reports only, are not kept)."""
         metric = d.get("metric")
+        measured = join_special({key: d.get(key) for key in _MEASURED}, d.get("special"))
+        share = measured["non_finite_share"]
         return cls(
             name=d["name"],
             recipe=d["recipe"],
@@ -116,24 +138,22 @@ class CandidateResult:
             error=d.get("error"),
             metric=Metric.from_dict(metric) if metric else None,
             batch_size=d.get("batch_size"),
-            **{key: number(d.get(key)) for key in _MEASURED},
+            findings=(non_finite_finding(share),) if share else (),
+            **measured,
         )
 
     def to_dict(self) -> dict[str, Any]:
+        """Measured numbers are a number or ``null``; ``special`` names the non-finite ones
+        (``{"sqnr_db": "inf"}``: identical outputs; ``"nan"``: NaN outputs)."""
+        measured, special = split_special({key: getattr(self, key) for key in _MEASURED})
         return {
             "name": self.name,
             "recipe": self.recipe,
             "path": self.path,
             "size_bytes": self.size_bytes,
-            "latency_ms": json_number(self.latency_ms),
             "metric": self.metric.to_dict() if self.metric else None,
-            "metric_delta": json_number(self.metric_delta),
-            "drop": json_number(self.drop),
-            "agreement": json_number(self.agreement),
-            "max_abs_error": json_number(self.max_abs_error),
-            "rmse": json_number(self.rmse),
-            "sqnr_db": json_number(self.sqnr_db),
-            "cosine": json_number(self.cosine),
+            **measured,
+            "special": special,
             "batch_size": self.batch_size,
             "findings": [f.to_dict() for f in self.findings],
             "error": self.error,
@@ -182,7 +202,7 @@ class CheckResult:
         return doc
 
     def to_json(self, indent: int | None = 2) -> str:
-        return json.dumps(self.to_dict(), indent=indent)
+        return strict_json(self.to_dict(), indent)
 
     def rows(self) -> list[dict[str, Any]]:
         """One plain dict per candidate (what a dataframe or a CSV wants)."""
@@ -211,6 +231,9 @@ class CheckResult:
         for c in self.candidates:
             if c.error:
                 continue
+            budget = max_drop is not None or min_agreement is not None
+            if budget and c.non_finite_share:
+                lines.append(f"{c.name}: {c.non_finite_share:.2%} of its outputs are NaN or Inf")
             if max_drop is not None and c.drop is not None and c.drop > max_drop:
                 unit = "accuracy points" if c.metric and c.metric.name == ACCURACY else "%"
                 lines.append(f"{c.name}: drop {c.drop:.2f} {unit} > --max-drop {max_drop}")

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from liteparity.errors import UsageError
-from liteparity.plain import json_number
+from liteparity.plain import json_number, strict_json
 
 
 @dataclass(frozen=True)
@@ -117,7 +116,7 @@ class FixResult:
         }
 
     def to_json(self, indent: int | None = 2) -> str:
-        return json.dumps(self.to_dict(), indent=indent)
+        return strict_json(self.to_dict(), indent)
 
 
 @dataclass(frozen=True)
@@ -157,4 +156,4 @@ class QatComparison:
         }
 
     def to_json(self, indent: int | None = 2) -> str:
-        return json.dumps(self.to_dict(), indent=indent)
+        return strict_json(self.to_dict(), indent)

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from liteparity.plain import json_number
+from liteparity.plain import json_number, strict_json
 
 #: The debugger's CSV columns, in its order, so existing notebooks keep working.
 DEBUGGER_COLUMNS = (
@@ -95,7 +94,7 @@ class LocateResult:
         }
 
     def to_json(self, indent: int | None = 2) -> str:
-        return json.dumps(self.to_dict(), indent=indent)
+        return strict_json(self.to_dict(), indent)
 
     def to_csv(self) -> str:
         """QuantizationDebugger's columns (local error), then liteparity's."""
