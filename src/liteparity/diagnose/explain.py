@@ -74,7 +74,10 @@ def diagnosed(
     """``result`` with each candidate's findings, computed from its evidence alone (a
     candidate without evidence, one that failed, gets none), and the noise floor."""
     rows = tuple(
-        dataclasses.replace(c, findings=diagnose(evidence[c.name]) if c.name in evidence else ())
+        dataclasses.replace(
+            c,  # check's own findings (decision-lost) come first, then the diagnosed ones
+            findings=(*c.findings, *(diagnose(evidence[c.name]) if c.name in evidence else ())),
+        )
         for c in result.candidates
     )
     return dataclasses.replace(result, candidates=rows, noise_floor=floor.to_dict())
