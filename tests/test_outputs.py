@@ -336,3 +336,35 @@ def test_top5_and_a_user_metric_on_a_keras_classifier(
     gap = np.mean(np.abs(candidate - reference))  # batch means weighted by batch size
     assert sum(seen) == len(digits.y_eval) and len(seen) > 1
     assert result.candidates[0].user_metrics["mean_gap"] == pytest.approx(gap, rel=1e-4)
+
+
+def test_cli_budget_output_csv_and_plugin(quantized, tmp_path: Path) -> None:
+    """``--budget-output`` names the broken output in the exit message (exit 1), ``--csv``
+    has one row per candidate and output, and ``--metric-plugin`` needs ``--unsafe``."""
+    from typer.testing import CliRunner
+
+    from liteparity.cli.app import app
+
+    data = tmp_path / "faces.npy"
+    np.save(data, FACE.photos(8))
+    broken = tmp_path / "scores_capped.tflite"
+    broken.write_bytes(capped(quantized[FACE.file].read_bytes(), "classificators"))
+    args = [str(FACE.path), "--candidate", str(broken), "--data", str(data)]
+    runner = CliRunner()
+    refused = runner.invoke(app, ["check", *args, "--metric-plugin", "math:dist"])
+    assert refused.exit_code == 2 and "--unsafe" in refused.output
+    table = tmp_path / "outputs.csv"
+    result = runner.invoke(
+        app, ["check", *args, "--budget-output", "classificators", "--csv", str(table)]
+    )
+    assert result.exit_code == 1, result.output
+    said = " ".join(result.output.split())  # the console wraps long lines
+    assert "output classificators lost its decisions (decision-lost)" in said
+    rows = table.read_text().splitlines()
+    assert len(rows) == 3 and "output_name" in rows[0]
+    assert [r.split(",")[rows[0].split(",").index("output_name")] for r in rows[1:]] == [
+        "regressors",
+        "classificators",
+    ]
+    free = runner.invoke(app, ["check", *args, "--budget-output", "regressors"])
+    assert free.exit_code == 0, free.output
