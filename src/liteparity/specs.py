@@ -119,12 +119,14 @@ class CheckOptions:
 class LocateOptions:
     """What ``locate`` examines: ``recipe`` (converted here) or ``candidate`` (a .tflite you
     have); ``with_sensitivity`` runs the per-layer sensitivity experiment; ``workers`` is the
-    number of probe processes (default: one per core, at most 8)."""
+    number of probe processes (default: one per core, at most 8); ``rank_output`` ranks the
+    layers by their effect on that one output (default: every output)."""
 
     recipe: str = "int8"
     candidate: PathLike | None = None
     with_sensitivity: bool = True
     workers: int | None = None
+    rank_output: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.recipe, str) or not self.recipe.strip():
