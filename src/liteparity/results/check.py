@@ -84,11 +84,13 @@ class OutputResult:
 
     @property
     def sqnr_db(self) -> float | None:
-        return number(self.metrics.get("sqnr_db"))
+        value: float | None = number(self.metrics.get("sqnr_db"))
+        return value
 
     @property
     def agreement(self) -> float | None:
-        return number(self.metrics.get("agreement"))
+        value: float | None = number(self.metrics.get("agreement"))
+        return value
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> OutputResult:
