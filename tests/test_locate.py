@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from liteparity.errors import UsageError
 from liteparity.layerwise.locate import locate
 from liteparity.results.locate import DEBUGGER_COLUMNS
 from tests.conftest import Digits
@@ -199,3 +200,20 @@ def test_auto_named_layers_are_named_by_the_values_they_compute(tmp_path: Path) 
         same_shape = {k: v for k, v in keras_out.items() if v.shape == value.shape}
         best = max(same_shape, key=lambda k: cosine(same_shape[k], value))
         assert best == layer, (name, layer, best)
+
+
+def test_layers_ranked_by_their_effect_on_one_named_output(
+    two_by_two: Path, digits: Digits, tmp_path: Path
+) -> None:
+    """``aa_head`` (output_1) reads only ``zeta``'s pixels: keeping the other branch (alpha's
+    flatten, the hidden layer, ``zz_head``) in float cannot change it, exactly; keeping its own
+    path in float removes error."""
+    data = tmp_path / "multi.npz"
+    np.savez(data, alpha=digits.x_eval[::-1], zeta=digits.x_eval, y=digits.y_eval)
+    result = locate(two_by_two, data=data, recipe="int8", max_samples=200, rank_output="output_1")
+    share = {s["layer"]: s for s in result.sensitivity}
+    other = [share[name] for name in ("flatten_1", "dense", "zz_head")]
+    assert all(s["mse_kept_float"] == s["mse_quantized"] for s in other), list(share)
+    assert max(s["share_removed"] for s in share.values()) > 0
+    with pytest.raises(UsageError, match="--rank-output nope"):
+        locate(two_by_two, data=data, recipe="int8", max_samples=20, rank_output="nope")

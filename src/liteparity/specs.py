@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from numbers import Integral, Real
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -89,7 +89,10 @@ class CheckOptions:
     """What ``check`` and ``explain`` compare: ``recipes`` to convert (``None``: every recipe
     that applies, unless ``candidates`` are given; ``()``: none), ``candidates`` (.tflite files
     you have), TF1 ``legacy`` settings, where to save converted models, whether to ``resume``
-    an earlier run, and the epochs of the ``qat`` recipe."""
+    an earlier run, and the epochs of the ``qat`` recipe. ``output_metrics`` picks the kind of
+    an output (``"OUTPUT=KIND[:options]"``, see ``liteparity.measure.kinds``) where the output
+    cannot say it; ``metric`` is a user callable ``metric(reference_outputs,
+    candidate_outputs, labels) -> dict`` (outputs by name), run on every batch and averaged."""
 
     recipes: tuple[str, ...] | None = None
     candidates: tuple[PathLike, ...] = ()
@@ -97,23 +100,33 @@ class CheckOptions:
     save_dir: PathLike | None = None
     resume: bool = False
     qat_epochs: int = 1
+    output_metrics: tuple[str, ...] = ()
+    metric: Callable[..., Mapping[str, Any]] | None = None
 
     def __post_init__(self) -> None:
         _set(self, "recipes", _names("--recipes", self.recipes))
         _set(self, "candidates", _paths("--candidate", self.candidates))
         _count("--qat-epochs", self.qat_epochs, 1)
+        _set(self, "output_metrics", _names("--metric", self.output_metrics) or ())
+        for text in self.output_metrics:
+            if "=" not in text:
+                raise UsageError(f"--metric {text!r}: expected OUTPUT=KIND[:options]")
+        if self.metric is not None and not callable(self.metric):
+            raise UsageError("metric must be a callable metric(reference, candidate, labels)")
 
 
 @dataclass(frozen=True)
 class LocateOptions:
     """What ``locate`` examines: ``recipe`` (converted here) or ``candidate`` (a .tflite you
     have); ``with_sensitivity`` runs the per-layer sensitivity experiment; ``workers`` is the
-    number of probe processes (default: one per core, at most 8)."""
+    number of probe processes (default: one per core, at most 8); ``rank_output`` ranks the
+    layers by their effect on that one output (default: every output)."""
 
     recipe: str = "int8"
     candidate: PathLike | None = None
     with_sensitivity: bool = True
     workers: int | None = None
+    rank_output: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.recipe, str) or not self.recipe.strip():

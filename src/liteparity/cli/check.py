@@ -3,6 +3,8 @@ adds the findings)."""
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -10,7 +12,7 @@ import typer
 
 from liteparity.cli.groups import uses
 from liteparity.cli.options import data_options, model_options, output_options, split_names
-from liteparity.cli.output import Output, err, progress_bar
+from liteparity.cli.output import Output, err, progress_bar, save
 from liteparity.errors import UsageError
 from liteparity.specs import CheckOptions, DataSpec, ModelSpec
 
@@ -75,6 +77,14 @@ def check_options(
     qat_epochs: Annotated[
         int, typer.Option(help="Epochs of quantization-aware fine-tuning for --recipes qat.")
     ] = CheckOptions.qat_epochs,
+    metric: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--metric",
+            help="OUTPUT=KIND[:options]: how to measure an output (classes, flag, regression, "
+            "landmarks, mask, scores; e.g. Identity=landmarks:dims=3). Repeatable.",
+        ),
+    ] = None,
 ) -> CheckOptions:
     """The options of check and explain → ``CheckOptions``."""
     from liteparity.convert.recipes import LegacySettings
@@ -87,7 +97,13 @@ def check_options(
     elif default_ranges is not None:
         raise UsageError("--default-ranges needs --mean and --std (the legacy-uint8 recipe)")
     return CheckOptions(
-        split_names(recipes), tuple(candidate or ()), legacy, save_models, resume, qat_epochs
+        split_names(recipes),
+        tuple(candidate or ()),
+        legacy,
+        save_models,
+        resume,
+        qat_epochs,
+        output_metrics=tuple(metric or ()),
     )
 
 
@@ -106,22 +122,71 @@ def check_or_explain(
     ] = None,
     min_agreement: Annotated[
         float | None,
-        typer.Option(help="Exit 1 when a candidate's top-1 agreement is below this fraction."),
+        typer.Option(
+            help="Exit 1 when an output's agreement (top-1 class, or decisions) is below this."
+        ),
+    ] = None,
+    budget_output: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--budget-output",
+            help="The output(s) the budget applies to (default: every output with a task "
+            "metric). Repeatable.",
+        ),
+    ] = None,
+    csv_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--csv", metavar="PATH", help="Write one row per candidate and output as CSV."
+        ),
+    ] = None,
+    metric_plugin: Annotated[
+        str | None,
+        typer.Option(
+            help="module:function, a metric(reference, candidate, labels) -> dict over each "
+            "batch's outputs by name. Imports and RUNS USER CODE: needs --unsafe.",
+        ),
     ] = None,
 ) -> None:
     from liteparity.diagnose.explain import explain
     from liteparity.measure.check import check
 
+    if metric_plugin is not None:
+        options = dataclasses.replace(options, metric=load_plugin(metric_plugin, model.unsafe))
     run = explain if ctx.info_name == "explain" else check
     with progress_bar() as progress:
         result = run(model, data, options, progress=progress)
-    report_check(result, output, max_drop, min_agreement)
+    outputs = split_names(budget_output)
+    report_check(result, output, max_drop, min_agreement, outputs, csv_path)
+
+
+def load_plugin(spec: str, unsafe: bool) -> Any:
+    """The callable ``module:function`` names; importing it runs the module's code, so only
+    with ``--unsafe``."""
+    if not unsafe:
+        raise UsageError(f"--metric-plugin {spec} imports and runs your code: add --unsafe")
+    module_name, _, function = spec.partition(":")
+    if not module_name or not function:
+        raise UsageError(f"--metric-plugin {spec!r}: expected module:function")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise UsageError(f"--metric-plugin: cannot import {module_name}: {exc}") from exc
+    metric = getattr(module, function, None)
+    if not callable(metric):
+        raise UsageError(f"--metric-plugin: {module_name} has no function {function!r}")
+    return metric
 
 
 def report_check(
-    result: Any, output: Output, max_drop: float | None, min_agreement: float | None
+    result: Any,
+    output: Output,
+    max_drop: float | None,
+    min_agreement: float | None,
+    outputs: tuple[str, ...] | None = None,
+    csv_path: Path | None = None,
 ) -> None:
-    """Show a check/explain result, write its JSON, then its HTML report, and exit by the
+    """Show a check/explain result, write its JSON, its CSV and its HTML report, and exit by the
     budget: 2 when a candidate could not be measured or a file could not be written, 1 when
     one breaks the budget. The table and the JSON come first and a failed write does not stop
     the other: results are never lost to an output problem."""
@@ -133,13 +198,18 @@ def report_check(
 
         output.console.print(findings_view(result))
     unwritten = []
-    for write in (lambda: output.save_json(result.to_json), lambda: output.save_report(result)):
+    writes = (
+        lambda: output.save_json(result.to_json),
+        lambda: save(csv_path, result.to_csv),
+        lambda: output.save_report(result),
+    )
+    for write in writes:
         try:
             write()
         except OutputError as exc:
             unwritten.append(str(exc))
     failed = [c for c in result.candidates if c.error]
-    broken = result.violations(max_drop, min_agreement)
+    broken = result.violations(max_drop, min_agreement, outputs)
     for line in broken:
         err.print(f"[bold yellow]budget:[/] {line}", highlight=False)
     if unwritten:

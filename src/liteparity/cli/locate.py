@@ -22,9 +22,13 @@ def locate_options(
     sensitivity: Annotated[
         bool, typer.Option(help="Re-quantize with each layer group in float to rank layers.")
     ] = LocateOptions.with_sensitivity,
+    rank_output: Annotated[
+        str | None,
+        typer.Option(help="Rank layers by their effect on this output only (by name)."),
+    ] = None,
 ) -> LocateOptions:
     """The options of locate → ``LocateOptions``."""
-    return LocateOptions(recipe, candidate, sensitivity)
+    return LocateOptions(recipe, candidate, sensitivity, rank_output=rank_output)
 
 
 @uses(model=model_options, data=data_options, options=locate_options, output=output_options)

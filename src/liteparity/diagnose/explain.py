@@ -76,7 +76,8 @@ def diagnosed(
     already gave (``non-finite``), and the noise floor."""
     rows = tuple(
         dataclasses.replace(
-            c, findings=(*c.findings, *(diagnose(evidence[c.name]) if c.name in evidence else ()))
+            c,  # check's own findings (decision-lost) come first, then the diagnosed ones
+            findings=(*c.findings, *(diagnose(evidence[c.name]) if c.name in evidence else ())),
         )
         for c in result.candidates
     )

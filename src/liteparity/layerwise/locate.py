@@ -115,7 +115,15 @@ def locate(
             batches = [x for x, _ in prepared.binding.batches(picked, BATCH_ROWS)]
             references = [source.predict(b) for b in batches]
             ordered = [[b[i] for i in order] for b in batches]
-            ranking = layer_sensitivity(calibrated, ordered, references, layer_names, progress)
+            ranking = layer_sensitivity(
+                calibrated,
+                ordered,
+                references,
+                layer_names,
+                progress,
+                source.io.output_names,
+                options.rank_output,
+            )
         timings["sensitivity"] = time.perf_counter() - clock
         clock = time.perf_counter()
         conversion, aliases = conversion_by_layer(

@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 
 from liteparity.convert.converter import requantize
+from liteparity.errors import UsageError
+from liteparity.measure.evaluate import output_order
 from liteparity.measure.metrics import ErrorAccumulator
 from liteparity.plain import json_number, number
 from liteparity.reference.names import label
@@ -103,10 +105,12 @@ def groups(anatomy: Anatomy, layers: Collection[str] = ()) -> list[tuple[str, li
 class MeasureVariant(Job):
     """The output error of one variant: each batch fed is the model's inputs followed by the
     reference's outputs for them; ``result`` is the mean squared error over every output
-    value."""
+    value. ``outputs``: the model's outputs to compare with those references, in their
+    order (matched by name; empty: every output, in the model's order)."""
 
     content: bytes
     threads: int = 1
+    outputs: tuple[int, ...] = ()
     _model: LiteModel = state()
     _errors: ErrorAccumulator = state()
 
@@ -118,7 +122,8 @@ class MeasureVariant(Job):
 
     def feed(self, batch: list[np.ndarray]) -> None:
         count = len(self._model.inputs)
-        self._errors.update(batch[count:], self._model.run(batch[:count]))
+        out = self._model.run(batch[:count])
+        self._errors.update(batch[count:], [out[k] for k in self.outputs] if self.outputs else out)
 
     def result(self) -> float:
         acc = self._errors
@@ -131,14 +136,23 @@ def layer_sensitivity(
     references: Sequence[list[np.ndarray]],
     layers: Collection[str] = (),
     progress: Callable[[str, int, int], None] | None = None,
+    reference_names: Sequence[str] = (),
+    output: str | None = None,
 ) -> list[LayerSensitivity]:
     """For every group, the output MSE against the reference with that group in float; most
-    sensitive first. ``batches`` are inputs in the model's order. ``progress(stage, done,
-    total)`` hears of each variant (one per layer group: ~0.2 s each on MobileNetV2)."""
+    sensitive first. ``batches`` are inputs in the model's order; ``references`` are the
+    reference's outputs, named ``reference_names`` (matched to the model's by name) and, with
+    ``output``, only that one output is compared: layers ranked by their effect on it.
+    ``progress(stage, done, total)`` hears of each variant (one per layer group: ~0.2 s each
+    on MobileNetV2)."""
     if not batches:
         return []
     with Worker("sensitivity") as worker:
-        anatomy = worker.start(RunModel(calibrated, anatomy=True)).get().anatomy
+        info = worker.start(RunModel(calibrated, anatomy=True)).get()
+        anatomy = info.anatomy
+        chosen, references = _compared(
+            reference_names, [o.name for o in info.outputs], references, output
+        )
         variants = [("", []), *groups(anatomy, layers)]
         errors: list[float] = []
         measured: Reply | None = None
@@ -150,7 +164,7 @@ def layer_sensitivity(
             content = requantize(calibrated, keep)
             if measured is not None:
                 errors.append(measured.get())
-            worker.start(MeasureVariant(content))
+            worker.start(MeasureVariant(content, outputs=chosen))
             for inputs, reference in zip(batches, references, strict=True):
                 worker.feed([*inputs, *reference])  # answers nothing: sent without waiting
             measured = worker.result()
@@ -161,3 +175,24 @@ def layer_sensitivity(
         for (name, keep), mse in zip(variants[1:], errors[1:], strict=True)
     ]
     return sorted(found, key=lambda s: -s.share_removed)
+
+
+def _compared(
+    reference_names: Sequence[str],
+    names: Sequence[str],
+    references: Sequence[list[np.ndarray]],
+    output: str | None,
+) -> tuple[tuple[int, ...], Sequence[list[np.ndarray]]]:
+    """The model's outputs to compare, in the order of the references kept (matched by
+    name), and those references: every output, or only ``output``."""
+    if not reference_names:
+        if output is not None:
+            raise UsageError(f"--rank-output {output}: the reference's outputs have no names")
+        return (), references
+    order, _ = output_order(reference_names, names)  # position when names differ (warned
+    if output is None:  # by check; locate's layers are what it reports)
+        return tuple(order), references
+    if output not in reference_names:
+        raise UsageError(f"--rank-output {output}: the model has outputs {list(reference_names)}")
+    k = list(reference_names).index(output)
+    return (order[k],), [[r[k]] for r in references]

@@ -23,6 +23,7 @@ from liteparity.data.prepare import Calibration, _labelled, prepare_data
 from liteparity.errors import DataError, LiteparityError
 from liteparity.files import write_atomic
 from liteparity.measure.evaluate import Hook, _evaluate
+from liteparity.measure.outputs import Measures
 from liteparity.measure.resume import _Resume
 from liteparity.progress import Progress, no_progress
 from liteparity.reference.base import Source
@@ -67,6 +68,7 @@ def run(
 ) -> CheckResult:
     """``check`` with an optional ``Hook``: the one pipeline behind check and explain."""
     progress = progress or no_progress
+    measures = Measures.parse(options.output_metrics, options.metric)  # a typo fails first
     candidates = list(options.candidates)
     source = load_spec(model)
     reference_source: Source | None = source
@@ -116,7 +118,7 @@ def run(
             if hook is not None:
                 hook.start(reference_source, binding, calibration)
             reference, results = _evaluate(
-                reference_source, source.io, todo, binding, eval_rows, progress, hook
+                reference_source, source.io, todo, binding, eval_rows, progress, hook, measures
             )
             if resumed:
                 resumed.keep(todo, results, reference, hook)

@@ -14,6 +14,7 @@ from liteparity.convert.candidates import Candidate
 from liteparity.data.binding import Binding, IOSpec
 from liteparity.data.prepare import BATCH_ROWS, Calibration
 from liteparity.errors import DataError, InternalError, LiteparityError
+from liteparity.measure.decisions import decision_findings
 from liteparity.measure.metrics import (
     ErrorAccumulator,
     TaskAccumulator,
@@ -21,6 +22,7 @@ from liteparity.measure.metrics import (
     drop,
     task_kind,
 )
+from liteparity.measure.outputs import Measures, OutputsAccumulator, headline
 from liteparity.progress import Progress
 from liteparity.reference.base import Source
 from liteparity.results.check import (
@@ -47,8 +49,12 @@ class _Run:
     info: ModelInfo | None = None
     reply: Reply | None = None  # the candidate's start, then the batch in flight
     order: list[int] = field(default_factory=list)
+    #: for each reference output, the index of the candidate output matched to it
+    output_order: list[int] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     errors: ErrorAccumulator = field(default_factory=ErrorAccumulator)
     task: TaskAccumulator | None = None
+    outputs: OutputsAccumulator | None = None  # every output on its own
     batch_size: int | None = None
     latency_ms: float | None = None
     error: str | None = None
@@ -106,6 +112,29 @@ def input_order(reference_names: Sequence[str], names: Sequence[str]) -> list[in
     )
 
 
+def output_order(
+    reference_names: Sequence[str], names: Sequence[str]
+) -> tuple[list[int], str | None]:
+    """For each reference output, the index of the candidate output matched to it: by name
+    (signature keys, tensor names, Keras output names), else by position with a warning (the
+    second item). Names are the safe key: a model with a signature lists its outputs in
+    signature order, one without in tensor order, so positions differ between two files of
+    the same model, and two same-shaped outputs would silently swap."""
+    if len(names) != len(reference_names):
+        raise DataError(
+            f"the candidate has {len(names)} output(s), the reference {len(reference_names)}"
+        )
+    if sorted(names) == sorted(reference_names) and len(set(names)) == len(names):
+        return [list(names).index(n) for n in reference_names], None
+    order = list(range(len(names)))
+    if list(names) == list(reference_names) or len(names) == 1:
+        return order, None
+    return order, (
+        f"outputs matched by position: the candidate's names {list(names)} are not the "
+        f"reference's {list(reference_names)}"
+    )
+
+
 def _start(candidate: Candidate, kind: str, threads: int, anatomy: bool) -> _Run:
     """Start loading the candidate in its worker (without waiting: they load at once)."""
     run = _Run(
@@ -126,15 +155,17 @@ def _start(candidate: Candidate, kind: str, threads: int, anatomy: bool) -> _Run
     return run
 
 
-def _loaded(run: _Run, io: IOSpec) -> None:
+def _loaded(run: _Run, io: IOSpec, measures: Measures) -> None:
     """Wait for the candidate's model and check that it fits the reference's inputs and
     outputs."""
     info = run.info = run.reply.get()  # type: ignore[union-attr]
     run.order = input_order(io.input_names, [i.name for i in info.inputs])
-    if len(info.outputs) != len(io.output_names):
-        raise DataError(
-            f"the candidate has {len(info.outputs)} output(s), the reference {len(io.output_names)}"
-        )
+    run.output_order, warning = output_order(io.output_names, [o.name for o in info.outputs])
+    if warning:
+        run.warnings.append(warning)
+    matched = [info.outputs[k].name for k in run.output_order]
+    reach = [info.output_ranges[k] for k in run.output_order] if info.output_ranges else []
+    run.outputs = OutputsAccumulator.create(io.output_names, matched, measures, reach)
 
 
 def _evaluate(
@@ -145,6 +176,7 @@ def _evaluate(
     rows: np.ndarray,
     progress: Progress,
     hook: Hook | None = None,
+    measures: Measures | None = None,
 ) -> tuple[ReferenceResult | None, tuple[CandidateResult, ...]]:
     """Stream ``rows`` through the reference (if any) and every candidate. Workers get batch
     k+1 before the main process folds batch k into the statistics, so they are never idle."""
@@ -166,7 +198,7 @@ def _evaluate(
         for c in candidates:  # one by one: a failure leaves the started ones to `finally`
             runs.append(_start(c, kind, threads, hook is not None and hook.anatomy))
         for run in runs:
-            _guard(run, lambda r: _loaded(r, io))
+            _guard(run, lambda r: _loaded(r, io, measures or Measures()))
         if hook is not None:
             hook.ready(runs)
         shared = slots.put(current[0])
@@ -193,6 +225,8 @@ def _evaluate(
                 if reference is not None:
                     run.errors.update(reference, out)
                 run.task.update(out[0], labels, out[0] if reference is None else reference[0])
+                if reference is not None and run.outputs is not None:
+                    run.outputs.update(reference, out, labels)
             if hook is not None:
                 hook.batch(inputs, reference, outputs)
             done += len(inputs[0])
@@ -252,6 +286,7 @@ def _collect(
 
     def receive(run: _Run) -> None:
         out = run.reply.get()  # type: ignore[union-attr]
+        out = [out[k] for k in run.output_order]  # in the reference's order, matched by name
         if reference is not None:
             _check_shapes(reference, out)
         outputs.append((run, out))
@@ -281,11 +316,15 @@ def candidate_result(
     c = run.candidate
     size = len(c.content) if c.content is not None else None
     if run.error:
-        return CandidateResult(c.name, c.recipe, c.path, size, error=run.error)
-    value = run.task.value if run.task and kind != "none" else None
-    delta = value - reference if value is not None and reference is not None else None
+        return CandidateResult(
+            c.name, c.recipe, c.path, size, error=run.error, warnings=tuple(run.warnings)
+        )
+    outputs = run.outputs.results() if run.outputs is not None else ()
     metrics = run.errors.metrics()
     share = metrics["non_finite_share"]
+    measured = {**metrics, **headline(outputs)} if outputs else metrics
+    value = run.task.value if run.task and kind != "none" else None
+    delta = value - reference if value is not None and reference is not None else None
     return CandidateResult(
         name=c.name,
         recipe=c.recipe,
@@ -298,6 +337,9 @@ def candidate_result(
         batch_size=run.batch_size,
         error_sample=tuple(run.errors.sample),
         batch_metrics=tuple(run.task.per_batch) if run.task else (),
-        findings=(non_finite_finding(share),) if share else (),
-        **metrics,
+        outputs=outputs,
+        findings=((non_finite_finding(share),) if share else ()) + decision_findings(outputs),
+        warnings=tuple(run.warnings),
+        user_metrics=run.outputs.user.values() if run.outputs and run.outputs.user else {},
+        **measured,
     )

@@ -47,14 +47,14 @@ class KerasSource(Source):
             input_names=tuple(t.name for t in inputs),
             input_shapes=tuple(_shape(t.shape) for t in inputs),
             input_dtypes=tuple(str(t.dtype) for t in inputs),
-            output_names=tuple(f"output_{i}" for i in range(len(model.outputs))),
+            output_names=keras_output_names(model),
         )
         self._layer_probe: tuple[list[str], Any] | None = None
 
     def predict(self, inputs: list[np.ndarray], shared: Any = None) -> list[np.ndarray]:
         out = self.model.predict_on_batch(inputs[0] if len(inputs) == 1 else inputs)
-        if isinstance(out, dict):
-            out = list(out.values())
+        if isinstance(out, dict):  # by name: the dict's order is not the converted model's
+            out = [out[name] for name in self.io.output_names]
         if not isinstance(out, (list, tuple)):
             out = [out]
         return [np.asarray(o) for o in out]
@@ -127,3 +127,16 @@ class KerasSource(Source):
             return model(list(args) if len(args) > 1 else args[0], training=False)
 
         return freeze(tf.function(call).get_concrete_function(*specs))
+
+
+def keras_output_names(model: Any) -> tuple[str, ...]:
+    """The names the TFLite converter gives a Keras 3 model's outputs in its signature: the
+    keys of a dict of outputs, else ``output_0, output_1, …`` in output order (checked on
+    TF 2.21, ``tests/test_outputs.py``); liteparity matches candidates' outputs by them."""
+    try:
+        structure = model.output
+    except AttributeError:  # a Sequential model never called: one output, no dict
+        structure = None
+    if isinstance(structure, dict):
+        return tuple(str(key) for key in structure)
+    return tuple(f"output_{i}" for i in range(len(model.outputs)))

@@ -17,6 +17,8 @@ from typing import Any
 from liteparity.report import plots
 from liteparity.report.findings import verdict
 from liteparity.report.layers import LAYER_COLUMNS, layer_cells
+from liteparity.report.outputs import OUTPUT_COLUMNS, output_cells
+from liteparity.report.outputs import wanted as outputs_wanted
 from liteparity.report.table import COLUMNS, _size, cells, reference_cells
 
 PACKAGES = ("liteparity", "tensorflow", "ai-edge-litert", "keras", "numpy")
@@ -145,6 +147,8 @@ def _check(result: Any) -> dict[str, Any]:
         "noise_floor": result.noise_floor,
         "headers": [metric if c == "metric" else c for c in COLUMNS],
         "rows": rows,
+        "output_headers": OUTPUT_COLUMNS if outputs_wanted(result) else (),
+        "output_rows": [output_cells(c.name, o) for c in result.candidates for o in c.outputs],
         "verdicts": verdicts,
         "findings": findings,
         "plots": figures,

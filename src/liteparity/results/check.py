@@ -5,11 +5,15 @@ The JSON output is these dicts, so the names here are the names users see.
 
 from __future__ import annotations
 
+import csv
+import io
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from liteparity.plain import join_special, number, split_special, strict_json
+from liteparity.errors import UsageError
+from liteparity.plain import join_special, json_number, number, split_special, strict_json
 
 #: Task metric names: accuracy against integer labels, MSE against float labels or, with no
 #: labels, MSE against the reference's own outputs.
@@ -83,6 +87,53 @@ def non_finite_finding(share: float) -> Finding:
     )
 
 
+@dataclass(frozen=True)
+class OutputResult:
+    """One output of a candidate measured against the same-named output of the reference:
+    which candidate output was matched to it, the kind of output it is (``classes``,
+    ``flag``, ``regression``, ``landmarks``, ``mask``, ``scores``, or a user's), its error
+    metrics and the task metrics of its kind, by name (plain numbers, None when not defined)."""
+
+    name: str  # the reference's output name
+    matched: str  # the candidate output matched to it
+    kind: str
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def sqnr_db(self) -> float | None:
+        value: float | None = number(self.metrics.get("sqnr_db"))
+        return value
+
+    @property
+    def agreement(self) -> float | None:
+        value: float | None = number(self.metrics.get("agreement"))
+        return value
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> OutputResult:
+        metrics = {k: v for k, v in d.items() if k not in ("name", "matched", "kind", "special")}
+        metrics = join_special(plain_metrics(metrics, number), d.get("special"))
+        return cls(d["name"], d["matched"], d["kind"], metrics)
+
+    def to_dict(self) -> dict[str, Any]:
+        flat = {k: v for k, v in self.metrics.items() if not isinstance(v, (dict, list))}
+        values, special = split_special(flat)
+        nested = {k: v for k, v in self.metrics.items() if k not in flat}
+        return {
+            "name": self.name,
+            "matched": self.matched,
+            "kind": self.kind,
+            **values,
+            **plain_metrics(nested, json_number),
+            "special": special,
+        }
+
+
+def plain_metrics(metrics: dict[str, Any], convert: Any) -> dict[str, Any]:
+    """``metrics`` with every float converted (``json_number`` out, ``number`` back in)."""
+    return {k: convert(v) for k, v in metrics.items()}
+
+
 #: A candidate's measured numbers (floats that may be non-finite), by field name.
 _MEASURED = (
     "latency_ms",
@@ -119,6 +170,13 @@ class CandidateResult:
     batch_size: int | None = None
     findings: tuple[Finding, ...] = ()
     error: str | None = None
+    #: every output on its own (the headline numbers above are the worst output's)
+    outputs: tuple[OutputResult, ...] = ()
+    #: what the user should know about how the candidate was measured (outputs matched by
+    #: position, ...)
+    warnings: tuple[str, ...] = ()
+    #: the user's callable metric, averaged over the batches
+    user_metrics: dict[str, float] = field(default_factory=dict)
     #: for reports only (not in the JSON): a sample of errors, the metric of each batch
     error_sample: tuple[float, ...] = field(default=(), repr=False)
     batch_metrics: tuple[float, ...] = field(default=(), repr=False)
@@ -139,6 +197,9 @@ class CandidateResult:
             metric=Metric.from_dict(metric) if metric else None,
             batch_size=d.get("batch_size"),
             findings=(non_finite_finding(share),) if share else (),
+            outputs=tuple(OutputResult.from_dict(o) for o in d.get("outputs", [])),
+            warnings=tuple(d.get("warnings", [])),
+            user_metrics=plain_metrics(d.get("user_metrics", {}), number),
             **measured,
         )
 
@@ -157,6 +218,9 @@ class CandidateResult:
             "batch_size": self.batch_size,
             "findings": [f.to_dict() for f in self.findings],
             "error": self.error,
+            "outputs": [o.to_dict() for o in self.outputs],
+            "warnings": list(self.warnings),
+            "user_metrics": plain_metrics(self.user_metrics, json_number),
         }
 
 
@@ -211,10 +275,33 @@ class CheckResult:
             row = c.to_dict()
             metric = row.pop("metric") or {}
             row.pop("findings")
+            row.pop("outputs")
+            row.update({f"user:{k}": v for k, v in row.pop("user_metrics").items()})
+            row["warnings"] = "; ".join(row["warnings"])
             row["metric_name"] = metric.get("name")
             row["metric"] = metric.get("value")
             rows.append(row)
         return rows
+
+    def to_csv(self) -> str:
+        """One row per candidate and output: the candidate's headline columns (``rows``),
+        then the output's name, the candidate output matched to it, its kind and every
+        number it has (lists, such as a confusion matrix, are left to the JSON)."""
+        per_output: list[tuple[dict[str, Any], dict[str, Any]]] = []
+        for row, c in zip(self.rows(), self.candidates, strict=True):
+            per_output += [(row, o.to_dict()) for o in c.outputs] or [(row, {})]
+        columns: dict[str, None] = {}
+        for row, output in per_output:
+            columns.update(dict.fromkeys(row))
+            columns.update(
+                {f"output_{k}": None for k, v in output.items() if not isinstance(v, list)}
+            )
+        out = io.StringIO()
+        writer = csv.DictWriter(out, list(columns), extrasaction="ignore")
+        writer.writeheader()
+        for row, output in per_output:
+            writer.writerow({**row, **{f"output_{k}": v for k, v in output.items()}})
+        return out.getvalue()
 
     def candidate(self, name: str) -> CandidateResult:
         """The row called ``name`` (a recipe name or ``tflite:<file>``)."""
@@ -224,9 +311,15 @@ class CheckResult:
         raise KeyError(f"no candidate {name!r}: have {[c.name for c in self.candidates]}")
 
     def violations(
-        self, max_drop: float | None = None, min_agreement: float | None = None
+        self,
+        max_drop: float | None = None,
+        min_agreement: float | None = None,
+        outputs: Sequence[str] | None = None,
     ) -> list[str]:
-        """Why each candidate breaks the budget, one line each (empty: all within budget)."""
+        """Why each candidate breaks the budget, one line each (empty: all within budget).
+        ``--min-agreement`` applies to each output in ``outputs`` (default: every output with
+        a task metric that has an agreement) and names the broken one; a budgeted output with
+        a ``decision-lost`` finding breaks the budget too."""
         lines = []
         for c in self.candidates:
             if c.error:
@@ -237,12 +330,34 @@ class CheckResult:
             if max_drop is not None and c.drop is not None and c.drop > max_drop:
                 unit = "accuracy points" if c.metric and c.metric.name == ACCURACY else "%"
                 lines.append(f"{c.name}: drop {c.drop:.2f} {unit} > --max-drop {max_drop}")
-            if (
-                min_agreement is not None
-                and c.agreement is not None
-                and c.agreement < min_agreement
-            ):
-                lines.append(
-                    f"{c.name}: agreement {c.agreement:.4f} < --min-agreement {min_agreement}"
-                )
+            budget = max_drop is not None or min_agreement is not None or outputs is not None
+            lines += _output_violations(c, min_agreement, outputs, budget)
         return lines
+
+
+def _output_violations(
+    c: CandidateResult, min_agreement: float | None, names: Sequence[str] | None, budget: bool
+) -> list[str]:
+    if not c.outputs:  # measured without a reference: the headline is all there is
+        if min_agreement is not None and c.agreement is not None and c.agreement < min_agreement:
+            return [f"{c.name}: agreement {c.agreement:.4f} < --min-agreement {min_agreement}"]
+        return []
+    known = [o.name for o in c.outputs]
+    unknown = sorted(set(names or ()) - set(known))
+    if unknown:
+        raise UsageError(f"--budget-output {', '.join(unknown)}: the model has outputs {known}")
+    budgeted = [o for o in c.outputs if names is None or o.name in names]
+    lines = []
+    if min_agreement is not None:
+        for o in budgeted:
+            if o.agreement is not None and o.agreement < min_agreement:
+                label = f"output {o.name} " if len(c.outputs) > 1 else ""
+                lines.append(
+                    f"{c.name}: {label}agreement {o.agreement:.4f} < --min-agreement "
+                    f"{min_agreement}"
+                )
+    lost = {f.evidence.get("output") for f in c.findings if f.id == "decision-lost"}
+    for o in budgeted:
+        if o.name in lost and budget:
+            lines.append(f"{c.name}: output {o.name} lost its decisions (decision-lost)")
+    return lines

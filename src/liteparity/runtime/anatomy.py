@@ -307,3 +307,16 @@ def input_quantization(anatomy: Anatomy, index: int) -> qparams.QParams | None:
         if op.name == "QUANTIZE":
             return anatomy.tensor(op.outputs[0]).quantization
     return None
+
+
+def output_quantization(anatomy: Anatomy, index: int) -> qparams.QParams | None:
+    """The quantization a model output really has: its own, or that of the codes a
+    DEQUANTIZE op turns into the float output (full-integer models with float I/O). The
+    output can hold no real value beyond that range, whatever the data."""
+    tensor = anatomy.tensor(index)
+    if tensor.quantized:
+        return tensor.quantization
+    for op in anatomy.ops:
+        if index in op.outputs and op.name == "DEQUANTIZE":
+            return anatomy.tensor(op.inputs[0]).quantization
+    return None

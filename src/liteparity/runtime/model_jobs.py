@@ -7,9 +7,24 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from liteparity.runtime.anatomy import Anatomy
+from liteparity.errors import InterpreterError
+from liteparity.runtime.anatomy import Anatomy, output_quantization
 from liteparity.runtime.jobs import Job, state
 from liteparity.runtime.litemodel import LiteModel, TensorInfo
+
+
+def _output_ranges(model: LiteModel) -> tuple[tuple[float, float] | None, ...]:
+    """Per output, the real range its codes can hold; () when the model's ops cannot be read
+    undelegated (a custom op only the default delegate resolves)."""
+    try:
+        anatomy = model.anatomy()
+    except InterpreterError:
+        return ()
+    ranges = []
+    for output in model.outputs:
+        q = output_quantization(anatomy, output.index)
+        ranges.append(None if q is None or q.per_channel else (float(q.min[0]), float(q.max[0])))
+    return tuple(ranges)
 
 
 @dataclass(frozen=True)
@@ -19,6 +34,8 @@ class ModelInfo:
     inputs: tuple[TensorInfo, ...]
     outputs: tuple[TensorInfo, ...]
     anatomy: Anatomy | None = None
+    #: per output, the real range its codes can hold (None: a float output)
+    output_ranges: tuple[tuple[float, float] | None, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -52,7 +69,7 @@ class RunModel(Job):
         model = LiteModel(self.content, num_threads=self.threads)
         self.keep(_model=model, _sample=None)
         anatomy = model.anatomy() if self.anatomy else None
-        return ModelInfo(tuple(model.inputs), tuple(model.outputs), anatomy)
+        return ModelInfo(tuple(model.inputs), tuple(model.outputs), anatomy, _output_ranges(model))
 
     def feed(self, batch: list[np.ndarray]) -> list[np.ndarray]:
         first = self._sample is None

@@ -1,0 +1,98 @@
+"""What an output means, so that it is measured by what its user cares about.
+
+The kind is read from the output where the output says it (one unit: a binary flag; H×W×C: a
+segmentation mask; N×1: per-anchor detection scores; rows of probabilities summing to 1, or an
+output with integer labels: class scores) and is a plain regression otherwise; the user names
+it where the output cannot say (``--metric OUTPUT=KIND[:options]``, e.g. ``landmarks:dims=3``,
+``scores:threshold=0,boxes=regressors``, ``classes:top=5``).
+
+Decision thresholds are in the output's own units: 0.5 for probabilities (values in [0, 1]),
+0 for logits (sigmoid(0) = 0.5), unless given.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from liteparity.errors import UsageError
+
+CLASSES, FLAG, REGRESSION, LANDMARKS, MASK, SCORES = (
+    "classes",
+    "flag",
+    "regression",
+    "landmarks",
+    "mask",
+    "scores",
+)
+KINDS = (CLASSES, FLAG, REGRESSION, LANDMARKS, MASK, SCORES)
+
+#: Kinds whose values are decisions at a threshold (``decision-lost`` watches them).
+DECISIONS = (FLAG, SCORES, MASK)
+
+
+@dataclass(frozen=True)
+class OutputKind:
+    """An output's kind and its options (None: read from the reference's values)."""
+
+    kind: str
+    threshold: float | None = None  # decision threshold, in the output's own units
+    dims: int = 3  # landmarks: coordinates per point
+    top: int = 5  # classes: the k of top-k accuracy
+    boxes: str | None = None  # scores: the output holding each anchor's box (cx, cy, w, h)
+
+
+def parse_kind(text: str) -> OutputKind:
+    """``KIND[:key=value,...]`` (``flag:threshold=0.7``) → ``OutputKind``."""
+    kind, _, options = text.partition(":")
+    if kind not in KINDS:
+        raise UsageError(f"unknown output kind {kind!r}: choose from {', '.join(KINDS)}")
+    spec = OutputKind(kind)
+    for option in filter(None, options.split(",")):
+        key, _, value = option.partition("=")
+        try:
+            if key == "threshold":
+                spec = replace(spec, threshold=float(value))
+            elif key == "dims":
+                spec = replace(spec, dims=int(value))
+            elif key == "top":
+                spec = replace(spec, top=int(value))
+            elif key == "boxes" and value:
+                spec = replace(spec, boxes=value)
+            else:
+                raise ValueError(key)
+        except ValueError:
+            raise UsageError(
+                f"bad option {option!r} for {kind}: expected threshold=FLOAT, dims=INT, "
+                "top=INT or boxes=OUTPUT"
+            ) from None
+    return spec
+
+
+def guess_kind(reference: np.ndarray, integer_labels: bool) -> OutputKind:
+    """The kind a batch of the reference's output (batch first) says it is."""
+    shape = reference.shape[1:]
+    width = int(np.prod(shape)) if shape else 1
+    probabilities = reference.size > 0 and reference.min() >= 0 and reference.max() <= 1
+    threshold = 0.5 if probabilities else 0.0
+    if width == 1:
+        return OutputKind(FLAG, threshold)
+    if integer_labels:
+        return OutputKind(CLASSES)
+    if len(shape) >= 3 and shape[-3] > 1 and shape[-2] > 1:
+        return OutputKind(MASK, threshold if shape[-1] == 1 else None)
+    if len(shape) == 2 and shape[-1] == 1:
+        return OutputKind(SCORES, threshold)
+    rows = reference.reshape(len(reference), -1)
+    if len(shape) == 1 and probabilities and np.allclose(rows.sum(axis=1), 1, atol=1e-3):
+        return OutputKind(CLASSES)
+    return OutputKind(REGRESSION)
+
+
+def with_threshold(spec: OutputKind, reference: np.ndarray) -> OutputKind:
+    """``spec`` with its threshold read from the reference's values where the user gave none."""
+    if spec.threshold is not None or spec.kind not in DECISIONS:
+        return spec
+    probabilities = reference.size > 0 and reference.min() >= 0 and reference.max() <= 1
+    return replace(spec, threshold=0.5 if probabilities else 0.0)
