@@ -132,8 +132,9 @@ def _labels(y: Any, source: str) -> np.ndarray:
         y.ndim == 2 and y.shape[1] > 1 and np.isin(y, (0, 1)).all() and (y.sum(axis=1) == 1).all()
     )
     if one_hot:  # class ids; other 2-D labels are regression targets and stay as they are
-        y = y.argmax(axis=1)
-    return y.reshape(len(y)) if y.ndim > 1 and y.size == len(y) else y
+        y = np.asarray(y.argmax(axis=1))
+    labels: np.ndarray = y.reshape(len(y)) if y.ndim > 1 and y.size == len(y) else y
+    return labels
 
 
 def _from_mapping(arrays: dict[str, Any], source: str) -> Dataset:

@@ -110,7 +110,7 @@ class NpyColumn:
             for start, end in _runs(rows):  # one read per run of consecutive rows
                 got = os.preadv(
                     fh.fileno(),
-                    [memoryview(flat[start:end]).cast("B")],
+                    [memoryview(flat[start:end]).cast("B")],  # type: ignore[arg-type]
                     self._offset + int(rows[start]) * self._row,
                 )
                 if got != (end - start) * self._row:
