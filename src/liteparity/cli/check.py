@@ -135,6 +135,12 @@ def report_check(
     for line in broken:
         err.print(f"[bold yellow]budget:[/] {line}", highlight=False)
     if failed:
+        names = ", ".join(c.name for c in failed)
+        err.print(
+            f"[bold red]liteparity:[/] {len(failed)} candidate(s) could not be measured: {names}",
+            highlight=False,
+            soft_wrap=True,
+        )
         raise typer.Exit(2)
     if broken:
         raise typer.Exit(1)

@@ -114,7 +114,7 @@ def _start(candidate: Candidate, kind: str, threads: int, anatomy: bool) -> _Run
         task=TaskAccumulator(kind),
         errors=ErrorAccumulator(classify=True if kind == ACCURACY else None),
     )
-    if candidate.error:
+    if candidate.error or candidate.not_applicable:
         run.error = candidate.error
         return run
     if candidate.content is None:  # a candidate has its bytes or the error that kept them
@@ -279,6 +279,8 @@ def candidate_result(
 ) -> CandidateResult:
     c = run.candidate
     size = len(c.content) if c.content is not None else None
+    if c.not_applicable:
+        return CandidateResult(c.name, c.recipe, c.path, not_applicable=c.not_applicable)
     if run.error:
         return CandidateResult(c.name, c.recipe, c.path, size, error=run.error)
     value = run.task.value if run.task and kind != "none" else None

@@ -28,7 +28,7 @@ from liteparity.measure.metrics import ErrorAccumulator, TaskAccumulator, drop, 
 from liteparity.progress import Progress, no_progress
 from liteparity.reference.base import Source
 from liteparity.reference.loader import load_spec
-from liteparity.repair.search import _choose, _mark_pareto, _selective_search
+from liteparity.repair.search import _confirm, _mark_pareto, _selective_search
 from liteparity.results.check import ACCURACY, MSE_VS_REFERENCE
 from liteparity.results.fix import Budget, FixResult, Trial
 from liteparity.runtime.model_jobs import RunModel
@@ -200,12 +200,14 @@ def fix(
             before = len(trials)
             _selective_search(groups, calibrated, trial, budget)
             search_trials = len(trials) - before
-        winner, reason, met = _choose(trials, budget, prefer)
+        worker = bench.worker  # renewed if a trial crashed the first one
+        held_bench = bench_for(held_rows)
+        winner, reason, met, held, broke = _confirm(
+            trials, budget, prefer, lambda t: _held_out(held_bench, contents[t.name])
+        )
         trials = _mark_pareto(trials, prefer)
         winner = next(t for t in trials if t.name == winner.name)
         content = contents[winner.name]
-        worker = bench.worker  # renewed if a trial crashed the first one
-        held = bench_for(held_rows).measure(content)
         written = None
         if options.out is not None:
             written = str(write_atomic(Path(options.out), content))
@@ -235,10 +237,19 @@ def fix(
         out=written,
         content=content,
         search_trials=search_trials,
+        held_out_broken=broke,
         before=before,
         after=after,
         skipped=skipped,
     )
+
+
+def _held_out(bench: _Bench, content: bytes) -> dict[str, Any]:
+    """A trial's numbers on the held-out rows; a model that crashes there holds nothing."""
+    try:
+        return bench.measure(content)
+    except InterpreterError as exc:
+        return {"metric": None, "drop": None, "agreement": None, "error": str(exc)}
 
 
 def _before_after(

@@ -99,6 +99,8 @@ class CandidateResult:
     batch_size: int | None = None
     findings: tuple[Finding, ...] = ()
     error: str | None = None
+    #: why the recipe does not apply to the model (``--recipes all``): not measured, no error
+    not_applicable: str | None = None
     #: for reports only (not in the JSON): a sample of errors, the metric of each batch
     error_sample: tuple[float, ...] = field(default=(), repr=False)
     batch_metrics: tuple[float, ...] = field(default=(), repr=False)
@@ -114,15 +116,24 @@ class CandidateResult:
             path=d.get("path"),
             size_bytes=d.get("size_bytes"),
             error=d.get("error"),
+            not_applicable=d.get("not_applicable"),
             metric=Metric.from_dict(metric) if metric else None,
             batch_size=d.get("batch_size"),
             **{key: number(d.get(key)) for key in _MEASURED},
         )
 
+    @property
+    def status(self) -> str:
+        """``measured``, ``error`` (it could not be converted or run) or ``not-applicable``."""
+        if self.error:
+            return "error"
+        return "not-applicable" if self.not_applicable else "measured"
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "recipe": self.recipe,
+            "status": self.status,
             "path": self.path,
             "size_bytes": self.size_bytes,
             "latency_ms": json_number(self.latency_ms),
@@ -137,6 +148,7 @@ class CandidateResult:
             "batch_size": self.batch_size,
             "findings": [f.to_dict() for f in self.findings],
             "error": self.error,
+            "not_applicable": self.not_applicable,
         }
 
 
@@ -209,7 +221,7 @@ class CheckResult:
         """Why each candidate breaks the budget, one line each (empty: all within budget)."""
         lines = []
         for c in self.candidates:
-            if c.error:
+            if c.status != "measured":
                 continue
             if max_drop is not None and c.drop is not None and c.drop > max_drop:
                 unit = "accuracy points" if c.metric and c.metric.name == ACCURACY else "%"
