@@ -68,8 +68,9 @@ def run(
     """``check`` with an optional ``Hook``: the one pipeline behind check and explain."""
     progress = progress or no_progress
     candidates = list(options.candidates)
-    # Started first: its TensorFlow import overlaps with loading the model and the data.
-    converter = Converter(model, start=_converts(model, options))
+    # Started first: its TensorFlow import overlaps with loading the model and the data (with
+    # ``resume``, only when a model is not in the cache).
+    converter = Converter(model, start=_converts(model, options) and not options.resume)
     try:
         source = load_spec(model)
     except BaseException:
@@ -122,7 +123,7 @@ def run(
         results: tuple[CandidateResult, ...] = ()
         if todo or (reference is None and reference_source is not None):
             if hook is not None:
-                hook.start(reference_source, binding, calibration)
+                hook.start(reference_source, binding, calibration, converter)
             reference, results = _evaluate(
                 reference_source, source.io, todo, binding, eval_rows, progress, hook
             )

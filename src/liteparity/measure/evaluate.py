@@ -11,6 +11,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from liteparity.convert.candidates import Candidate
+from liteparity.convert.process import Converter
 from liteparity.data.binding import Binding, IOSpec
 from liteparity.data.prepare import BATCH_ROWS, Calibration
 from liteparity.errors import DataError, InternalError, LiteparityError
@@ -70,7 +71,10 @@ class Hook(Protocol):
         source: Source | None,
         binding: Binding,
         calibration: Calibration | None,
-    ) -> None: ...
+        converter: Converter,
+    ) -> None:
+        """Before the first candidate starts; ``converter`` converts ``source`` (the run's
+        converter process: a crash there costs the hook's measurement, not the run)."""
 
     def ready(self, runs: list[_Run]) -> None:
         """Every candidate is loaded (``_Run.info``), before the first batch."""

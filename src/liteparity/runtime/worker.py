@@ -8,7 +8,9 @@ TensorFlow; a job's own module is imported when the job arrives. Several workers
 one core each.
 
 Children are started as ``python -m liteparity.runtime.worker FD`` (not with multiprocessing's
-spawn, which re-imports the user's ``__main__`` script) and talk over a socket pair.
+spawn, which re-imports the user's ``__main__`` script) and talk over a socket pair. A subclass
+may run another module that serves the same way (``convert.process``: the converter process,
+which imports TensorFlow; its crash is a ``ConversionError``).
 """
 
 from __future__ import annotations
