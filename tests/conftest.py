@@ -117,6 +117,22 @@ def check_all(cnn: Path, eval_npz: Path, cal_npz: Path, models_dir: Path):
 
 
 @pytest.fixture(scope="session")
+def hard_swish(models_dir: Path) -> Path:
+    """A conv with MobileNetV3's hard swish (x · relu6(x + 3) / 6, which the converter fuses
+    into HARD_SWISH): an op without an int16x8 kernel."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    image = keras.Input((8, 8, 1), name="image")
+    x = keras.layers.Conv2D(4, 3)(image)
+    x = keras.layers.Multiply()([x, keras.layers.ReLU(6.0)(x + 3.0) * (1.0 / 6.0)])
+    model = keras.Model(image, keras.layers.Dense(10)(keras.layers.Flatten()(x)))
+    path = models_dir / "hard_swish.keras"
+    model.save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
 def two_by_two(digits: Digits, models_dir: Path) -> Path:
     """Inputs named so that alphabetical order is not model order; two same-shape heads."""
     import keras

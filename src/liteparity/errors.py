@@ -4,7 +4,8 @@
     ├── UsageError             options that contradict each other, unknown recipe names
     ├── ModelError             a model file that is missing, of the wrong kind, or unloadable
     ├── DataError              data that is missing, malformed or does not fit the model
-    ├── ConversionError        the TFLite converter refused a recipe
+    ├── ConversionError        the TFLite converter refused (or crashed on) a recipe
+    │   └── NotApplicable      the model cannot take the recipe (an op without its kernel)
     ├── InterpreterError       LiteRT failed (or crashed) running a candidate
     └── OutputError            a report, JSON file or model could not be written
 
@@ -44,6 +45,12 @@ class DataError(LiteparityError):
 
 class ConversionError(LiteparityError):
     """The TFLite converter failed for one recipe."""
+
+
+class NotApplicable(ConversionError):
+    """The model cannot take a recipe: the converter has no kernel of the recipe's types for
+    one of its ops (int16x8 and HARD_SWISH). With ``--recipes all`` this is a finding about
+    the model, not a failure of the run."""
 
 
 class InterpreterError(LiteparityError):

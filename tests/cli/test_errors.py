@@ -131,6 +131,11 @@ CASES = [
     ("Lambda in safe mode", ["check", "{lambda}", "--data", "{dir}/good.npz"], "pass --unsafe"),
     ("Flex ops", ["qparams", "{flex}"], "uses select-TF (Flex) ops FlexCumprod"),
     (
+        "a named recipe the model cannot take",
+        ["check", "{hard_swish}", "--data", "{dir}/good.npz", "--recipes", "int16x8"],
+        "1 candidate(s) could not be measured: int16x8",
+    ),
+    (
         "bad option pair",
         ["check", "{cnn}", "--data", "{dir}/good.npz", "--std", "1"],
         "--mean and --std go together",
@@ -183,6 +188,7 @@ def test_bad_input_gets_one_clear_line(
     two_by_two: Path,
     lambda_model: Path,
     flex_model: Path,
+    hard_swish: Path,
     case: str,
     args: list[str],
     message: str,
@@ -193,6 +199,7 @@ def test_bad_input_gets_one_clear_line(
         "two": two_by_two,
         "lambda": lambda_model,
         "flex": flex_model,
+        "hard_swish": hard_swish,
     }
     result = runner.invoke(app, [a.format(**values) for a in args], catch_exceptions=False)
     assert result.exit_code == 2, result.output

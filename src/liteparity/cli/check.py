@@ -215,6 +215,12 @@ def report_check(
     if unwritten:
         raise OutputError("; ".join(unwritten))
     if failed:
+        names = ", ".join(c.name for c in failed)
+        err.print(
+            f"[bold red]liteparity:[/] {len(failed)} candidate(s) could not be measured: {names}",
+            highlight=False,
+            soft_wrap=True,
+        )
         raise typer.Exit(2)
     if broken:
         raise typer.Exit(1)

@@ -78,7 +78,11 @@ def fix(model: ModelSpec, data: DataSpec, options: FixOptions, output: Output) -
     output.save_json(result.to_json)
     output.save_report(result)
     if not result.met:
-        err.print("[bold yellow]budget:[/] no model meets it; wrote the most accurate one found")
+        err.print(
+            f"[bold yellow]budget:[/] {result.reason}",
+            highlight=False,
+            soft_wrap=True,
+        )
         raise typer.Exit(1)
 
 

@@ -20,6 +20,8 @@ class Candidate:
     content: bytes | None = None
     path: str | None = None
     error: str | None = None
+    #: why the recipe does not apply to the model (``--recipes all``): not measured, no error
+    not_applicable: str | None = None
 
 
 def _read_candidate(path: str | os.PathLike[str]) -> Candidate:

@@ -21,8 +21,18 @@ from liteparity._tf import (
 )
 from liteparity.convert.recipes import LegacySettings, Recipe
 from liteparity.data.prepare import STATIC_SHAPE_HINT, Calibration
-from liteparity.errors import ConversionError, InternalError, UsageError, first_line
+from liteparity.errors import (
+    ConversionError,
+    InternalError,
+    NotApplicable,
+    UsageError,
+    first_line,
+)
 from liteparity.reference.base import Source
+
+#: How the converter says an op has no kernel for a recipe's types ("Quantization to 16x8-bit
+#: not yet supported for op: 'HARD_SWISH'").
+_NO_KERNEL = re.compile(r"not (yet )?supported for op", re.IGNORECASE)
 
 
 def convert(
@@ -79,9 +89,10 @@ def convert(
                 raise
             return attempt(1)
     except refused as exc:
-        raise ConversionError(
-            f"recipe {recipe.name}: the converter failed: {converter_message(exc)}"
-        ) from exc
+        message = converter_message(exc)
+        if _NO_KERNEL.search(message):
+            raise NotApplicable(f"recipe {recipe.name} does not apply: {message}") from exc
+        raise ConversionError(f"recipe {recipe.name}: the converter failed: {message}") from exc
 
 
 def converter_message(exc: BaseException) -> str:

@@ -97,11 +97,19 @@ STATIC_SHAPE_HINT = "to be static"
 
 
 def calibration_from(batches: Sequence[list[np.ndarray]]) -> Calibration:
-    """A representative-dataset function over already-read batches, one sample per yield."""
+    """A representative-dataset function over already-read batches, one sample per yield
+    (picklable: the converter process receives it)."""
+    return CalibrationBatches(tuple(batches))
 
-    def generate() -> Iterable[list[np.ndarray]]:
-        for batch in batches:
+
+@dataclass(frozen=True)
+class CalibrationBatches:
+    """Calibration batches as the converter's representative dataset: calling it yields one
+    sample at a time."""
+
+    batches: tuple[list[np.ndarray], ...]
+
+    def __call__(self) -> Iterable[list[np.ndarray]]:
+        for batch in self.batches:
             for i in range(len(batch[0])):
                 yield [x[i : i + 1] for x in batch]
-
-    return generate

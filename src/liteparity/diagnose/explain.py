@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from liteparity.convert.converter import convert
+from liteparity.convert.process import Converter
 from liteparity.convert.recipes import RECIPES
 from liteparity.data.binding import Binding, sample_rows
 from liteparity.data.prepare import BATCH_ROWS, Calibration
@@ -96,6 +96,7 @@ class _Gathering:
         self._started = False
         self._source: Source | None = None
         self._calibration: Calibration | None = None
+        self._converter: Converter | None = None
         self._learned: dict[str, tuple[float, float]] = {}
         self._layers: frozenset[str] = frozenset()
         self._twin: GraphRunner | None = None
@@ -134,9 +135,11 @@ class _Gathering:
         source: Source | None,
         binding: Binding,
         calibration: Calibration | None,
+        converter: Converter,
     ) -> None:
         self._started = True
         self._source, self._calibration = source, calibration
+        self._converter = converter
         if source is None:
             self._unavailable = "no reference model"
             return
@@ -245,10 +248,12 @@ class _Gathering:
         """The calibrated float model the int8 recipes share (None without int8 recipes)."""
         if not any(_int8(r) and r.worker is not None for r in runs):
             return None
-        if self._source is None or self._calibration is None:
+        if self._source is None or self._calibration is None or self._converter is None:
             return None
         try:
-            return convert(self._source, RECIPES["int8"], self._calibration, calibrate_only=True)
+            return self._converter.convert(
+                self._source, RECIPES["int8"], self._calibration, calibrate_only=True
+            )
         except LiteparityError:
             return None
 
@@ -307,9 +312,9 @@ class _Gathering:
         content = content or calibrated
         try:
             if content is None:
-                if self._source is None or not self._source.convertible:
+                if self._source is None or not self._source.convertible or not self._converter:
                     return None
-                content = convert(self._source, RECIPES["float32"])
+                content = self._converter.convert(self._source, RECIPES["float32"])
             return Worker("float32 (for tensor ranges)"), content
         except LiteparityError:
             return None

@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from liteparity.convert.converter import convert, requantize
+from liteparity.convert.converter import requantize
+from liteparity.convert.process import Converter
 from liteparity.convert.recipes import RECIPES, get
 from liteparity.data.binding import Binding, sample_rows
 from liteparity.data.prepare import BATCH_ROWS, PreparedData, prepare_data
@@ -72,7 +73,14 @@ def locate(
     progress = progress or no_progress
     timings: dict[str, float] = {}
     clock = time.perf_counter()
-    source = load_spec(model)
+    # Started first (its TensorFlow import overlaps with loading): a converter crash is then
+    # one error line, not the end of the process.
+    converter = Converter(model, start=options.candidate is None)
+    try:
+        source = load_spec(model)
+    except BaseException:
+        converter.close()
+        raise
     pool: list[Worker] = []
     try:
         # Boot the probe processes now: they start while this process converts.
@@ -91,12 +99,15 @@ def locate(
         if candidate is not None:
             quant, name = read_tflite(candidate), f"tflite:{Path(candidate).name}"
         elif chosen.activations == "int8":  # type: ignore[union-attr]
-            calibrated = convert(source, chosen, prepared.calibration, calibrate_only=True)
+            calibrated = converter.convert(
+                source, chosen, prepared.calibration, calibrate_only=True
+            )
             quant, name = requantize(calibrated, numeric_verify=True), recipe
         else:
-            quant, name = convert(source, chosen, prepared.calibration), recipe
+            quant, name = converter.convert(source, chosen, prepared.calibration), recipe
         # The calibrated model computes exactly what the float32 recipe does: reuse it.
-        twin = calibrated if calibrated is not None else _float_twin(source)
+        twin = calibrated if calibrated is not None else _float_twin(source, converter)
+        converter.close()
         timings["convert"] = time.perf_counter() - clock
         clock = time.perf_counter()
         targets, order = _start_probes(quant, twin, source, pool)
@@ -131,6 +142,7 @@ def locate(
         )
         timings["conversion_by_layer"] = time.perf_counter() - clock
     finally:
+        converter.close()
         source.close()
         for worker in pool:
             worker.close()
@@ -147,12 +159,12 @@ def locate(
     )
 
 
-def _float_twin(source: Source) -> bytes | None:
+def _float_twin(source: Source, converter: Converter) -> bytes | None:
     """The float32 TFLite model the quantized one is compared with, tensor by tensor."""
     if isinstance(source, TFLiteSource):
         return source.content
     if source.convertible:
-        return convert(source, RECIPES["float32"])
+        return converter.convert(source, RECIPES["float32"])
     return None
 
 

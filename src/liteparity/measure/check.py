@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 
 from liteparity.convert.candidates import Candidate, _read_candidate
-from liteparity.convert.converter import convert
+from liteparity.convert.process import Converter
 from liteparity.convert.qat import quantization_aware
 from liteparity.convert.recipes import LegacySettings, Recipe, resolve
 from liteparity.data.prepare import Calibration, _labelled, prepare_data
-from liteparity.errors import DataError, LiteparityError
+from liteparity.errors import DataError, LiteparityError, NotApplicable
 from liteparity.files import write_atomic
 from liteparity.measure.evaluate import Hook, _evaluate
 from liteparity.measure.outputs import Measures
@@ -70,7 +70,14 @@ def run(
     progress = progress or no_progress
     measures = Measures.parse(options.output_metrics, options.metric)  # a typo fails first
     candidates = list(options.candidates)
-    source = load_spec(model)
+    # Started first: its TensorFlow import overlaps with loading the model and the data (with
+    # ``resume``, only when a model is not in the cache).
+    converter = Converter(model, start=_converts(model, options) and not options.resume)
+    try:
+        source = load_spec(model)
+    except BaseException:
+        converter.close()
+        raise
     reference_source: Source | None = source
     try:
         if isinstance(source, TFLiteSource) and not candidates and options.recipes is None:
@@ -97,8 +104,10 @@ def run(
         )
         trained = _labelled(prepared) if any(r.needs_training for r in chosen) else None
         converted = _convert_all(
+            converter,
             source,
             chosen,
+            {n for n in recipe_names if n != "all"},
             calibration,
             options.legacy,
             options.save_dir,
@@ -116,7 +125,7 @@ def run(
         results: tuple[CandidateResult, ...] = ()
         if todo or (reference is None and reference_source is not None):
             if hook is not None:
-                hook.start(reference_source, binding, calibration)
+                hook.start(reference_source, binding, calibration, converter)
             reference, results = _evaluate(
                 reference_source, source.io, todo, binding, eval_rows, progress, hook, measures
             )
@@ -125,13 +134,23 @@ def run(
         by_name = {**{c.name: r for c, r in zip(todo, results, strict=True)}, **done}
         results = tuple(by_name[c.name] for c in candidates_)
     finally:
+        converter.close()
         source.close()
     return CheckResult(reference, prepared.to_dict(), results)
 
 
+def _converts(model: ModelSpec, options: CheckOptions) -> bool:
+    """Whether the run will likely convert (recipes named, or ``all`` by default)."""
+    if options.recipes is not None:
+        return bool(options.recipes)
+    return not options.candidates and not str(model.model).endswith(".tflite")
+
+
 def _convert_all(
+    converter: Converter,
     source: Source,
     chosen: list[Recipe],
+    named: set[str],
     calibration: Calibration | None,
     legacy: LegacySettings | None,
     save_dir: str | os.PathLike[str] | None,
@@ -155,9 +174,14 @@ def _convert_all(
                         )
                     content = quantization_aware(source, *trained, epochs)
                 else:
-                    content = convert(source, recipe, calibration, legacy)
+                    content = converter.convert(source, recipe, calibration, legacy)
             except LiteparityError as exc:
-                out.append(Candidate(recipe.name, recipe.name, error=str(exc)))
+                # With ``all``, a recipe the model cannot take is a fact about the model; one
+                # the user named is a failure.
+                if isinstance(exc, NotApplicable) and recipe.name not in named:
+                    out.append(Candidate(recipe.name, recipe.name, not_applicable=str(exc)))
+                else:
+                    out.append(Candidate(recipe.name, recipe.name, error=str(exc)))
                 continue
             if resumed:
                 resumed.cache.put_model(key, content)

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from liteparity.convert.candidates import Candidate
+from liteparity.convert.process import Converter
 from liteparity.data.binding import Binding, IOSpec
 from liteparity.data.prepare import BATCH_ROWS, Calibration
 from liteparity.errors import DataError, InternalError, LiteparityError
@@ -77,7 +78,10 @@ class Hook(Protocol):
         source: Source | None,
         binding: Binding,
         calibration: Calibration | None,
-    ) -> None: ...
+        converter: Converter,
+    ) -> None:
+        """Before the first candidate starts; ``converter`` converts ``source`` (the run's
+        converter process: a crash there costs the hook's measurement, not the run)."""
 
     def ready(self, runs: list[_Run]) -> None:
         """Every candidate is loaded (``_Run.info``), before the first batch."""
@@ -144,7 +148,7 @@ def _start(candidate: Candidate, kind: str, threads: int, anatomy: bool) -> _Run
         task=TaskAccumulator(kind),
         errors=ErrorAccumulator(classify=True if kind == ACCURACY else None),
     )
-    if candidate.error:
+    if candidate.error or candidate.not_applicable:
         run.error = candidate.error
         return run
     if candidate.content is None:  # a candidate has its bytes or the error that kept them
@@ -315,6 +319,8 @@ def candidate_result(
 ) -> CandidateResult:
     c = run.candidate
     size = len(c.content) if c.content is not None else None
+    if c.not_applicable:
+        return CandidateResult(c.name, c.recipe, c.path, not_applicable=c.not_applicable)
     if run.error:
         return CandidateResult(
             c.name, c.recipe, c.path, size, error=run.error, warnings=tuple(run.warnings)

@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from liteparity.convert.converter import convert, requantize
+from liteparity.convert.converter import requantize
+from liteparity.convert.process import Converter
 from liteparity.convert.qat import quantization_aware
 from liteparity.convert.recipes import RECIPES
 from liteparity.data.prepare import BATCH_ROWS, PreparedData, prepare_data
@@ -28,7 +29,7 @@ from liteparity.measure.metrics import ErrorAccumulator, TaskAccumulator, drop, 
 from liteparity.progress import Progress, no_progress
 from liteparity.reference.base import Source
 from liteparity.reference.loader import load_spec
-from liteparity.repair.search import _choose, _mark_pareto, _selective_search
+from liteparity.repair.search import _confirm, _mark_pareto, _selective_search
 from liteparity.results.check import ACCURACY, MSE_VS_REFERENCE
 from liteparity.results.fix import Budget, FixResult, Trial
 from liteparity.runtime.model_jobs import RunModel
@@ -111,9 +112,17 @@ def fix(
     prefer, qat_epochs, seed = options.prefer, options.qat_epochs, data.seed
     budget = Budget(options.max_drop, options.min_agreement)
     progress = progress or no_progress
-    source = load_spec(model)
+    # Started first (its TensorFlow import overlaps with loading): a converter crash on one
+    # recipe then skips that recipe instead of ending the process.
+    converter = Converter(model)
+    try:
+        source = load_spec(model)
+    except BaseException:
+        converter.close()
+        raise
     if not source.convertible:
         source.close()
+        converter.close()
         raise UsageError(f"fix needs a TensorFlow model to convert, not {source.path}")
     worker = Worker("fix")
     bench: _Bench | None = None
@@ -138,10 +147,12 @@ def fix(
         skipped: dict[str, str] = {}
         calibrated: bytes | None = None
         try:
-            calibrated = convert(source, RECIPES["int8"], prepared.calibration, calibrate_only=True)
+            calibrated = converter.convert(
+                source, RECIPES["int8"], prepared.calibration, calibrate_only=True
+            )
         except ConversionError as exc:  # no int8 for this model: the other recipes remain
             skipped["int8"] = str(exc)
-        first = worker.start(RunModel(calibrated or convert(source, RECIPES["float32"])))
+        first = worker.start(RunModel(calibrated or converter.convert(source, RECIPES["float32"])))
         order = input_order(source.io.input_names, [i.name for i in first.get().inputs])
         bench = bench_for(search_rows)
         contents: dict[str, bytes] = {}
@@ -173,10 +184,11 @@ def fix(
                         continue
                     content = requantize(calibrated, per_channel=name == "int8")
                 else:
-                    content = convert(source, RECIPES[name], prepared.calibration)
+                    content = converter.convert(source, RECIPES[name], prepared.calibration)
                 trial(name, content)
             except (ConversionError, InterpreterError) as exc:  # the model cannot take it
                 skipped[name] = str(exc)
+        converter.close()  # every conversion is done: free its process (it holds the model)
         if qat_epochs > 0:
             progress(f"quantization-aware training ({qat_epochs} epochs)", 0, 1)
             x, y = prepared.binding.take(search_rows)
@@ -200,12 +212,14 @@ def fix(
             before = len(trials)
             _selective_search(groups, calibrated, trial, budget)
             search_trials = len(trials) - before
-        winner, reason, met = _choose(trials, budget, prefer)
+        worker = bench.worker  # renewed if a trial crashed the first one
+        held_bench = bench_for(held_rows)
+        winner, reason, met, held, broke = _confirm(
+            trials, budget, prefer, lambda t: _held_out(held_bench, contents[t.name])
+        )
         trials = _mark_pareto(trials, prefer)
         winner = next(t for t in trials if t.name == winner.name)
         content = contents[winner.name]
-        worker = bench.worker  # renewed if a trial crashed the first one
-        held = bench_for(held_rows).measure(content)
         written = None
         if options.out is not None:
             written = str(write_atomic(Path(options.out), content))
@@ -213,6 +227,7 @@ def fix(
         plain = contents.get("int8", contents[trials[0].name])
         before, after = _before_after(source, prepared, held_rows, plain, content)
     finally:
+        converter.close()
         worker.close()
         if bench is not None:
             bench.worker.close()
@@ -235,10 +250,19 @@ def fix(
         out=written,
         content=content,
         search_trials=search_trials,
+        held_out_broken=broke,
         before=before,
         after=after,
         skipped=skipped,
     )
+
+
+def _held_out(bench: _Bench, content: bytes) -> dict[str, Any]:
+    """A trial's numbers on the held-out rows; a model that crashes there holds nothing."""
+    try:
+        return bench.measure(content)
+    except InterpreterError as exc:
+        return {"metric": None, "drop": None, "agreement": None, "error": str(exc)}
 
 
 def _before_after(

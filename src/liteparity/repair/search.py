@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
+from typing import Any
 
 import numpy as np
 
@@ -48,12 +49,24 @@ def _selective_search(
     return best
 
 
-def _choose(trials: list[Trial], budget: Budget, prefer: str) -> tuple[Trial, str, bool]:
+def _ranked(trials: list[Trial], prefer: str) -> list[Trial]:
+    """The trials within the budget on the search split, best first (cheapest, then least
+    drop)."""
     cost = _cost(prefer)
     within = [t for t in trials if t.within_budget]
+    return sorted(within, key=lambda t: (cost(t), t.drop if t.drop is not None else 0))
+
+
+def _choose(
+    trials: list[Trial], budget: Budget, prefer: str, skip: Collection[str] = ()
+) -> tuple[Trial, str, bool]:
+    """The best trial within the budget (leaving out the names in ``skip``: they broke it on
+    held-out data), why, and whether it meets the budget; else the most accurate one."""
+    cost = _cost(prefer)
+    within = [t for t in _ranked(trials, prefer) if t.name not in skip]
     unit = "bytes" if prefer == "size" else "ms"
     if within:
-        best = min(within, key=lambda t: (cost(t), t.drop if t.drop is not None else 0))
+        best = within[0]
         return (
             best,
             (
@@ -65,6 +78,37 @@ def _choose(trials: list[Trial], budget: Budget, prefer: str) -> tuple[Trial, st
         )
     best = min(trials, key=lambda t: (t.drop if t.drop is not None else np.inf, cost(t)))
     return best, "no model meets the budget: this is the most accurate one found", False
+
+
+def _confirm(
+    trials: list[Trial], budget: Budget, prefer: str, measure: Callable[[Trial], dict[str, Any]]
+) -> tuple[Trial, str, bool, dict[str, Any], dict[str, dict[str, Any]]]:
+    """The winner, measured on the held-out rows: a search-split winner that breaks the budget
+    there is not a pass (one lucky split must not choose the model), so the next trial within
+    the budget is measured, until one holds on held-out data. Returns the winner, why, whether
+    it meets the budget on both splits, its held-out numbers and those of the trials that
+    broke the budget on held-out data. When none holds: the search-split choice, not met."""
+    first, reason, met = _choose(trials, budget, prefer)
+    held = measure(first)
+    broke: dict[str, dict[str, Any]] = {}
+    winner = first
+    while met and not budget.met(held["drop"], held["agreement"]):
+        broke[winner.name] = held
+        winner, reason, met = _choose(trials, budget, prefer, skip=broke)
+        if not met:  # every trial within the budget broke it on held-out data
+            names = ", ".join(broke)
+            return (
+                first,
+                f"no model holds the budget on held-out data: {names} met it on the search "
+                f"split only; {first.name}, the search split's choice, was written",
+                False,
+                broke[first.name],
+                broke,
+            )
+        held = measure(winner)
+    if broke:
+        reason += f"; {', '.join(broke)} broke the budget on held-out data"
+    return winner, reason, met, held, broke
 
 
 def _mark_pareto(trials: list[Trial], prefer: str) -> list[Trial]:

@@ -13,6 +13,8 @@ def verdict(c: CandidateResult) -> tuple[str, str]:
     """The words that lead a candidate's report, and their style."""
     if c.error:
         return "could not be measured", "bold red"
+    if c.not_applicable:
+        return "not applicable to this model", "dim"
     if not c.findings:
         return "no issues found", "green"
     top = c.findings[0]
@@ -44,8 +46,8 @@ def findings_view(result: CheckResult) -> Any:
         head = Text.assemble((f"{c.name}: ", "bold"), (words, style))
         parts.append(Text(""))
         parts.append(head)
-        if c.error:
-            parts.append(Padding(Text(c.error), (0, 0, 0, 2)))
+        if c.error or c.not_applicable:
+            parts.append(Padding(Text(c.error or c.not_applicable or ""), (0, 0, 0, 2)))
         for f in c.findings:
             line = Text.assemble(
                 (f"[{f.severity.value}] ", STYLE[f.severity]), (f"{f.id}: ", "bold"), f.summary

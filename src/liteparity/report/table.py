@@ -20,6 +20,9 @@ COLUMNS = (
     "latency ms",
 )
 
+#: How rows that were not measured look.
+STATUS_STYLE = {"error": "red", "not-applicable": "dim"}
+
 
 def _size(n: int | None) -> str:
     if n is None:
@@ -53,8 +56,8 @@ def _delta(name: str, delta: float | None) -> str:
 
 def cells(c: CandidateResult) -> list[str]:
     """The table cells of one candidate row (shared by the terminal and HTML renderings)."""
-    if c.error:
-        return [c.name, f"error: {c.error}", *[""] * (len(COLUMNS) - 2)]
+    if c.status != "measured":  # the reason goes under the table (``notes``), not in a cell
+        return [c.name, f"{c.status.replace('-', ' ')} (see below)", *[""] * (len(COLUMNS) - 2)]
     name = c.metric.name if c.metric else ""
     return [
         c.name,
@@ -89,7 +92,11 @@ def reference_cells(result: CheckResult) -> list[str]:
 
 
 def check_table(result: CheckResult) -> Any:
+    """The table, then one line per row that was not measured, saying why: under the table,
+    where a long converter or LiteRT message does not squeeze the columns."""
+    from rich.console import Group
     from rich.table import Table
+    from rich.text import Text
 
     metric = result.reference.metric.name if result.reference else "metric"
     samples = result.data.get("evaluation_samples")
@@ -103,5 +110,10 @@ def check_table(result: CheckResult) -> Any:
     if result.reference:
         table.add_row(*reference_cells(result), style="dim")
     for c in result.candidates:
-        table.add_row(*cells(c), style="red" if c.error else None)
-    return table
+        table.add_row(*cells(c), style=STATUS_STYLE.get(c.status))
+    below = [
+        Text(f"{c.name}: {c.status.replace('-', ' ')}: {c.error or c.not_applicable}", style)
+        for c in result.candidates
+        if (style := STATUS_STYLE.get(c.status))
+    ]
+    return Group(table, *below) if below else table

@@ -177,6 +177,8 @@ class CandidateResult:
     warnings: tuple[str, ...] = ()
     #: the user's callable metric, averaged over the batches
     user_metrics: dict[str, float] = field(default_factory=dict)
+    #: why the recipe does not apply to the model (``--recipes all``): not measured, no error
+    not_applicable: str | None = None
     #: for reports only (not in the JSON): a sample of errors, the metric of each batch
     error_sample: tuple[float, ...] = field(default=(), repr=False)
     batch_metrics: tuple[float, ...] = field(default=(), repr=False)
@@ -194,6 +196,7 @@ class CandidateResult:
             path=d.get("path"),
             size_bytes=d.get("size_bytes"),
             error=d.get("error"),
+            not_applicable=d.get("not_applicable"),
             metric=Metric.from_dict(metric) if metric else None,
             batch_size=d.get("batch_size"),
             findings=(non_finite_finding(share),) if share else (),
@@ -203,6 +206,13 @@ class CandidateResult:
             **measured,
         )
 
+    @property
+    def status(self) -> str:
+        """``measured``, ``error`` (it could not be converted or run) or ``not-applicable``."""
+        if self.error:
+            return "error"
+        return "not-applicable" if self.not_applicable else "measured"
+
     def to_dict(self) -> dict[str, Any]:
         """Measured numbers are a number or ``null``; ``special`` names the non-finite ones
         (``{"sqnr_db": "inf"}``: identical outputs; ``"nan"``: NaN outputs)."""
@@ -210,6 +220,7 @@ class CandidateResult:
         return {
             "name": self.name,
             "recipe": self.recipe,
+            "status": self.status,
             "path": self.path,
             "size_bytes": self.size_bytes,
             "metric": self.metric.to_dict() if self.metric else None,
@@ -221,6 +232,7 @@ class CandidateResult:
             "outputs": [o.to_dict() for o in self.outputs],
             "warnings": list(self.warnings),
             "user_metrics": plain_metrics(self.user_metrics, json_number),
+            "not_applicable": self.not_applicable,
         }
 
 
@@ -322,7 +334,7 @@ class CheckResult:
         a ``decision-lost`` finding breaks the budget too."""
         lines = []
         for c in self.candidates:
-            if c.error:
+            if c.status != "measured":
                 continue
             budget = max_drop is not None or min_agreement is not None
             if budget and c.non_finite_share:

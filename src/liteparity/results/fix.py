@@ -75,13 +75,16 @@ class FixResult:
     prefer: str
     trials: tuple[Trial, ...]
     winner: Trial
-    met: bool  # the winner meets the budget on the search split
+    met: bool  # the winner meets the budget on the search split and on held-out data
     reason: str
     held_out: dict[str, Any]
     search_samples: int
     out: str | None = None
     content: bytes = field(default=b"", repr=False)
     search_trials: int = 0  # quantize+evaluate trials of the selective search
+    #: trials that met the budget on the search split and broke it on held-out data: their
+    #: held-out numbers, by trial name
+    held_out_broken: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: ``explain``'s findings on the held-out data: plain int8, then the winner
     before: tuple[Any, ...] = ()
     after: tuple[Any, ...] = ()
@@ -106,6 +109,7 @@ class FixResult:
             "reason": self.reason,
             "held_out": self.held_out,
             "held_out_met": self.held_out_met,
+            "held_out_broken": self.held_out_broken,
             "search_samples": self.search_samples,
             "selective_search_trials": self.search_trials,
             "trials": [t.to_dict() for t in self.trials],

@@ -169,11 +169,12 @@ class BaseWorker:
         self._doing = "running a job"
         self._fed = 0
 
-    def start(self, job: Job) -> Reply:
-        """Start ``job`` (without waiting): the reply is its ``start()``'s info."""
+    def start(self, job: Job, doing: str | None = None) -> Reply:
+        """Start ``job`` (without waiting): the reply is its ``start()``'s info. ``doing``
+        names the start in a crash's line (default: the job's ``doing``, loading)."""
         check_job(job)
         self._doing, self._fed = job.doing, 0
-        return self._ask(("start", job), f"{job.doing} (loading)")
+        return self._ask(("start", job), doing or f"{job.doing} (loading)")
 
     def feed(self, batch: Sequence[np.ndarray] | SharedInputs) -> Reply:
         """Send one batch (arrays, or ``SharedInputs``) to the running job."""

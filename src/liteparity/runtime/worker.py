@@ -8,13 +8,16 @@ TensorFlow; a job's own module is imported when the job arrives. Several workers
 one core each.
 
 Children are started as ``python -m liteparity.runtime.worker FD`` (not with multiprocessing's
-spawn, which re-imports the user's ``__main__`` script) and talk over a socket pair.
+spawn, which re-imports the user's ``__main__`` script) and talk over a socket pair. A subclass
+may run another module that serves the same way (``convert.process``: the converter process,
+which imports TensorFlow; its crash is a ``ConversionError``).
 """
 
 from __future__ import annotations
 
 import os
 import pickle
+import re
 import signal
 import socket
 import subprocess
@@ -29,6 +32,10 @@ import numpy as np
 from liteparity import errors
 from liteparity.errors import first_line
 from liteparity.runtime.jobs import BaseWorker, JobHost
+
+#: An absl/TF C++ log line below FATAL ("I0000 00:00:17.. 3074 cudart_stub.cc:31] ..."):
+#: chatter, not a crash's last words.
+_LOG = re.compile(r"[IWE]\d{4} \d\d:\d\d:\d\d")
 
 #: How long a worker may stay silent while alive; generous, LiteRT can be slow on big models.
 _POLL_S = 0.05
@@ -63,21 +70,37 @@ def _serve(conn: Connection) -> None:
 class Worker(BaseWorker):
     """Jobs in one child process; calls go one at a time, in order."""
 
+    #: The module the child runs (``python -m MODULE FD``), what a crash is called, the error
+    #: it becomes, and the C++ log level of the child (TF_CPP_MIN_LOG_LEVEL).
+    module = "liteparity.runtime.worker"
+    kind = "interpreter"
+    crash_error: type[errors.LiteparityError] = errors.InterpreterError
+    log_level = "2"
+
     def __init__(self, name: str) -> None:
         """Start the process; it boots in the background while the caller prepares a job."""
         super().__init__(name)
         parent, child = socket.socketpair()
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (closed by close())
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "liteparity.runtime.worker", str(child.fileno())],
+            [sys.executable, "-m", self.module, str(child.fileno())],
             pass_fds=(child.fileno(),),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=self._stderr,
-            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL=self.log_level),
         )
         child.close()
         self._conn = Connection(parent.detach())
+
+    @property
+    def alive(self) -> bool:
+        """Whether the child process is still running (not crashed, not closed)."""
+        return self._process.poll() is None
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
 
     def _send(self, message: tuple[str, Any], doing: str) -> None:
         try:
@@ -100,7 +123,7 @@ class Worker(BaseWorker):
         cls = getattr(errors, kind, errors.InterpreterError)
         return None, cls(text)
 
-    def _crash(self, doing: str) -> errors.InterpreterError:
+    def _crash(self, doing: str) -> errors.LiteparityError:
         try:
             code = self._process.wait(timeout=5)
         except subprocess.TimeoutExpired:
@@ -117,10 +140,12 @@ class Worker(BaseWorker):
         said = [
             ln
             for ln in self._stderr.read().decode(errors="replace").splitlines()
-            if ln.strip() and not ln.startswith("INFO:")
+            if ln.strip()
+            and not ln.startswith(("INFO:", "WARNING: All log"))
+            and not _LOG.match(ln)
         ]
         last = f": {said[-1].strip()}" if said else ""
-        return errors.InterpreterError(f"interpreter crashed ({how}) while {doing}{last}")
+        return self.crash_error(f"{self.kind} crashed ({how}) while {doing}{last}")
 
     def close(self) -> None:
         """Ask the worker to stop and hang up; it exits on its own (no waiting for it). A

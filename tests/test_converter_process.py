@@ -1,0 +1,127 @@
+"""Conversion in a converter process: a converter crash costs one recipe, not the run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from liteparity.convert.process import Converter
+from liteparity.convert.recipes import RECIPES
+from liteparity.data.prepare import calibration_from
+from liteparity.errors import ConversionError
+from liteparity.reference.loader import load
+from liteparity.specs import ModelSpec
+from tests.conftest import Digits, oracle_outputs
+
+
+@pytest.fixture(scope="module")
+def lstm(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A Keras 3 text classifier with a fixed batch of 1: int32 tokens → Embedding → LSTM →
+    Dense. TF 2.21's calibrator segfaults on it."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    tokens = keras.Input((12,), batch_size=1, dtype="int32")
+    x = keras.layers.Embedding(50, 8)(tokens)
+    x = keras.layers.LSTM(8)(x)
+    model = keras.Model(tokens, keras.layers.Dense(3, activation="softmax")(x))
+    folder = tmp_path_factory.mktemp("lstm")
+    model.save(folder / "lstm.keras")
+    rng = np.random.default_rng(0)
+    x_data = rng.integers(0, 50, (40, 12)).astype(np.int32)
+    np.savez(folder / "tokens.npz", x=x_data, y=rng.integers(0, 3, 40))
+    return folder / "lstm.keras", folder / "tokens.npz"
+
+
+def test_a_real_converter_segfault_is_one_error_row_and_the_json_survives(
+    lstm: tuple[Path, Path], tmp_path: Path
+) -> None:
+    from liteparity.cli.app import app
+
+    model, data = lstm
+    out = tmp_path / "check.json"
+    saved = tmp_path / "models"
+    result = CliRunner().invoke(
+        app,
+        [
+            *("check", str(model), "--data", str(data), "--calibration-data", str(data)),
+            *("--recipes", "int8,float32", "--json", str(out), "--save-models", str(saved)),
+        ],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 2, result.output  # a recipe named explicitly failed
+    rows = {c["name"]: c for c in json.loads(out.read_text())["candidates"]}
+    assert rows["int8"]["error"].startswith(
+        "converter crashed (signal 11, SIGSEGV) while calibrating int8"
+    )
+    # The recipe after the crash was converted by a fresh process, and measured right: its
+    # agreement is what a plain one-sample loop over the saved model gives.
+    float32 = rows["float32"]
+    assert float32["error"] is None
+    import keras
+
+    tokens = np.load(data)["x"]
+    rows_evaluated = json.loads(out.read_text())["data"]["evaluation_samples"]
+    assert rows_evaluated == len(tokens)
+    reference = keras.saving.load_model(model).predict(tokens, batch_size=1, verbose=0)
+    candidate = oracle_outputs(saved / "float32.tflite", tokens)
+    agreement = np.mean(reference.argmax(1) == candidate.argmax(1))
+    assert float32["agreement"] == pytest.approx(agreement)
+    assert "Traceback" not in result.output
+
+
+def _converter_children() -> list[int]:
+    """Pids of this process's converter children (read from /proc, not from the product)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        if parent == os.getpid() and b"liteparity.convert.process" in cmdline:
+            pids.append(int(entry.name))
+    return pids
+
+
+def test_a_planted_converter_crash_mid_calibration_is_named_and_the_process_restarts(
+    cnn: Path, digits: Digits
+) -> None:
+    many = np.concatenate([digits.x_cal] * 20)  # calibration long enough to be hit mid-way
+    with Converter(ModelSpec(cnn)) as converter:
+        source = load(cnn)
+        warm = converter.convert(source, RECIPES["float32"])  # TF imported, model loaded
+        [first] = _converter_children()
+
+        def kill_when_busy() -> None:
+            threading.Event().wait(1.0)
+            os.kill(first, signal.SIGSEGV)
+
+        killer = threading.Thread(target=kill_when_busy)
+        killer.start()
+        with pytest.raises(ConversionError) as caught:
+            converter.convert(source, RECIPES["int8"], calibration_from([[many]]))
+        killer.join()
+        assert str(caught.value).startswith(
+            "converter crashed (signal 11, SIGSEGV) while calibrating int8"
+        )
+        again = converter.convert(source, RECIPES["float32"])
+        assert _converter_children() != [first]
+        source.close()
+    assert again == warm  # the restarted process converts exactly as the first did
+    path = cnn.parent / "restarted.tflite"
+    path.write_bytes(again)
+    import keras
+
+    expected = keras.saving.load_model(cnn).predict(digits.x_eval[:20], verbose=0)
+    np.testing.assert_allclose(oracle_outputs(path, digits.x_eval[:20]), expected, atol=1e-5)
