@@ -15,6 +15,7 @@ from liteparity.diagnose.rules import diagnose
 from liteparity.layerwise.sensitivity import LayerSensitivity
 from liteparity.measure.stats import InputCoverage, TensorStats
 from liteparity.qparams import from_mean_std, from_min_max
+from liteparity.runtime.anatomy import Anatomy, OpRecord, TensorRecord
 from tests.unit.handmade import (
     CONV_A,
     CONV_B,
@@ -159,6 +160,65 @@ def test_one_range_on_every_tensor_is_dummy_ranges() -> None:
     assert not found(int8_evidence(), "dummy-ranges")
 
 
+def test_relu6_outputs_filling_zero_to_six_are_not_dummy_ranges() -> None:
+    """Calibrated ReLU6 outputs reach 6 on real data: [0, 6] on every tensor is their range
+    by definition, not an assumed one. Values that do not fit it (negative logits, or a
+    tenth of the range) are."""
+    relu6 = from_min_max(0.0, 6.0, "int8")
+    anatomy = int8_model(conv_a=relu6, conv_b=relu6)
+    filled = {
+        CONV_A: TensorStats(count=1000, min=0.0, max=6.0),
+        CONV_B: TensorStats(count=1000, min=0.0, max=5.2),
+    }
+    assert not found(int8_evidence(anatomy=anatomy, float_stats=filled), "dummy-ranges")
+    misfit = {
+        CONV_A: TensorStats(count=1000, min=-3.0, max=2.0),  # below the range
+        CONV_B: TensorStats(count=1000, min=0.0, max=0.6),  # a tenth of it
+    }
+    f = one(int8_evidence(anatomy=anatomy, float_stats=misfit), "dummy-ranges")
+    assert f.evidence["tensors"] == ["conv_a", "conv_b"]
+    assert f.evidence["measured_ranges"] == {"conv_a": [-3.0, 2.0], "conv_b": [0.0, 0.6]}
+
+
+def test_average_pooling_shares_its_input_range_by_requirement() -> None:
+    """conv_a → AVERAGE_POOL_2D → MAX_POOL_2D: three tensors, one range, one range setter
+    (TFLite requires the pools' output to keep the input's scale): nothing is assumed."""
+    base = int8_model()
+    q = base.tensor(4).quantization
+    pooled = (
+        TensorRecord(
+            9, "model_1/pool_1/AvgPool", (1, 4, 4, 4), "int8", q, False, "AVERAGE_POOL_2D"
+        ),
+        TensorRecord(10, "model_1/pool_2/MaxPool", (1, 2, 2, 4), "int8", q, False, "MAX_POOL_2D"),
+    )
+    ops = (
+        *base.ops,
+        OpRecord(4, "AVERAGE_POOL_2D", (4,), (9,)),
+        OpRecord(5, "MAX_POOL_2D", (9,), (10,)),
+    )
+    anatomy = Anatomy((*base.tensors, *pooled), ops, base.inputs, base.outputs)
+    assert not found(int8_evidence(anatomy=anatomy), "dummy-ranges")
+
+
+def test_values_at_an_activations_own_floor_are_not_saturation() -> None:
+    """A Rescaling to [-1, 1]: black pixels sit at -1, the lowest code, and the float model
+    sits there too (nothing is clipped). Swish's minimum -0.2785 calibrated as the lowest
+    code, without a float model: a floor the function has, not clipping."""
+    rescaled = from_min_max(-1.0, 1.0, "int8")
+    anatomy = int8_model(conv_b=rescaled)
+    stats = {CONV_B: TensorStats(count=1000, min=-1.0, max=1.0, at_qmin=300)}
+    truth = {CONV_B: TensorStats(count=1000, min=-1.0, max=0.98)}
+    assert not found(int8_evidence(anatomy=anatomy, stats=stats, float_stats=truth), "saturation")
+    swish = int8_model(conv_b=from_min_max(-0.2785, 4.0, "int8"))
+    stats = {CONV_B: TensorStats(count=1000, min=-0.2785, max=3.9, at_qmin=300)}
+    assert not found(int8_evidence(anatomy=swish, stats=stats), "saturation")
+    # The same pile where the float values go below the range: clipped, 30% → error.
+    clipped = {CONV_B: TensorStats(count=1000, min=-2.5, max=0.98)}
+    stats = {CONV_B: TensorStats(count=1000, min=-1.0, max=1.0, at_qmin=300)}
+    f = one(int8_evidence(anatomy=anatomy, stats=stats, float_stats=clipped), "saturation")
+    assert f.severity.value == "error" and f.evidence["share"] == pytest.approx(0.3)
+
+
 def test_values_piled_on_the_top_code_are_saturation() -> None:
     stats = {CONV_B: TensorStats(count=1000, min=-4.0, max=3.97, at_qmax=150)}
     truth = {CONV_B: TensorStats(count=1000, min=-4.0, max=9.0)}
@@ -204,6 +264,23 @@ def test_one_channel_setting_the_scale_is_outlier_scale() -> None:
     even = np.array([1.0, 1.2, 0.9, 1.1], np.float32)
     stats = {CONV_A: TensorStats(count=1000, min=0.0, max=1.2, channel_absmax=even)}
     assert not found(int8_evidence(float_stats=stats), "outlier-scale")
+
+
+def test_constant_zero_padding_channels_do_not_make_an_outlier_scale() -> None:
+    """Four real channels reaching 0.9–1.2 and four all-zero padding channels: the median of
+    all eight would be 0.45 (or 0 with more padding); of the real ones it is 1.05, and the
+    scale (1.2/255) gives it 223 codes."""
+    absmax = np.array([1.0, 1.2, 0.9, 1.1, 0, 0, 0, 0], np.float32)
+    anatomy = int8_model(conv_a=from_min_max(0.0, 1.2, "int8"))
+    stats = {CONV_A: TensorStats(count=1000, min=0.0, max=1.2, channel_absmax=absmax)}
+    assert not found(int8_evidence(anatomy=anatomy, float_stats=stats), "outlier-scale")
+    # One real outlier among real and padding channels is still named, by its own index.
+    absmax = np.array([0, 100.0, 1.0, 1.0, 0.5, 0, 0, 0], np.float32)
+    wide = int8_model(conv_a=from_min_max(0.0, 100.0, "int8"))
+    stats = {CONV_A: TensorStats(count=1000, min=0.0, max=100.0, channel_absmax=absmax)}
+    f = one(int8_evidence(anatomy=wide, float_stats=stats), "outlier-scale")
+    assert f.evidence["channel"] == 1
+    assert f.evidence["median_channel_absmax"] == pytest.approx(1.0)  # of 100, 1, 1, 0.5
 
 
 # -- training family -----------------------------------------------------------------------

@@ -26,6 +26,7 @@ from liteparity.reference.base import Source
 from liteparity.results.check import (
     ACCURACY,
     MSE_VS_REFERENCE,
+    NO_TASK,
     CandidateResult,
     Metric,
     ReferenceResult,
@@ -149,7 +150,7 @@ def _evaluate(
     k+1 before the main process folds batch k into the statistics, so they are never idle."""
     kind = task_kind(binding.dataset.labels)
     if source is None and kind == MSE_VS_REFERENCE:
-        kind = "none"  # a lone model without labels: only findings, no task metric
+        kind = NO_TASK  # a lone model without labels: only findings, no task metric
     reference_task = TaskAccumulator(kind)
     total = len(rows)
     progress("starting interpreters", 0, total)
@@ -281,7 +282,7 @@ def candidate_result(
     size = len(c.content) if c.content is not None else None
     if run.error:
         return CandidateResult(c.name, c.recipe, c.path, size, error=run.error)
-    value = run.task.value if run.task and kind != "none" else None
+    value = run.task.value if run.task else None
     delta = value - reference if value is not None and reference is not None else None
     return CandidateResult(
         name=c.name,

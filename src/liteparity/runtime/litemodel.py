@@ -336,13 +336,16 @@ class LiteModel:
             for info in self.inputs:
                 shape = [1, *(max(d, 1) for d in info.sample_shape)]
                 it.resize_tensor_input(info.index, shape, strict=False)
+            unread = None
             try:
                 it.allocate_tensors()
-            except _litert.LITERT_ERRORS as exc:
-                raise InterpreterError(
-                    f"LiteRT cannot allocate the model: {first_line(exc)}"
-                ) from exc
-            self._anatomy = build_anatomy(it)
+            except _litert.LITERT_ERRORS as exc:  # e.g. a custom op only a delegate resolves
+                unread = f"weights not read (LiteRT's builtin kernels: {first_line(exc)})"
+            try:
+                fused = tuple(op.activation for op in _litert.read_graph(self._content).ops)
+            except ModelError:
+                fused = ()
+            self._anatomy = build_anatomy(it, fused, unread)
         return self._anatomy
 
     def invocations(self, inputs: Sequence[np.ndarray], step: int | None = None) -> Iterator[Any]:
