@@ -5,6 +5,7 @@ interpreter; tests/test_explain.py checks the same findings end to end on real m
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from liteparity.diagnose.rules import diagnose
 from liteparity.layerwise.sensitivity import LayerSensitivity
 from liteparity.measure.stats import InputCoverage, TensorStats
 from liteparity.qparams import from_mean_std, from_min_max
+from liteparity.results.check import Metric
 from liteparity.runtime.anatomy import Anatomy, OpRecord, TensorRecord
 from tests.unit.handmade import (
     CONV_A,
@@ -160,24 +162,21 @@ def test_one_range_on_every_tensor_is_dummy_ranges() -> None:
     assert not found(int8_evidence(), "dummy-ranges")
 
 
-def test_relu6_outputs_filling_zero_to_six_are_not_dummy_ranges() -> None:
-    """Calibrated ReLU6 outputs reach 6 on real data: [0, 6] on every tensor is their range
-    by definition, not an assumed one. Values that do not fit it (negative logits, or a
-    tenth of the range) are."""
+def test_relu6_outputs_at_zero_to_six_are_not_dummy_ranges() -> None:
+    """Fused ReLU6 outputs have [0, 6] by definition: calibration gives it to every one of
+    them that reaches the clip. The same shared range after plain ReLUs is assumed."""
     relu6 = from_min_max(0.0, 6.0, "int8")
-    anatomy = int8_model(conv_a=relu6, conv_b=relu6)
-    filled = {
-        CONV_A: TensorStats(count=1000, min=0.0, max=6.0),
-        CONV_B: TensorStats(count=1000, min=0.0, max=5.2),
-    }
-    assert not found(int8_evidence(anatomy=anatomy, float_stats=filled), "dummy-ranges")
-    misfit = {
-        CONV_A: TensorStats(count=1000, min=-3.0, max=2.0),  # below the range
-        CONV_B: TensorStats(count=1000, min=0.0, max=0.6),  # a tenth of it
-    }
-    f = one(int8_evidence(anatomy=anatomy, float_stats=misfit), "dummy-ranges")
+    base = int8_model(conv_a=relu6, conv_b=relu6)
+
+    def fused(activation: str) -> Anatomy:
+        ops = tuple(
+            replace(op, activation=activation) if op.name == "CONV_2D" else op for op in base.ops
+        )
+        return replace(base, ops=ops)
+
+    assert not found(int8_evidence(anatomy=fused("RELU6")), "dummy-ranges")
+    f = one(int8_evidence(anatomy=fused("RELU")), "dummy-ranges")
     assert f.evidence["tensors"] == ["conv_a", "conv_b"]
-    assert f.evidence["measured_ranges"] == {"conv_a": [-3.0, 2.0], "conv_b": [0.0, 0.6]}
 
 
 def test_average_pooling_shares_its_input_range_by_requirement() -> None:
@@ -315,3 +314,33 @@ def test_one_layer_removing_most_of_the_error_is_a_sensitive_layer() -> None:
     assert one(noisy, "sensitive-layer").severity.value == "warning"  # SQNR below 20 dB
     spread = int8_evidence(sensitivity=sensitivity(0.3, 0.3), result=result(drop=2.0))
     assert not found(spread, "sensitive-layer")
+
+
+# -- verdict -------------------------------------------------------------------------------
+def test_a_material_loss_nothing_explains_gets_an_explicit_warning() -> None:
+    """20% of predictions flipped, 12 points lost, clean ranges: never "no issues found"."""
+    lost = result(agreement=0.8, drop=12.0)
+    f = one(int8_evidence(result=lost), "unexplained-loss")
+    assert f.severity.value == "warning"
+    assert f.evidence["reasons"] == [
+        "it flips 20.0% of top-1 predictions",
+        "it loses 12.00 points",
+    ]
+    # The best lead there is: keeping 'dense' in float removes 40% (below the 50% that makes
+    # it a sensitive-layer finding of its own).
+    ranking = (LayerSensitivity("dense", ("t",), 1.0, 0.6),)
+    f = one(int8_evidence(result=lost, sensitivity=ranking), "unexplained-loss")
+    assert f.evidence["most_sensitive_layer"]["layer"] == "dense"
+    assert "'dense'" in f.summary and "40.0%" in f.summary
+
+
+def test_a_material_loss_with_a_named_cause_gets_no_extra_verdict() -> None:
+    dummy = from_min_max(0.0, 6.0, "int8")
+    lost = result(agreement=0.8, drop=12.0)
+    ev = int8_evidence(result=lost, anatomy=int8_model(conv_a=dummy, conv_b=dummy))
+    assert found(ev, "dummy-ranges") and not found(ev, "unexplained-loss")
+    # A small loss (1% flipped, 0.2 points) is not material: no verdict either.
+    assert not found(int8_evidence(result=result(agreement=0.99)), "unexplained-loss")
+    # Without labels, outputs 15 dB from the reference are a material loss.
+    no_labels = result(metric=Metric("mse_vs_reference", 0.03), drop=3.0, sqnr_db=15.0)
+    assert found(int8_evidence(result=no_labels), "unexplained-loss")
