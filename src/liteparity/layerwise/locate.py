@@ -252,18 +252,18 @@ def _sqnr(s: LayerStats, t: Target) -> float | None:
     return value if isinstance(value, float) and math.isfinite(value) else None
 
 
-def _jump(layers: list[tuple[LayerStats, Target]]) -> str | None:
-    """The tensor where the error jumps: the layer whose SQNR falls furthest below every
-    layer's before it (at least ``JUMP_DB``). Every quantized layer costs a little; the layer
-    that costs most at once is where the signal collapses (a LayerNormalization under int8),
-    even when an earlier layer already cost more than ``JUMP_DB``."""
+def first_jump(layers: list[tuple[str, float | None]]) -> str | None:
+    """Where the error jumps, given each layer's SQNR in execution order (None: not
+    measured): the layer whose SQNR falls furthest below every layer's before it (at least
+    ``JUMP_DB``). Every quantized layer costs a little; the layer that costs most at once is
+    where the signal collapses (a LayerNormalization under int8), even when an earlier layer
+    already cost more than ``JUMP_DB``."""
     lowest, best, where = math.inf, JUMP_DB, None
-    for s, t in layers:
-        sqnr = _sqnr(s, t)
+    for name, sqnr in layers:
         if sqnr is None:
             continue
         if math.isfinite(lowest) and lowest - sqnr >= best:
-            best, where = lowest - sqnr, t.name
+            best, where = lowest - sqnr, name
         lowest = min(lowest, sqnr)
     return where
 
@@ -281,7 +281,7 @@ def _records(
         for tensor in s.keep_float:
             share[tensor] = max(share.get(tensor, 0.0), s.share_removed)
     records = []
-    jump_at = _jump([(stats.get(t.name, LayerStats()), t) for t in targets])
+    jump_at = first_jump([(t.name, _sqnr(stats.get(t.name, LayerStats()), t)) for t in targets])
     for t in targets:
         s = stats.get(t.name, LayerStats())
         local = s.local.to_dict() if t.shadow is not None and s.local.num_elements else None
