@@ -23,7 +23,7 @@ def ids(row) -> set[str]:
 
 
 def loud(row) -> list[str]:
-    return [f"{f.id}: {f.message}" for f in row.findings if f.severity.value != "info"]
+    return [f"{f.id}: {f.summary}" for f in row.findings if f.severity.value != "info"]
 
 
 @pytest.fixture(scope="session")

@@ -333,8 +333,13 @@ def _int8(run: _Run) -> bool:
 
 
 def _ranges(anatomy: Anatomy) -> dict[str, tuple[float, float]]:
-    """The real range each quantized activation covers, by tensor name."""
-    return {
-        t.name: (float(t.quantization.min[0]), float(t.quantization.max[0]))  # type: ignore[union-attr]
-        for t in quantized_activations(anatomy)
-    }
+    """The real range each quantized activation covers, by tensor name, widened by half a
+    step on each side: a value within half a step of an edge rounds to the edge code with
+    the ordinary rounding error (the zero-point nudge moves a calibrated range's edges by up
+    to half a step), so only values beyond that are outside the range."""
+    out = {}
+    for t in quantized_activations(anatomy):
+        q = t.quantization
+        half = float(q.scale[0]) / 2  # type: ignore[union-attr]
+        out[t.name] = (float(q.min[0]) - half, float(q.max[0]) + half)  # type: ignore[union-attr]
+    return out
