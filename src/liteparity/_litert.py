@@ -85,6 +85,7 @@ class FlatOp:
     custom_code: str  # "" for a builtin op
     inputs: tuple[int, ...]  # -1 for an optional operand left out
     outputs: tuple[int, ...]
+    activation: str = "NONE"  # the fused activation ("RELU6"), "NONE" without one
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,9 @@ def read_graph(content: bytes) -> FlatGraph:
             if opcode is None:
                 raise ModelError("the .tflite lists operators but no operator codes")
             code = (opcode.CustomCode() or b"").decode()
-            ops.append(FlatOp(code, _ints(op.InputsAsNumpy()), _ints(op.OutputsAsNumpy())))
+            ops.append(
+                FlatOp(code, _ints(op.InputsAsNumpy()), _ints(op.OutputsAsNumpy()), _activation(op))
+            )
         return FlatGraph(
             subgraphs=subgraphs,
             inputs=_ints(graph.InputsAsNumpy()),
@@ -134,6 +137,17 @@ def read_graph(content: bytes) -> FlatGraph:
         )
     except _UNREADABLE as exc:
         raise ModelError(f"not a TFLite flatbuffer: {first_line(exc)}") from exc
+
+
+def _activation(op: Any) -> str:
+    """The fused activation of an operator (its builtin options' ``fused_activation_function``,
+    read through the schema's object API), "NONE" for an op without one."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    options = schema.OperatorT.InitFromObj(op).builtinOptions
+    code = getattr(options, "fusedActivationFunction", 0) or 0
+    names = {v: k for k, v in vars(schema.ActivationFunctionType).items() if not k.startswith("_")}
+    return names.get(code, "NONE")
 
 
 def preload() -> None:

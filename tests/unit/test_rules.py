@@ -5,6 +5,7 @@ interpreter; tests/test_explain.py checks the same findings end to end on real m
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -16,6 +17,8 @@ from liteparity.errors import InternalError
 from liteparity.layerwise.sensitivity import LayerSensitivity
 from liteparity.measure.stats import InputCoverage, TensorStats
 from liteparity.qparams import from_mean_std, from_min_max
+from liteparity.results.check import Metric
+from liteparity.runtime.anatomy import Anatomy, OpRecord, TensorRecord
 from tests.unit.handmade import (
     CONV_A,
     CONV_B,
@@ -160,6 +163,62 @@ def test_one_range_on_every_tensor_is_dummy_ranges() -> None:
     assert not found(int8_evidence(), "dummy-ranges")
 
 
+def test_relu6_outputs_at_zero_to_six_are_not_dummy_ranges() -> None:
+    """Fused ReLU6 outputs have [0, 6] by definition: calibration gives it to every one of
+    them that reaches the clip. The same shared range after plain ReLUs is assumed."""
+    relu6 = from_min_max(0.0, 6.0, "int8")
+    base = int8_model(conv_a=relu6, conv_b=relu6)
+
+    def fused(activation: str) -> Anatomy:
+        ops = tuple(
+            replace(op, activation=activation) if op.name == "CONV_2D" else op for op in base.ops
+        )
+        return replace(base, ops=ops)
+
+    assert not found(int8_evidence(anatomy=fused("RELU6")), "dummy-ranges")
+    f = one(int8_evidence(anatomy=fused("RELU")), "dummy-ranges")
+    assert f.evidence["tensors"] == ["conv_a", "conv_b"]
+
+
+def test_average_pooling_shares_its_input_range_by_requirement() -> None:
+    """conv_a → AVERAGE_POOL_2D → MAX_POOL_2D: three tensors, one range, one range setter
+    (TFLite requires the pools' output to keep the input's scale): nothing is assumed."""
+    base = int8_model()
+    q = base.tensor(4).quantization
+    pooled = (
+        TensorRecord(
+            9, "model_1/pool_1/AvgPool", (1, 4, 4, 4), "int8", q, False, "AVERAGE_POOL_2D"
+        ),
+        TensorRecord(10, "model_1/pool_2/MaxPool", (1, 2, 2, 4), "int8", q, False, "MAX_POOL_2D"),
+    )
+    ops = (
+        *base.ops,
+        OpRecord(4, "AVERAGE_POOL_2D", (4,), (9,)),
+        OpRecord(5, "MAX_POOL_2D", (9,), (10,)),
+    )
+    anatomy = Anatomy((*base.tensors, *pooled), ops, base.inputs, base.outputs)
+    assert not found(int8_evidence(anatomy=anatomy), "dummy-ranges")
+
+
+def test_values_at_an_activations_own_floor_are_not_saturation() -> None:
+    """A Rescaling to [-1, 1]: black pixels sit at -1, the lowest code, and the float model
+    sits there too (nothing is clipped). Swish's minimum -0.2785 calibrated as the lowest
+    code, without a float model: a floor the function has, not clipping."""
+    rescaled = from_min_max(-1.0, 1.0, "int8")
+    anatomy = int8_model(conv_b=rescaled)
+    stats = {CONV_B: TensorStats(count=1000, min=-1.0, max=1.0, at_qmin=300)}
+    truth = {CONV_B: TensorStats(count=1000, min=-1.0, max=0.98)}
+    assert not found(int8_evidence(anatomy=anatomy, stats=stats, float_stats=truth), "saturation")
+    swish = int8_model(conv_b=from_min_max(-0.2785, 4.0, "int8"))
+    stats = {CONV_B: TensorStats(count=1000, min=-0.2785, max=3.9, at_qmin=300)}
+    assert not found(int8_evidence(anatomy=swish, stats=stats), "saturation")
+    # The same pile where the float values go below the range: clipped, 30% → error.
+    clipped = {CONV_B: TensorStats(count=1000, min=-2.5, max=0.98)}
+    stats = {CONV_B: TensorStats(count=1000, min=-1.0, max=1.0, at_qmin=300)}
+    f = one(int8_evidence(anatomy=anatomy, stats=stats, float_stats=clipped), "saturation")
+    assert f.severity.value == "error" and f.evidence["share"] == pytest.approx(0.3)
+
+
 def test_values_piled_on_the_top_code_are_saturation() -> None:
     stats = {CONV_B: TensorStats(count=1000, min=-4.0, max=3.97, at_qmax=150)}
     truth = {CONV_B: TensorStats(count=1000, min=-4.0, max=9.0)}
@@ -207,6 +266,23 @@ def test_one_channel_setting_the_scale_is_outlier_scale() -> None:
     assert not found(int8_evidence(float_stats=stats), "outlier-scale")
 
 
+def test_constant_zero_padding_channels_do_not_make_an_outlier_scale() -> None:
+    """Four real channels reaching 0.9–1.2 and four all-zero padding channels: the median of
+    all eight would be 0.45 (or 0 with more padding); of the real ones it is 1.05, and the
+    scale (1.2/255) gives it 223 codes."""
+    absmax = np.array([1.0, 1.2, 0.9, 1.1, 0, 0, 0, 0], np.float32)
+    anatomy = int8_model(conv_a=from_min_max(0.0, 1.2, "int8"))
+    stats = {CONV_A: TensorStats(count=1000, min=0.0, max=1.2, channel_absmax=absmax)}
+    assert not found(int8_evidence(anatomy=anatomy, float_stats=stats), "outlier-scale")
+    # One real outlier among real and padding channels is still named, by its own index.
+    absmax = np.array([0, 100.0, 1.0, 1.0, 0.5, 0, 0, 0], np.float32)
+    wide = int8_model(conv_a=from_min_max(0.0, 100.0, "int8"))
+    stats = {CONV_A: TensorStats(count=1000, min=0.0, max=100.0, channel_absmax=absmax)}
+    f = one(int8_evidence(anatomy=wide, float_stats=stats), "outlier-scale")
+    assert f.evidence["channel"] == 1
+    assert f.evidence["median_channel_absmax"] == pytest.approx(1.0)  # of 100, 1, 1, 0.5
+
+
 # -- training family -----------------------------------------------------------------------
 def test_ranges_that_are_not_the_learned_ones_are_qat_mismatch() -> None:
     learned = {"conv_a": (0.0, 6.0), "conv_b": (-4.0, 4.0)}
@@ -239,3 +315,33 @@ def test_one_layer_removing_most_of_the_error_is_a_sensitive_layer() -> None:
     assert one(noisy, "sensitive-layer").severity.value == "warning"  # SQNR below 20 dB
     spread = int8_evidence(sensitivity=sensitivity(0.3, 0.3), result=result(drop=2.0))
     assert not found(spread, "sensitive-layer")
+
+
+# -- verdict -------------------------------------------------------------------------------
+def test_a_material_loss_nothing_explains_gets_an_explicit_warning() -> None:
+    """20% of predictions flipped, 12 points lost, clean ranges: never "no issues found"."""
+    lost = result(agreement=0.8, drop=12.0)
+    f = one(int8_evidence(result=lost), "unexplained-loss")
+    assert f.severity.value == "warning"
+    assert f.evidence["reasons"] == [
+        "it flips 20.0% of top-1 predictions",
+        "it loses 12.00 points",
+    ]
+    # The best lead there is: keeping 'dense' in float removes 40% (below the 50% that makes
+    # it a sensitive-layer finding of its own).
+    ranking = (LayerSensitivity("dense", ("t",), 1.0, 0.6),)
+    f = one(int8_evidence(result=lost, sensitivity=ranking), "unexplained-loss")
+    assert f.evidence["most_sensitive_layer"]["layer"] == "dense"
+    assert "'dense'" in f.summary and "40.0%" in f.summary
+
+
+def test_a_material_loss_with_a_named_cause_gets_no_extra_verdict() -> None:
+    dummy = from_min_max(0.0, 6.0, "int8")
+    lost = result(agreement=0.8, drop=12.0)
+    ev = int8_evidence(result=lost, anatomy=int8_model(conv_a=dummy, conv_b=dummy))
+    assert found(ev, "dummy-ranges") and not found(ev, "unexplained-loss")
+    # A small loss (1% flipped, 0.2 points) is not material: no verdict either.
+    assert not found(int8_evidence(result=result(agreement=0.99)), "unexplained-loss")
+    # Without labels, outputs 15 dB from the reference are a material loss.
+    no_labels = result(metric=Metric("mse_vs_reference", 0.03), drop=3.0, sqnr_db=15.0)
+    assert found(int8_evidence(result=no_labels), "unexplained-loss")

@@ -30,7 +30,8 @@ CHECK_HELP = """Convert MODEL under each recipe, run every candidate on LiteRT, 
 
 EXPLAIN_HELP = """Like check, then say why each candidate differs: findings with evidence and fixes.
 
-Measures the float32 noise floor (the reference again in float64), how the data sits in each
+Measures the float32 noise floor (the reference again in float64; a .tflite reference under
+LiteRT's builtin kernels instead of XNNPack), how the data sits in each
 input's quantized range, and every intermediate tensor of each candidate on a sample of the
 data.
 

@@ -22,13 +22,24 @@ from liteparity.runtime.anatomy import Anatomy
 
 @dataclass(frozen=True)
 class NoiseFloor:
-    """How far the float32 reference is from its float64 twin on the same data."""
+    """How far the float32 reference is from a more exact or independent run of itself on
+    the same data: its float64 twin (``method`` "float64", TensorFlow models), or for a
+    ``.tflite`` reference the same graph under LiteRT's builtin kernels instead of XNNPack
+    ("kernels")."""
 
     rmse: float | None
     max_abs_error: float | None
     output_rms: float | None
     samples: int
     unavailable: str | None = None
+    method: str = "float64"
+
+    @property
+    def against(self) -> str:
+        """What the floor compares, for messages."""
+        if self.method == "kernels":
+            return "reference under XNNPack vs builtin kernels"
+        return "reference fp32 vs fp64"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -37,6 +48,7 @@ class NoiseFloor:
             "output_rms": json_number(self.output_rms),
             "samples": self.samples,
             "unavailable": self.unavailable,
+            "method": self.method,
         }
 
     @classmethod
@@ -47,6 +59,7 @@ class NoiseFloor:
             number(d["output_rms"]),
             d["samples"],
             d["unavailable"],
+            d.get("method", "float64"),
         )
 
 

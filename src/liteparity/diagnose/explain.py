@@ -25,7 +25,7 @@ from liteparity.data.binding import Binding, sample_rows
 from liteparity.data.prepare import BATCH_ROWS, Calibration
 from liteparity.diagnose.evidence import Evidence, NoiseFloor
 from liteparity.diagnose.rules import diagnose
-from liteparity.errors import LiteparityError
+from liteparity.errors import LiteparityError, first_line
 from liteparity.layerwise.locate import CONVERSION_SAMPLES, conversion_by_layer
 from liteparity.layerwise.sensitivity import LayerSensitivity, layer_sensitivity
 from liteparity.measure.check import run as run_pipeline
@@ -35,6 +35,7 @@ from liteparity.measure.stats import CollectTensorStats, InputCoverage, TensorSt
 from liteparity.progress import Progress
 from liteparity.reference.base import Source
 from liteparity.reference.graph_runner import GraphRunner, learned_ranges
+from liteparity.reference.tflite import KernelTwin, TFLiteSource
 from liteparity.results.check import CandidateResult, CheckResult
 from liteparity.runtime.anatomy import (
     Anatomy,
@@ -99,7 +100,7 @@ class _Gathering:
         self._converter: Converter | None = None
         self._learned: dict[str, tuple[float, float]] = {}
         self._layers: frozenset[str] = frozenset()
-        self._twin: GraphRunner | None = None
+        self._twin: GraphRunner | KernelTwin | None = None
         self._unavailable: str | None = None
         self._floor = ErrorAccumulator(classify=False)
         self._anatomy: dict[str, Anatomy] = {}
@@ -171,8 +172,13 @@ class _Gathering:
         outputs: list[tuple[_Run, list[np.ndarray]]],
     ) -> None:
         if self._twin is not None and reference is not None:
-            truth = self._twin.predict(inputs)
-            self._floor.update([t.astype(np.float64) for t in truth], reference)
+            try:
+                truth = self._twin.predict(inputs)
+            except LiteparityError as exc:  # the twin cannot run these data: no floor
+                self._twin.close()
+                self._twin, self._unavailable = None, first_line(exc)
+            else:
+                self._floor.update([t.astype(np.float64) for t in truth], reference)
         for run, _ in outputs:
             for ref_index, cov in self._coverage.get(run.candidate.name, []):
                 cov.update(inputs[ref_index])
@@ -180,8 +186,9 @@ class _Gathering:
     def _measured_floor(self) -> NoiseFloor:
         m = self._floor.metrics()
         rms = math.sqrt(self._floor.sum_sq_ref / self._floor.values) if self._floor.values else None
+        method = getattr(self._twin, "method", "float64")
         return NoiseFloor(
-            m["rmse"], m["max_abs_error"], rms, self._floor.samples, self._unavailable
+            m["rmse"], m["max_abs_error"], rms, self._floor.samples, self._unavailable, method
         )
 
     def finish(self, runs: list[_Run], binding: Binding, rows: np.ndarray) -> None:
@@ -209,9 +216,8 @@ class _Gathering:
                         worker, content = float_model
                         job = CollectTensorStats(content, bounds=_ranges(anatomy))
                         float_stats = self._tensor_stats(worker, job, batches)
-                except LiteparityError as exc:
-                    run.fail(exc)
-                    continue
+                except LiteparityError as exc:  # e.g. a custom op only a delegate resolves
+                    anatomy = _unread(anatomy, f"tensor values not read ({first_line(exc)})")
                 conversion: tuple[tuple[str, float], ...] = ()
                 if is_float_compute(anatomy) and run.candidate.content is not None:
                     layers, _ = (
@@ -310,6 +316,8 @@ class _Gathering:
             None,
         )
         content = content or calibrated
+        if content is None and isinstance(self._source, TFLiteSource):
+            content = self._source.content  # a float .tflite reference is its own twin
         try:
             if content is None:
                 if self._source is None or not self._source.convertible or not self._converter:
@@ -320,6 +328,13 @@ class _Gathering:
             return None
 
 
+def _unread(anatomy: Anatomy, what: str) -> Anatomy:
+    """``anatomy`` saying also that ``what`` could not be read: the findings that need it are
+    left out, the check's numbers stay."""
+    said = f"{anatomy.unread}; {what}" if anatomy.unread else what
+    return dataclasses.replace(anatomy, unread=said)
+
+
 def _int8(run: _Run) -> bool:
     """Converted by one of our int8-activation recipes, so it can be re-quantized."""
     recipe = RECIPES.get(run.candidate.recipe or "")
@@ -327,8 +342,13 @@ def _int8(run: _Run) -> bool:
 
 
 def _ranges(anatomy: Anatomy) -> dict[str, tuple[float, float]]:
-    """The real range each quantized activation covers, by tensor name."""
-    return {
-        t.name: (float(t.quantization.min[0]), float(t.quantization.max[0]))  # type: ignore[union-attr]
-        for t in quantized_activations(anatomy)
-    }
+    """The real range each quantized activation covers, by tensor name, widened by half a
+    step on each side: a value within half a step of an edge rounds to the edge code with
+    the ordinary rounding error (the zero-point nudge moves a calibrated range's edges by up
+    to half a step), so only values beyond that are outside the range."""
+    out = {}
+    for t in quantized_activations(anatomy):
+        q = t.quantization
+        half = float(q.scale[0]) / 2  # type: ignore[union-attr]
+        out[t.name] = (float(q.min[0]) - half, float(q.max[0]) + half)  # type: ignore[union-attr]
+    return out

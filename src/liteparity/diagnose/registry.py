@@ -28,6 +28,8 @@ FINDING_IDS = (
     "float16-overflow",
     "qat-mismatch",
     "sensitive-layer",
+    "not-measured",
+    "unexplained-loss",
 )
 
 

@@ -42,8 +42,8 @@ from liteparity.runtime.shared import SharedSlots
 from liteparity.runtime.worker import Worker
 from liteparity.specs import DataSpec, LocateOptions, ModelSpec, from_keywords
 
-#: A layer whose propagated SQNR falls this many dB below the best one before it is where
-#: the error jumps (6 dB: the error amplitude doubled).
+#: A layer whose propagated SQNR falls at least this many dB below every layer's before it
+#: can be where the error jumps (6 dB: the error amplitude doubled); the largest such fall is.
 JUMP_DB = 6.0
 
 #: Samples for the sensitivity experiment (one quantize+evaluate per layer group).
@@ -261,6 +261,33 @@ def conversion_by_layer(
     return out, aliases
 
 
+def _sqnr(s: LayerStats, t: Target) -> float | None:
+    """A layer's SQNR: propagated (against the float twin) when measured, else local."""
+    if t.twin is not None and s.propagated.num_elements:
+        value = s.propagated.to_dict().get("sqnr_db")
+    elif t.shadow is not None and s.local.num_elements:
+        value = s.local.to_dict().get("sqnr_db")
+    else:
+        value = None
+    return value if isinstance(value, float) and math.isfinite(value) else None
+
+
+def first_jump(layers: list[tuple[str, float | None]]) -> str | None:
+    """Where the error jumps, given each layer's SQNR in execution order (None: not
+    measured): the layer whose SQNR falls furthest below every layer's before it (at least
+    ``JUMP_DB``). Every quantized layer costs a little; the layer that costs most at once is
+    where the signal collapses (a LayerNormalization under int8), even when an earlier layer
+    already cost more than ``JUMP_DB``."""
+    lowest, best, where = math.inf, JUMP_DB, None
+    for name, sqnr in layers:
+        if sqnr is None:
+            continue
+        if math.isfinite(lowest) and lowest - sqnr >= best:
+            best, where = lowest - sqnr, name
+        lowest = min(lowest, sqnr)
+    return where
+
+
 def _records(
     targets: list[Target],
     stats: dict[str, LayerStats],
@@ -274,8 +301,7 @@ def _records(
         for tensor in s.keep_float:
             share[tensor] = max(share.get(tensor, 0.0), s.share_removed)
     records = []
-    best = -math.inf
-    jumped = False
+    jump_at = first_jump([(t.name, _sqnr(stats.get(t.name, LayerStats()), t)) for t in targets])
     for t in targets:
         s = stats.get(t.name, LayerStats())
         local = s.local.to_dict() if t.shadow is not None and s.local.num_elements else None
@@ -285,12 +311,6 @@ def _records(
         q = t.quantization
         scale = float(q.scale[0]) if q is not None else None
         mse = (local or propagated or {}).get("mean_squared_error")
-        sqnr = (propagated or local or {}).get("sqnr_db")
-        jump = False
-        if isinstance(sqnr, float) and math.isfinite(sqnr):
-            jump = not jumped and sqnr < best - JUMP_DB
-            jumped = jumped or jump
-            best = max(best, sqnr)
         records.append(
             LayerRecord(
                 tensor_name=t.name,
@@ -305,7 +325,7 @@ def _records(
                 rmse_over_scale=math.sqrt(mse) / scale if scale and mse is not None else None,
                 saturation=s.saturated / s.count if s.count and q is not None else None,
                 sensitivity=share.get(t.name),
-                jump=jump,
+                jump=t.name == jump_at,
             )
         )
     return tuple(records)

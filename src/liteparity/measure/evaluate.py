@@ -29,6 +29,7 @@ from liteparity.reference.base import Source
 from liteparity.results.check import (
     ACCURACY,
     MSE_VS_REFERENCE,
+    NO_TASK,
     CandidateResult,
     Metric,
     ReferenceResult,
@@ -186,7 +187,7 @@ def _evaluate(
     k+1 before the main process folds batch k into the statistics, so they are never idle."""
     kind = task_kind(binding.dataset.labels)
     if source is None and kind == MSE_VS_REFERENCE:
-        kind = "none"  # a lone model without labels: only findings, no task metric
+        kind = NO_TASK  # a lone model without labels: only findings, no task metric
     reference_task = TaskAccumulator(kind)
     total = len(rows)
     progress("starting interpreters", 0, total)
@@ -329,7 +330,7 @@ def candidate_result(
     metrics = run.errors.metrics()
     share = metrics["non_finite_share"]
     measured = {**metrics, **headline(outputs)} if outputs else metrics
-    value = run.task.value if run.task and kind != "none" else None
+    value = run.task.value if run.task else None
     delta = value - reference if value is not None and reference is not None else None
     return CandidateResult(
         name=c.name,

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from liteparity.errors import DataError, InternalError
-from liteparity.results.check import ACCURACY, MSE, MSE_VS_REFERENCE
+from liteparity.results.check import ACCURACY, MSE, MSE_VS_REFERENCE, NO_TASK
 
 #: Errors kept per candidate for the report's histogram (memory stays bounded).
 ERROR_SAMPLE = 4096
@@ -63,6 +63,8 @@ class TaskAccumulator:
     def update(self, output: np.ndarray, labels: np.ndarray | None, reference: np.ndarray) -> None:
         self.sum_sq_ref += float(np.sum(np.square(reference, dtype=np.float64)))
         self.ref_values += reference.size
+        if self.kind == NO_TASK:  # no labels, no reference: nothing to score against
+            return
         if self.kind == ACCURACY:
             if labels is None:  # task_kind gives accuracy only for integer labels
                 raise InternalError("an accuracy metric was asked for without labels")

@@ -46,5 +46,43 @@ class TFLiteSource(Source):
     def warm_up(self, inputs: list[np.ndarray]) -> None:
         self.predict(inputs)  # the first batch fed also picks the batch size (``tune``)
 
+    def float64_twin(self) -> KernelTwin:
+        """A .tflite has no float64 graph: its noise floor is the same float32 graph run by
+        a second implementation, LiteRT's builtin kernels instead of XNNPack (different
+        accumulation orders and, for convolutions, algorithms). Two sound float32 runs of
+        one graph differ by about what float32 arithmetic itself costs; ``ModelError`` when
+        the builtin kernels cannot run the model (a custom op only a delegate resolves)."""
+        return KernelTwin(self.content, Path(self.path).name)
+
     def close(self) -> None:
         self.worker.close()
+
+
+class KernelTwin:
+    """The reference ``.tflite`` run with LiteRT's builtin kernels, in its own worker."""
+
+    method = "kernels"
+
+    def __init__(self, content: bytes, name: str) -> None:
+        from liteparity.errors import LiteparityError, ModelError, first_line
+        from liteparity.runtime.model_jobs import RunModel
+        from liteparity.runtime.worker import Worker
+
+        self._worker = Worker(f"{name} (builtin kernels)")
+        try:
+            info = self._worker.start(RunModel(content, builtin_kernels=True)).get()
+            # kernels are resolved when tensors are allocated: on the first batch
+            self.predict(
+                [np.zeros((1, *(max(d, 1) for d in i.sample_shape)), i.dtype) for i in info.inputs]
+            )
+        except LiteparityError as exc:
+            self._worker.close()
+            raise ModelError(
+                f"the builtin kernels cannot run the model: {first_line(exc)}"
+            ) from exc
+
+    def predict(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        return self._worker.feed(inputs).get()
+
+    def close(self) -> None:
+        self._worker.close()

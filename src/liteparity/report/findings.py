@@ -33,7 +33,8 @@ def findings_view(result: CheckResult) -> Any:
         if floor.get("rmse") is not None:
             parts.append(
                 Text(
-                    f"noise floor: the reference in float32 vs float64 differs by RMSE "
+                    f"noise floor: the reference {_FLOOR_RUNS[floor.get('method', 'float64')]} "
+                    "differs by RMSE "
                     f"{floor['rmse']:.2e} (max {floor['max_abs_error']:.2e}) on {floor['samples']} "
                     "samples",
                     style="dim",
@@ -56,3 +57,10 @@ def findings_view(result: CheckResult) -> Any:
             if f.severity is not Severity.INFO:  # info findings need no action
                 parts.append(Padding(Text(f"fix: {f.fix}", style="cyan"), (0, 0, 0, 4)))
     return Group(*parts)
+
+
+#: How each noise-floor method ran the reference twice (``NoiseFloor.method``).
+_FLOOR_RUNS = {
+    "float64": "in float32 vs float64",
+    "kernels": "under XNNPack vs LiteRT's builtin kernels",
+}

@@ -18,6 +18,8 @@ from liteparity.plain import join_special, json_number, number, split_special, s
 #: Task metric names: accuracy against integer labels, MSE against float labels or, with no
 #: labels, MSE against the reference's own outputs.
 ACCURACY, MSE, MSE_VS_REFERENCE = "accuracy", "mse", "mse_vs_reference"
+#: A lone model without labels: no task metric (its findings need none).
+NO_TASK = "none"
 
 
 class Severity(str, Enum):

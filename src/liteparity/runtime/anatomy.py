@@ -4,6 +4,7 @@ and what ops do to quantization ranges. Plain data, computed in a worker process
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -95,13 +96,20 @@ class OpRecord:
     name: str
     inputs: tuple[int, ...]
     outputs: tuple[int, ...]
+    activation: str = "NONE"  # fused activation: "RELU6" fixes the output range to [0, 6]
 
     def to_dict(self) -> dict[str, Any]:
         return {**vars(self), "inputs": list(self.inputs), "outputs": list(self.outputs)}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> OpRecord:
-        return cls(d["index"], d["name"], tuple(d["inputs"]), tuple(d["outputs"]))
+        return cls(
+            d["index"],
+            d["name"],
+            tuple(d["inputs"]),
+            tuple(d["outputs"]),
+            d.get("activation", "NONE"),
+        )
 
 
 @dataclass(frozen=True)
@@ -115,6 +123,9 @@ class Anatomy:
     #: tensors of the other subgraphs (bodies of WHILE/IF: recurrent layers), for their
     #: types only: they cannot be read or matched (index -1)
     nested: tuple[TensorRecord, ...] = ()
+    #: what could not be read, one line (weights of a model LiteRT's builtin kernels cannot
+    #: allocate: a custom op only a delegate resolves); None when everything was read
+    unread: str | None = None
     _by_index: dict[int, TensorRecord] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -130,6 +141,7 @@ class Anatomy:
             "inputs": list(self.inputs),
             "outputs": list(self.outputs),
             "nested": [t.to_dict() for t in self.nested],
+            "unread": self.unread,
         }
 
     @classmethod
@@ -140,6 +152,7 @@ class Anatomy:
             tuple(d["inputs"]),
             tuple(d["outputs"]),
             tuple(TensorRecord.from_dict(t) for t in d["nested"]),
+            d.get("unread"),
         )
 
     def activations(self) -> list[TensorRecord]:
@@ -169,11 +182,16 @@ class Anatomy:
         return [op for op in self.ops if index in op.inputs]
 
 
-def build_anatomy(interpreter: Any) -> Anatomy:
-    """Read tensors and ops from an allocated interpreter without delegates (a delegate hides
-    the ops and tensors it takes over)."""
+def build_anatomy(
+    interpreter: Any, activations: Sequence[str] = (), unread: str | None = None
+) -> Anatomy:
+    """Read tensors and ops from an interpreter without delegates (a delegate hides the ops
+    and tensors it takes over); ``activations``: each op's fused activation, by op index.
+    ``unread``: why the interpreter could not be allocated; its weights are then left out."""
+    fused = dict(enumerate(activations))
     ops = tuple(
-        OpRecord(op.index, op.name, op.inputs, op.outputs) for op in _litert.op_details(interpreter)
+        OpRecord(op.index, op.name, op.inputs, op.outputs, fused.get(op.index, "NONE"))
+        for op in _litert.op_details(interpreter)
     )
     produced = {i: op.name for op in ops for i in op.outputs}
     read = {i for op in ops for i in op.inputs}
@@ -184,7 +202,8 @@ def build_anatomy(interpreter: Any) -> Anatomy:
         index = int(d["index"])
         constant = index not in produced and index not in inputs
         summary = None
-        if constant and index in read:  # not the kernels' own scratch (uninitialised memory)
+        # not the kernels' own scratch (uninitialised memory); data exists once allocated
+        if constant and index in read and unread is None:
             summary = _weight_summary(interpreter, index)
         records.append(
             TensorRecord(
@@ -213,7 +232,7 @@ def build_anatomy(interpreter: Any) -> Anatomy:
                     producer=None,
                 )
             )
-    return Anatomy(tuple(records), ops, inputs, outputs, tuple(nested))
+    return Anatomy(tuple(records), ops, inputs, outputs, tuple(nested), unread)
 
 
 def _weight_summary(interpreter: Any, index: int) -> WeightSummary | None:
@@ -236,10 +255,14 @@ def _weight_summary(interpreter: Any, index: int) -> WeightSummary | None:
     )
 
 
-#: Ops whose output keeps its input's quantization: they do not set a range of their own.
+#: Ops whose output keeps its input's quantization: they do not set a range of their own
+#: (the converter gives their int8 output the input's (scale, zero_point); the kernels of
+#: AVERAGE_POOL_2D and RESIZE_BILINEAR require it).
 RANGE_PRESERVING_OPS = frozenset(
     {
         "MAX_POOL_2D",
+        "AVERAGE_POOL_2D",
+        "RESIZE_BILINEAR",
         "RESHAPE",
         "SQUEEZE",
         "EXPAND_DIMS",

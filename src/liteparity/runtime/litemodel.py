@@ -90,6 +90,7 @@ class LiteModel:
         num_threads: int = 1,
         inspect: bool = False,
         skip_custom_ops: Collection[str] = (),
+        builtin_kernels: bool = False,
     ) -> None:
         """``inspect=True`` keeps every intermediate tensor readable (``Anatomy.activations``):
         each becomes a model output (``expose_tensors``), so the default delegate
@@ -97,8 +98,11 @@ class LiteModel:
         preserved (slower). Integer kernels of XNNPack may round a code differently from the
         builtin ones: what is read is what the deployed model computes.
         ``skip_custom_ops`` leaves custom ops nobody reads out of an inspected model (the
-        debug model's NumericVerify: liteparity computes the same difference itself)."""
+        debug model's NumericVerify: liteparity computes the same difference itself).
+        ``builtin_kernels`` runs LiteRT's builtin kernels only, without the default delegate
+        (XNNPack): a second float32 implementation of the same graph, for a noise floor."""
         self._content = bytes(content)
+        self._builtin = builtin_kernels
         self._num_threads = num_threads
         self._inspect = inspect
         self._exposed = expose_tensors(self._content, skip_custom_ops) if inspect else None
@@ -136,7 +140,9 @@ class LiteModel:
                 return _litert.new_interpreter(self._exposed, self._num_threads)
             except ModelError:  # the rewrite did not take: read tensors undelegated instead
                 self._exposed = None
-        return _litert.new_interpreter(self._content, self._num_threads, undelegated=self._inspect)
+        return _litert.new_interpreter(
+            self._content, self._num_threads, undelegated=self._inspect or self._builtin
+        )
 
     def _io(self) -> tuple[list[TensorInfo], list[TensorInfo]]:
         """Inputs and outputs in signature order (outputs ``output_0, output_1, …``), or in
@@ -336,13 +342,16 @@ class LiteModel:
             for info in self.inputs:
                 shape = [1, *(max(d, 1) for d in info.sample_shape)]
                 it.resize_tensor_input(info.index, shape, strict=False)
+            unread = None
             try:
                 it.allocate_tensors()
-            except _litert.LITERT_ERRORS as exc:
-                raise InterpreterError(
-                    f"LiteRT cannot allocate the model: {first_line(exc)}"
-                ) from exc
-            self._anatomy = build_anatomy(it)
+            except _litert.LITERT_ERRORS as exc:  # e.g. a custom op only a delegate resolves
+                unread = f"weights not read (LiteRT's builtin kernels: {first_line(exc)})"
+            try:
+                fused = tuple(op.activation for op in _litert.read_graph(self._content).ops)
+            except ModelError:
+                fused = ()
+            self._anatomy = build_anatomy(it, fused, unread)
         return self._anatomy
 
     def invocations(self, inputs: Sequence[np.ndarray], step: int | None = None) -> Iterator[Any]:

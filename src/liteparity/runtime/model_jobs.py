@@ -60,13 +60,16 @@ class RunModel(Job):
     tune: bool = False
     latency: bool = False
     anatomy: bool = False
+    builtin_kernels: bool = False  # LiteRT's builtin kernels only (see ``LiteModel``)
     _model: LiteModel = state()
     _sample: list[np.ndarray] | None = state()
 
     doing = "running the model"
 
     def start(self) -> ModelInfo:
-        model = LiteModel(self.content, num_threads=self.threads)
+        model = LiteModel(
+            self.content, num_threads=self.threads, builtin_kernels=self.builtin_kernels
+        )
         self.keep(_model=model, _sample=None)
         anatomy = model.anatomy() if self.anatomy else None
         return ModelInfo(tuple(model.inputs), tuple(model.outputs), anatomy, _output_ranges(model))

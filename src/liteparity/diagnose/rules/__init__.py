@@ -4,6 +4,8 @@ family (each registers its rules with ``registry.rule``) and runs them.
     floating   float-noise, conversion-error, weights-only, float16-overflow
     ranges     input-range-mismatch, dummy-ranges, saturation, calibration-range, outlier-scale
     training   qat-mismatch, sensitive-layer
+    unread     not-measured
+    verdict    unexplained-loss (a material loss no other rule warns about)
 
 Rules are pure functions of ``Evidence``: none reads a file or runs a model, so findings can be
 computed again from saved evidence. Thresholds are named constants with the reason for their
@@ -14,11 +16,11 @@ from __future__ import annotations
 
 from liteparity.diagnose.evidence import Evidence
 from liteparity.diagnose.registry import FINDING_IDS, RULES, Rule
-from liteparity.diagnose.rules import floating, ranges, training
+from liteparity.diagnose.rules import floating, ranges, training, unread, verdict
 from liteparity.results.check import Finding
 
 #: Every family of rules; importing them registered their rules.
-FAMILIES = (floating, ranges, training)
+FAMILIES = (floating, ranges, training, unread, verdict)
 
 
 def rules() -> list[Rule]:

@@ -4,7 +4,6 @@ else stays float (``weights-only``), and values float16 cannot hold (``float16-o
 
 from __future__ import annotations
 
-import math
 from typing import Any, cast
 
 import numpy as np
@@ -44,16 +43,16 @@ def _against_floor(
     (the measured floor, else the output's RMS)."""
     rmse = cast(float, r.rmse)
     numbers: dict[str, Any] = {"max_abs_error": r.max_abs_error, "rmse": rmse}
-    if floor is not None and floor.rmse is not None:
-        ratio = rmse / floor.rmse if floor.rmse > 0 else (0.0 if rmse == 0 else math.inf)
+    if rmse == 0:  # bit-identical: never an error, whatever the floor
+        return numbers, True, "bit-identical to the reference"
+    if floor is not None and floor.rmse:  # a floor of 0 says nothing of the noise: see below
+        ratio = rmse / floor.rmse
         numbers |= {
             "noise_floor_rmse": floor.rmse,
             "noise_floor_max_abs_error": floor.max_abs_error,
             "ratio_to_floor": ratio,
         }
-        against = (
-            f"{ratio:.1f}× the float32 noise floor (reference fp32 vs fp64: RMSE {floor.rmse:.2e})"
-        )
+        against = f"{ratio:.1f}× the float32 noise floor ({floor.against}: RMSE {floor.rmse:.2e})"
         return numbers, ratio <= FLOAT_NOISE_FACTOR, against
     rms = floor.output_rms if floor is not None and floor.output_rms else None
     relative = rmse / rms if rms else None

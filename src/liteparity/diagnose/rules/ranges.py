@@ -5,7 +5,6 @@ scale set by one outlier channel (``outlier-scale``)."""
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 
 import numpy as np
@@ -15,8 +14,14 @@ from liteparity.diagnose.evidence import Evidence
 from liteparity.diagnose.registry import covered_range, percent, rule
 from liteparity.diagnose.rules.training import keeps_learned_range
 from liteparity.errors import UsageError
+from liteparity.measure.stats import TensorStats
 from liteparity.results.check import Finding, Severity
-from liteparity.runtime.anatomy import RANGE_PRESERVING_OPS, TensorRecord, quantized_activations
+from liteparity.runtime.anatomy import (
+    RANGE_PRESERVING_OPS,
+    OpRecord,
+    TensorRecord,
+    quantized_activations,
+)
 
 #: Input values clipped by the input's (scale, zero_point): a warning, then an error.
 CLIPPED_WARNING, CLIPPED_ERROR = 0.005, 0.05
@@ -89,12 +94,17 @@ def input_range(ev: Evidence) -> list[Finding]:
 
 @rule("dummy-ranges")
 def dummy_ranges(ev: Evidence) -> list[Finding]:
-    """Range-setting tensors that all share one (scale, zero_point): never calibrated."""
-    producers = {i: op.name for op in ev.anatomy.ops for i in op.outputs}
+    """Range-setting tensors that all share one (scale, zero_point): assumed, never
+    calibrated (calibration gives each tensor its own data's [min, max]). Tensors that share a
+    range by requirement are not counted: outputs of range-preserving ops (pooling, reshapes:
+    the kernels require their input's range) and outputs that cover exactly the range their
+    activation has by definition (ReLU6's [0, 6]: 33 of 64 MobileNetV2 tensors)."""
+    producers = {i: op for op in ev.anatomy.ops for i in op.outputs}
     setting = [
         t
         for t in quantized_activations(ev.anatomy)
-        if producers[t.index] not in RANGE_PRESERVING_OPS
+        if producers[t.index].name not in RANGE_PRESERVING_OPS
+        and not _natural(producers[t.index], t)
     ]
     if len(setting) < DUMMY_MIN_TENSORS:
         return []
@@ -127,8 +137,10 @@ def dummy_ranges(ev: Evidence) -> list[Finding]:
             "uncalibrated (dummy) ranges",
             f"{count} of {len(setting)} activation tensors share the identical range "
             f"[{assumed[0]:.4g}, {assumed[1]:.4g}] (scale {scale:.6g}, zero point {zero}): their "
-            "ranges were assumed (default_ranges), not measured, while the real values span "
-            + ", ".join(f"{k} [{v[0]:.3g}, {v[1]:.3g}]" for k, v in list(measured.items())[:3])
+            "ranges were assumed (default_ranges), not measured"
+            + "".join(
+                f"; {k} spans [{v[0]:.3g}, {v[1]:.3g}]" for k, v in list(measured.items())[:3]
+            )
             + ".",
             {
                 "assumed_range": assumed,
@@ -147,7 +159,10 @@ def dummy_ranges(ev: Evidence) -> list[Finding]:
 
 @rule("saturation")
 def saturation(ev: Evidence) -> list[Finding]:
-    """Quantized tensors whose values pile up on their lowest or highest code."""
+    """Quantized tensors whose values pile up on a code the float values go beyond. Values at
+    a floor or ceiling the function itself has (ReLU6's 6, a Rescaling's -1, swish's and
+    GELU's minimum) are not clipped: with the float model's values an edge counts only when
+    they pass it; without them the lowest code counts unless it is a known floor."""
     if not ev.stats:
         return []
     found = []
@@ -155,11 +170,13 @@ def saturation(ev: Evidence) -> list[Finding]:
         s = ev.stats.get(t.name)
         if s is None or not s.count or keeps_learned_range(ev, t):
             continue
-        share = (s.at_qmin + s.at_qmax) / s.count
+        truth = (ev.float_stats or {}).get(t.name)
+        truth = truth if truth is not None and truth.count else None
+        low, high = _beyond_edges(t, truth)
+        share = (s.at_qmin * low + s.at_qmax * high) / s.count
         if share <= SATURATION_WARNING:
             continue
-        truth = (ev.float_stats or {}).get(t.name)
-        needed = [truth.min, truth.max] if truth is not None and truth.count else None
+        needed = [truth.min, truth.max] if truth is not None else None
         found.append((share, t, s, needed))
     findings = []
     for share, t, s, needed in sorted(found, key=lambda item: -item[0]):
@@ -233,7 +250,8 @@ def calibration_range(ev: Evidence) -> list[Finding]:
 
 @rule("outlier-scale")
 def outlier_scale(ev: Evidence) -> list[Finding]:
-    """A per-tensor scale set by one channel, leaving the other channels few codes."""
+    """A per-tensor scale set by one channel, leaving the other channels few codes. Constant
+    zero channels (padding) are left out of the median."""
     findings = []
     candidates: list[tuple[TensorRecord, np.ndarray]] = []
     for t in quantized_activations(ev.anatomy):
@@ -248,10 +266,14 @@ def outlier_scale(ev: Evidence) -> list[Finding]:
             and len(t.weights.channel_absmax) > 1
         ):
             candidates.append((t, np.asarray(t.weights.channel_absmax)))
-    for t, absmax in candidates:
+    for t, all_channels in candidates:
+        # Constant all-zero channels (padding) carry nothing and would pull the median down.
+        absmax = all_channels[all_channels > 0]
+        if len(absmax) < 2:
+            continue
         median = float(np.median(absmax))
-        top = int(np.argmax(absmax))
-        ratio = float(absmax[top]) / median if median > 0 else math.inf
+        top = int(np.argmax(all_channels))
+        ratio = float(all_channels[top]) / median
         codes = median / float(t.quantization.scale[0])  # type: ignore[union-attr]
         if ratio < OUTLIER_CHANNEL_RATIO or codes >= OUTLIER_MEDIAN_CODES:
             continue
@@ -261,7 +283,8 @@ def outlier_scale(ev: Evidence) -> list[Finding]:
                 "outlier-scale",
                 Severity.ERROR if codes < OUTLIER_MEDIAN_CODES / 4 else Severity.WARNING,
                 "one outlier channel sets the scale",
-                f"Channel {top} of {ev.label(t.name)!r} ({kind}) reaches {float(absmax[top]):.4g}, "
+                f"Channel {top} of {ev.label(t.name)!r} ({kind}) reaches "
+                f"{float(all_channels[top]):.4g}, "
                 f"{ratio:.0f}× the median channel ({median:.4g}); one scale serves all "
                 f"channels, so a typical channel is left about {codes:.1f} codes.",
                 {
@@ -269,7 +292,7 @@ def outlier_scale(ev: Evidence) -> list[Finding]:
                     "tensor_name": t.name,
                     "kind": kind,
                     "channel": top,
-                    "channel_absmax": float(absmax[top]),
+                    "channel_absmax": float(all_channels[top]),
                     "median_channel_absmax": median,
                     "ratio": ratio,
                     "codes_for_median_channel": codes,
@@ -281,3 +304,37 @@ def outlier_scale(ev: Evidence) -> list[Finding]:
             )
         )
     return findings
+
+
+#: The output range a clipping activation has by definition, fused or as an op of its own.
+NATURAL_RANGES = {"RELU6": (0.0, 6.0), "RELU_N1_TO_1": (-1.0, 1.0)}
+
+
+def _natural(op: OpRecord, t: TensorRecord) -> bool:
+    """``t`` covers exactly the range its producer's activation has by definition (ReLU6's
+    [0, 6]): calibration on any data that reaches the clip gives it, so sharing it is no sign
+    of an assumed range."""
+    natural = NATURAL_RANGES.get(op.activation) or NATURAL_RANGES.get(op.name)
+    if natural is None:
+        return False
+    q = t.quantization
+    step = float(q.scale[0])  # type: ignore[union-attr]
+    low, high = float(q.min[0]), float(q.max[0])  # type: ignore[union-attr]
+    return abs(low - natural[0]) <= step and abs(high - natural[1]) <= step
+
+
+#: Minima that activation functions have by definition: a Rescaling to [-1, 1], swish/SiLU
+#: (-0.2785 at x = -1.278), GELU (-0.1700 at x = -0.752), hard swish (-0.375 at x = -1.5).
+NATURAL_FLOORS = (-1.0, -0.2785, -0.1700, -0.375)
+
+
+def _beyond_edges(t: TensorRecord, truth: TensorStats | None) -> tuple[bool, bool]:
+    """Whether values on the lowest and on the highest code of ``t`` stand for float values
+    beyond them: the float model's values pass the edge by more than half a step; without
+    them, the highest code always and the lowest unless it is a natural floor."""
+    q = t.quantization
+    low, high, half = float(q.min[0]), float(q.max[0]), float(q.scale[0]) / 2  # type: ignore[union-attr]
+    if truth is not None:
+        return truth.min < low - half, truth.max > high + half
+    natural = any(abs(low - floor) <= 2 * half for floor in NATURAL_FLOORS)
+    return not natural, True
