@@ -97,14 +97,15 @@ def _converter_children() -> list[int]:
 def test_a_planted_converter_crash_mid_calibration_is_named_and_the_process_restarts(
     cnn: Path, digits: Digits
 ) -> None:
-    many = np.concatenate([digits.x_cal] * 20)  # calibration long enough to be hit mid-way
+    # 20,000 calibration samples: seconds of work, so a kill half a second in lands mid-way
+    many = np.concatenate([digits.x_cal] * 200)
     with Converter(ModelSpec(cnn)) as converter:
         source = load(cnn)
         warm = converter.convert(source, RECIPES["float32"])  # TF imported, model loaded
         [first] = _converter_children()
 
         def kill_when_busy() -> None:
-            threading.Event().wait(1.0)
+            threading.Event().wait(0.5)
             os.kill(first, signal.SIGSEGV)
 
         killer = threading.Thread(target=kill_when_busy)
