@@ -147,7 +147,7 @@ def _activation(op: Any) -> str:
     options = schema.OperatorT.InitFromObj(op).builtinOptions
     code = getattr(options, "fusedActivationFunction", 0) or 0
     names = {v: k for k, v in vars(schema.ActivationFunctionType).items() if not k.startswith("_")}
-    return names.get(code, "NONE")
+    return str(names.get(code, "NONE"))
 
 
 def preload() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -199,11 +200,11 @@ def report_check(
 
         output.console.print(findings_view(result))
     unwritten = []
-    writes = (
+    writes: list[Callable[[], None]] = [
         lambda: output.save_json(result.to_json),
         lambda: save(csv_path, result.to_csv),
         lambda: output.save_report(result),
-    )
+    ]
     for write in writes:
         try:
             write()

@@ -192,9 +192,10 @@ def _evaluate(
     total = len(rows)
     progress("starting interpreters", 0, total)
     batches = binding.batches(rows, BATCH_ROWS)
-    current = next(batches)
+    first = next(batches)
+    current: tuple[list[np.ndarray], np.ndarray | None] | None = first
     if source is not None:
-        source.warm_up(current[0])
+        source.warm_up(first[0])
     # Candidates and the reference run at once: share the cores between them.
     threads = max(1, (os.cpu_count() or 1) // (len(candidates) + 1))
     runs: list[_Run] = []
@@ -206,7 +207,7 @@ def _evaluate(
             _guard(run, lambda r: _loaded(r, io, measures or Measures()))
         if hook is not None:
             hook.ready(runs)
-        shared = slots.put(current[0])
+        shared = slots.put(first[0])
         # One candidate at a time on the first batch: each times batch sizes on it.
         _submit(runs, shared, wait=True)
         done = 0
@@ -215,11 +216,11 @@ def _evaluate(
             reference = source.predict(inputs, shared) if source is not None else None
             outputs = _collect(runs, reference)
             if kind == ACCURACY:
-                first = (
+                seen = (
                     reference if reference is not None else next((out for _, out in outputs), None)
                 )
-                if first is not None:
-                    check_labels(labels, first[0])
+                if seen is not None:
+                    check_labels(labels, seen[0])
             current = next(batches, None)
             if current is not None:
                 shared = slots.put(current[0])
@@ -229,7 +230,8 @@ def _evaluate(
             for run, out in outputs:
                 if reference is not None:
                     run.errors.update(reference, out)
-                run.task.update(out[0], labels, out[0] if reference is None else reference[0])
+                if run.task is not None:
+                    run.task.update(out[0], labels, out[0] if reference is None else reference[0])
                 if reference is not None and run.outputs is not None:
                     run.outputs.update(reference, out, labels)
             if hook is not None:
@@ -329,7 +331,7 @@ def candidate_result(
     outputs = run.outputs.results() if run.outputs is not None else ()
     metrics = run.errors.metrics()
     share = metrics["non_finite_share"]
-    measured = {**metrics, **headline(outputs)} if outputs else metrics
+    measured: dict[str, Any] = {**metrics, **headline(outputs)} if outputs else dict(metrics)
     value = run.task.value if run.task else None
     delta = value - reference if value is not None and reference is not None else None
     return CandidateResult(

@@ -82,7 +82,8 @@ class KernelTwin:
             ) from exc
 
     def predict(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        return self._worker.feed(inputs).get()
+        outputs: list[np.ndarray] = self._worker.feed(inputs).get()
+        return outputs
 
     def close(self) -> None:
         self._worker.close()

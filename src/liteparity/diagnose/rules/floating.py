@@ -153,7 +153,7 @@ def float16_overflow(ev: Evidence) -> list[Finding]:
     findings = []
     clipped = [t for t in ev.anatomy.weights() if t.weights and t.weights.at_float16_max]
     if clipped:
-        n = sum(t.weights.at_float16_max for t in clipped)  # type: ignore[union-attr]
+        n = sum(int(t.weights.at_float16_max) for t in clipped if t.weights)
         findings.append(
             Finding(
                 "float16-overflow",

@@ -13,7 +13,7 @@ from liteparity import qparams
 from liteparity.diagnose.evidence import Evidence
 from liteparity.diagnose.registry import covered_range, percent, rule
 from liteparity.diagnose.rules.training import keeps_learned_range
-from liteparity.errors import UsageError
+from liteparity.errors import InternalError, UsageError
 from liteparity.measure.stats import TensorStats
 from liteparity.results.check import Finding, Severity
 from liteparity.runtime.anatomy import (
@@ -108,21 +108,11 @@ def dummy_ranges(ev: Evidence) -> list[Finding]:
     ]
     if len(setting) < DUMMY_MIN_TENSORS:
         return []
-    key = Counter(
-        (float(t.quantization.scale[0]), int(t.quantization.zero_point[0])) for t in setting
-    )  # type: ignore[union-attr]
+    key = Counter(_scale_and_zero(t) for t in setting)
     (scale, zero), count = key.most_common(1)[0]
     if count < DUMMY_MIN_TENSORS or count / len(setting) < DUMMY_MIN_SHARE:
         return []
-    shared = [
-        t
-        for t in setting
-        if (
-            float(t.quantization.scale[0]),  # type: ignore[union-attr]
-            int(t.quantization.zero_point[0]),
-        )
-        == (scale, zero)
-    ]
+    shared = [t for t in setting if _scale_and_zero(t) == (scale, zero)]
     assumed = covered_range(shared[0].quantization)  # type: ignore[arg-type]
     measured = {}
     for t in shared:
@@ -296,8 +286,8 @@ def outlier_scale(ev: Evidence) -> list[Finding]:
                     "median_channel_absmax": median,
                     "ratio": ratio,
                     "codes_for_median_channel": codes,
-                    "scale": float(t.quantization.scale[0]),
-                },  # type: ignore[union-attr]
+                    "scale": _scale_and_zero(t)[0],
+                },
                 "Keep the layers around this tensor in float (selective quantization), rebalance "
                 "the channel (cross-layer equalization: scale the channel's weights down and the "
                 "next layer's up), or use int16x8 activations.",
@@ -338,3 +328,10 @@ def _beyond_edges(t: TensorRecord, truth: TensorStats | None) -> tuple[bool, boo
         return truth.min < low - half, truth.max > high + half
     natural = any(abs(low - floor) <= 2 * half for floor in NATURAL_FLOORS)
     return not natural, True
+
+
+def _scale_and_zero(t: TensorRecord) -> tuple[float, int]:
+    """A per-tensor quantized tensor's ``(scale, zero_point)``."""
+    if t.quantization is None:
+        raise InternalError(f"{t.name} is not quantized")
+    return float(t.quantization.scale[0]), int(t.quantization.zero_point[0])
