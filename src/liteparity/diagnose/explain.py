@@ -241,8 +241,8 @@ class _Gathering:
         """The calibrated float model the int8 recipes share (None without int8 recipes)."""
         if not any(_int8(r) and r.worker is not None for r in runs):
             return None
-        if self._source is None or self._calibration is None:
-            return None
+        if self._source is None or self._calibration is None or not self._source.convertible:
+            return None  # a .tflite source's int8 comes from ai-edge-quantizer: no TF calibration
         try:
             return convert(self._source, RECIPES["int8"], self._calibration, calibrate_only=True)
         except LiteparityError:

@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 
 from liteparity.convert.candidates import Candidate, _read_candidate
-from liteparity.convert.converter import convert
+from liteparity.convert.produce import Producer
 from liteparity.convert.qat import quantization_aware
-from liteparity.convert.recipes import LegacySettings, Recipe, resolve
-from liteparity.data.prepare import Calibration, _labelled, prepare_data
+from liteparity.convert.recipes import Recipe, resolve
+from liteparity.data.prepare import _labelled, prepare_data
 from liteparity.errors import DataError, LiteparityError
 from liteparity.files import write_atomic
 from liteparity.measure.evaluate import Hook, _evaluate
@@ -94,11 +94,12 @@ def run(
             else None
         )
         trained = _labelled(prepared) if any(r.needs_training for r in chosen) else None
+        producer = Producer(
+            source, calibration, prepared.calibration_batches, options.legacy, progress
+        )
         converted = _convert_all(
-            source,
+            producer,
             chosen,
-            calibration,
-            options.legacy,
             options.save_dir,
             progress,
             resumed,
@@ -128,10 +129,8 @@ def run(
 
 
 def _convert_all(
-    source: Source,
+    producer: Producer,
     chosen: list[Recipe],
-    calibration: Calibration | None,
-    legacy: LegacySettings | None,
     save_dir: str | os.PathLike[str] | None,
     progress: Progress,
     resumed: _Resume | None = None,
@@ -151,9 +150,9 @@ def _convert_all(
                             "the qat recipe needs labelled calibration data (y) "
                             "for a single-input model"
                         )
-                    content = quantization_aware(source, *trained, epochs)
+                    content = quantization_aware(producer.source, *trained, epochs)
                 else:
-                    content = convert(source, recipe, calibration, legacy)
+                    content = producer.make(recipe)
             except LiteparityError as exc:
                 out.append(Candidate(recipe.name, recipe.name, error=str(exc)))
                 continue
@@ -161,7 +160,9 @@ def _convert_all(
                 resumed.cache.put_model(key, content)
         path = None
         if save_dir is not None:
-            path = str(write_atomic(Path(save_dir) / f"{recipe.name}.tflite", content))
+            path = str(
+                write_atomic(Path(save_dir) / f"{recipe.name.replace(':', '-')}.tflite", content)
+            )
         out.append(Candidate(recipe.name, recipe.name, content=content, path=path))
     progress("converted", len(chosen), len(chosen))
     return out
