@@ -205,13 +205,13 @@ def test_resume_reuses_conversions_and_results(
         cnn, data=data, calibration_data=digits.x_cal, recipes=["float32", "int8"], resume=True
     )
 
-    from liteparity.measure import check as check_module
+    from liteparity.convert import produce
     from liteparity.runtime import worker as workers
 
     def refuse(*args, **kwargs):
         raise AssertionError("should have come from the cache")
 
-    monkeypatch.setattr(check_module, "convert", refuse)
+    monkeypatch.setattr(produce.Producer, "make", refuse)  # every recipe is made there
     monkeypatch.setattr(workers.Worker, "__init__", refuse)
     again = liteparity.check(
         cnn, data=data, calibration_data=digits.x_cal, recipes=["float32", "int8"], resume=True

@@ -226,3 +226,29 @@ def test_fix_on_a_float_tflite_searches_aeq_variants(face_data, tmp_path: Path) 
     by_hand_drop = 100 * err / power
     low, high = sorted((result.winner.drop, result.held_out["drop"]))
     assert low - 1e-3 <= by_hand_drop <= high + 1e-3
+
+
+def test_sensitivity_of_aeq_int8_by_re_quantization(face_all, face_data) -> None:
+    """explain's sensitive-layer evidence for a .tflite source: AEQ's int8 re-quantized with
+    one op group kept in float. With nothing kept in float the error is, by hand, the error of
+    check's own int8 (calibrated on the same photos)."""
+    from liteparity.data.prepare import calibration_from
+    from liteparity.diagnose.explain import aeq_int8_variants
+    from liteparity.layerwise.sensitivity import layer_sensitivity
+    from liteparity.reference.tflite import TFLiteSource
+
+    _, _, x_eval = face_data
+    source = TFLiteSource(str(FACE.path))
+    try:
+        twin, make = aeq_int8_variants(source, calibration_from([[FACE.photos(8, offset=12)]]))
+        references = [source.predict([x_eval])]
+        ranking = layer_sensitivity(twin, [[x_eval]], references, (), None, make)
+    finally:
+        source.close()
+    int8 = next(c for c in face_all.candidates if c.name == "int8")
+    reference = plain_outputs(FACE.path.read_bytes(), x_eval)
+    quantized = plain_outputs(Path(int8.path).read_bytes(), x_eval)
+    err = np.concatenate([(q - r).ravel() for r, q in zip(reference, quantized, strict=True)])
+    assert ranking[0].mse_quantized == pytest.approx(float(np.mean(err**2)), rel=1e-4)
+    shares = [s.share_removed for s in ranking]
+    assert shares == sorted(shares, reverse=True) and 0 < shares[0] <= 1

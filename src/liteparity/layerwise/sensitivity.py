@@ -131,10 +131,15 @@ def layer_sensitivity(
     references: Sequence[list[np.ndarray]],
     layers: Collection[str] = (),
     progress: Callable[[str, int, int], None] | None = None,
+    make: Callable[[list[str]], bytes] | None = None,
 ) -> list[LayerSensitivity]:
     """For every group, the output MSE against the reference with that group in float; most
     sensitive first. ``batches`` are inputs in the model's order. ``progress(stage, done,
-    total)`` hears of each variant (one per layer group: ~0.2 s each on MobileNetV2)."""
+    total)`` hears of each variant (one per layer group: ~0.2 s each on MobileNetV2).
+    ``make(names)`` builds the quantized model with the ops writing ``names`` kept in float:
+    by default a re-quantization of ``calibrated``; for ai-edge-quantizer's int8, its recipe
+    with those ops excluded, ``calibrated`` being then the float model the groups come from."""
+    build = make or (lambda keep: requantize(calibrated, keep))
     if not batches:
         return []
     with Worker("sensitivity") as worker:
@@ -147,7 +152,7 @@ def layer_sensitivity(
                 progress("sensitivity per layer", k, len(variants))
             # Quantized here while the worker still measures the previous variant: on large
             # models each takes ~0.1-0.2 s, so the two overlap instead of adding up.
-            content = requantize(calibrated, keep)
+            content = build(keep)
             if measured is not None:
                 errors.append(measured.get())
             worker.start(MeasureVariant(content))
