@@ -295,15 +295,15 @@ def test_multi_input_model_is_explained_with_inputs_in_each_models_order(
 
 
 def refuse_to_convert_or_run(monkeypatch) -> None:
+    from liteparity.convert import produce
     from liteparity.diagnose import explain as explain_module
-    from liteparity.measure import check as check_module
     from liteparity.reference import graph
     from liteparity.runtime import worker as workers
 
     def refuse(*args, **kwargs):
         raise AssertionError("should have come from the saved evidence")
 
-    monkeypatch.setattr(check_module, "convert", refuse)
+    monkeypatch.setattr(produce.Producer, "make", refuse)  # every recipe is made there
     monkeypatch.setattr(explain_module, "convert", refuse)
     monkeypatch.setattr(workers.Worker, "__init__", refuse)
     monkeypatch.setattr(graph.GraphRunner, "__init__", refuse)
