@@ -269,7 +269,7 @@ class _Gathering:
             ordered = [[b[i] for i in int8[0].order] for b in batches]
             return tuple(
                 layer_sensitivity(
-                    calibrated, ordered, references, self._layers, self._progress, make
+                    calibrated, ordered, references, self._layers, self._progress, make=make
                 )
             )
         except LiteparityError:
