@@ -209,12 +209,14 @@ def test_resume_reuses_conversions_and_results(
     )
 
     from liteparity.convert.process import Converter
+    from liteparity.convert.produce import Producer
     from liteparity.runtime import worker as workers
 
     def refuse(*args, **kwargs):
         raise AssertionError("should have come from the cache")
 
     monkeypatch.setattr(Converter, "convert", refuse)
+    monkeypatch.setattr(Producer, "make", refuse)  # every recipe is made there
     monkeypatch.setattr(workers.Worker, "__init__", refuse)
     again = liteparity.check(
         cnn, data=data, calibration_data=digits.x_cal, recipes=["float32", "int8"], resume=True

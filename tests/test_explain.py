@@ -296,6 +296,7 @@ def test_multi_input_model_is_explained_with_inputs_in_each_models_order(
 
 def refuse_to_convert_or_run(monkeypatch) -> None:
     from liteparity.convert.process import Converter
+    from liteparity.convert.produce import Producer
     from liteparity.reference import graph
     from liteparity.runtime import worker as workers
 
@@ -303,6 +304,7 @@ def refuse_to_convert_or_run(monkeypatch) -> None:
         raise AssertionError("should have come from the saved evidence")
 
     monkeypatch.setattr(Converter, "convert", refuse)  # check's and explain's conversions
+    monkeypatch.setattr(Producer, "make", refuse)  # every recipe is made there
     monkeypatch.setattr(workers.Worker, "__init__", refuse)
     monkeypatch.setattr(graph.GraphRunner, "__init__", refuse)
 

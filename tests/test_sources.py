@@ -159,9 +159,16 @@ def test_bad_model_files_are_clear_errors(tmp_path: Path, name, content, error, 
         load(path)
 
 
-def test_recipes_on_a_tflite_reference_are_a_usage_error(check_all, digits: Digits) -> None:
-    with pytest.raises(UsageError, match="--candidate"):
-        liteparity.check(check_all.candidate("float32").path, data=digits.x_eval, recipes=["int8"])
+def test_recipes_that_need_tensorflow_on_a_tflite_reference_are_a_usage_error(
+    check_all, digits: Digits
+) -> None:
+    """A .tflite source's recipes are made by ai-edge-quantizer (tests/test_tflite_source.py);
+    the TF1 converter's and the trained ones do not apply to it."""
+    for name in ("legacy-uint8", "qat"):
+        with pytest.raises(UsageError, match=r"does not apply to a \.tflite source"):
+            liteparity.check(
+                check_all.candidate("float32").path, data=digits.x_eval, recipes=[name]
+            )
 
 
 def test_unknown_recipe_lists_the_valid_ones(cnn: Path, digits: Digits) -> None:

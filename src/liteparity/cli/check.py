@@ -52,7 +52,11 @@ def check_options(
         typer.Option(
             "--recipes",
             "-r",
-            help="Recipes, comma-separated, or 'all' (the default without --candidate).",
+            help=(
+                "Recipes, comma-separated, or 'all' (the default without --candidate); "
+                "aeq:<name> is one of ai-edge-quantizer's own recipes (any source). A float "
+                ".tflite's recipes are made with ai-edge-quantizer."
+            ),
         ),
     ] = None,
     candidate: Annotated[

@@ -14,7 +14,9 @@ from liteparity.specs import DataSpec, LocateOptions, ModelSpec
 
 
 def locate_options(
-    recipe: Annotated[str, typer.Option(help="The recipe to examine.")] = LocateOptions.recipe,
+    recipe: Annotated[
+        str, typer.Option(help="The recipe to examine (aeq:<name> for AEQ's own).")
+    ] = LocateOptions.recipe,
     candidate: Annotated[
         Path | None,
         typer.Option(help="Examine this .tflite instead of a recipe (propagated error only)."),

@@ -36,10 +36,11 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -52,6 +53,8 @@ from liteparity.progress import Progress, no_progress
 #: Prefix of AEQ's own recipe names.
 AEQ_PREFIX = "aeq:"
 _INSTALL_HINT = "pip install 'ai-edge-quantizer==0.10.*'"
+#: AEQ's algorithm for ops left in float.
+NO_Q = "no_quantize"
 #: Recipe entries that keep the model's inputs and outputs in float (AEQ's IO pseudo-ops).
 _FLOAT_IO = ({"regex": ".*", "operation": "INPUT"}, {"regex": ".*", "operation": "OUTPUT"})
 
@@ -105,6 +108,8 @@ class TFLiteQuantizer:
     ``calibration_batches`` are lists of input arrays (a leading sample axis, real values) in
     the source's input order, as liteparity reads its data; every sample is run, one at a time
     (real models bake batch 1 into their reshapes), one batch per AEQ call, with ``progress``.
+    ``check`` refuses a result LiteRT cannot run (a pipeline passes ``runnable.
+    check_runnable_in``, which loads it in a worker process: a crash there is one line).
     """
 
     def __init__(
@@ -112,17 +117,24 @@ class TFLiteQuantizer:
         content: bytes,
         calibration_batches: Batches | None = None,
         progress: Progress = no_progress,
+        check: Callable[[bytes, str], None] = check_runnable,
     ) -> None:
         _import_aeq()  # first: without AEQ nothing here can work, say so before anything
         self.prepared: PreparedTFLite = prepare_tflite(content)
         self._batches = calibration_batches
         self._progress = progress
         self._ranges: dict[str, Any] | None = None
+        self._check = check
 
-    def quantize(self, recipe_name: str) -> bytes:
-        """The quantized model. ``UsageError`` for an unknown name or missing calibration
-        data; ``ConversionError`` when AEQ fails or LiteRT refuses the result."""
-        recipe = _recipe(recipe_name)
+    def quantize(self, recipe_name: str, float_ops: Sequence[str] = ()) -> bytes:
+        """The quantized model, the ops writing the tensors named in ``float_ops`` left in
+        float (selective quantization). ``UsageError`` for an unknown name or missing
+        calibration data; ``ConversionError`` when AEQ fails or LiteRT refuses the result."""
+        recipe = _recipe(recipe_name) + [
+            # AEQ matches an op by its scope, its output tensor names joined by ";"
+            {"regex": f"(^|;){re.escape(name)}($|;)", "operation": "*", "algorithm_key": NO_Q}
+            for name in float_ops
+        ]
         with _engine(recipe_name):
             quantizer = _import_aeq().quantizer.Quantizer(bytearray(self.prepared.content), recipe)
         ranges = self._calibrate(quantizer, recipe_name) if quantizer.need_calibration else None
@@ -132,7 +144,7 @@ class TFLiteQuantizer:
             result = quantizer.quantize(ranges, enable_progress_report=False)
         quantized = bytes(result.quantized_model)
         self._progress(stage, 1, 1)
-        check_runnable(quantized, f"recipe {recipe_name}")
+        self._check(quantized, f"recipe {recipe_name}")
         return quantized
 
     def _calibrate(self, quantizer: Any, recipe_name: str) -> dict[str, Any]:
@@ -177,6 +189,18 @@ def aeq_recipe_names() -> list[str]:
     return [AEQ_PREFIX + name for name in _named_recipes()]
 
 
+def aeq_activations(name: str) -> Literal["float", "int8", "int16"]:
+    """What the activations of recipe ``name``'s models are: ``float`` unless the recipe
+    quantizes them (then it needs calibration)."""
+    configs = [entry.get("op_config") or {} for entry in _recipe(name)]
+    bits = {
+        config["activation_tensor_config"]["num_bits"]
+        for config in configs
+        if config.get("activation_tensor_config")
+    }
+    return "int16" if 16 in bits else "int8" if bits else "float"
+
+
 def _recipe(name: str) -> list[dict[str, Any]]:
     """The AEQ recipe (a list of op configs) behind ``name``, built afresh."""
     aeq, named = _import_aeq(), _named_recipes()
@@ -202,7 +226,7 @@ def _recipe(name: str) -> list[dict[str, Any]]:
     else:
         recipe = named[stable.aeq]()
     if stable.float_io:  # the last matching entry wins: inputs and outputs stay float
-        recipe += [{**entry, "algorithm_key": "no_quantize"} for entry in _FLOAT_IO]
+        recipe += [{**entry, "algorithm_key": NO_Q} for entry in _FLOAT_IO]
     return list(recipe)
 
 

@@ -1,12 +1,15 @@
 """Recipes: named converter settings (data). Names are stable: they appear in the CLI, JSON
-and docs."""
+and docs. A recipe is made by the TF converter (``engine="tf"``) for a TensorFlow source, or by
+ai-edge-quantizer (``engine="aeq"``): the stable names for a float ``.tflite`` source, and AEQ's
+own ``aeq:<name>`` recipes for every source."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+from liteparity.convert.aeq import AEQ_PREFIX, STABLE_RECIPES, aeq_activations
 from liteparity.errors import UsageError
 from liteparity.reference.base import Source
 
@@ -23,6 +26,7 @@ class Recipe:
     io_type: Literal["float32", "int8", "uint8"] = "float32"
     legacy: bool = False  # TF1 converter, QUANTIZED_UINT8
     needs_training: bool = False  # built by fine-tuning on labelled data (``qat``)
+    engine: Literal["tf", "aeq"] = "tf"  # who makes it: the TF converter or ai-edge-quantizer
 
     @property
     def needs_calibration(self) -> bool:
@@ -112,23 +116,47 @@ def get(name: str) -> Recipe:
 
 def resolve(names: Iterable[str], source: Source, legacy: LegacySettings | None) -> list[Recipe]:
     """Recipe objects for ``names``; ``all`` means every recipe that applies to the source
-    (``legacy-uint8`` only when its ``mean/std_dev`` are given)."""
+    (``legacy-uint8`` only when its ``mean/std_dev`` are given). For a ``.tflite`` source the
+    stable names are made by ai-edge-quantizer (``aeq_stable``); ``aeq:<name>`` works for
+    every source."""
     chosen: list[Recipe] = []
     for name in names:
         if name == "all":
-            chosen += [
-                r
-                for r in RECIPES.values()
-                if not r.needs_training and (not r.legacy or legacy is not None)
-            ]
-        else:
+            chosen += (
+                [r for r in RECIPES.values() if not r.needs_training and (not r.legacy or legacy)]
+                if source.convertible
+                else [aeq_stable(n) for n in STABLE_RECIPES]
+            )
+        elif name.startswith(AEQ_PREFIX):
+            chosen.append(aeq_named(name))
+        elif source.convertible:
             chosen.append(get(name))
+        else:
+            chosen.append(aeq_stable(name))
     unique = list(dict.fromkeys(chosen))
-    if unique and not source.convertible:
-        raise UsageError(
-            f"recipes need a TensorFlow source, and {source.path} is a .tflite file: compare "
-            "it with --candidate FILE.tflite instead"
-        )
     if any(r.legacy for r in unique) and legacy is None:
         raise UsageError("the legacy-uint8 recipe needs --mean and --std (quantized_input_stats)")
     return unique
+
+
+def aeq_stable(name: str) -> Recipe:
+    """The stable recipe ``name`` as ai-edge-quantizer makes it for a float ``.tflite``."""
+    recipe = get(name)
+    if name not in STABLE_RECIPES:
+        raise UsageError(
+            f"recipe {name} does not apply to a .tflite source: ai-edge-quantizer makes "
+            f"{', '.join(STABLE_RECIPES)} and aeq:<name>"
+        )
+    return replace(recipe, engine="aeq")
+
+
+def aeq_named(name: str) -> Recipe:
+    """AEQ's own recipe ``aeq:<name>``, as AEQ ships it (``UsageError`` for an unknown name)."""
+    activations = aeq_activations(name)
+    return Recipe(
+        name,
+        f"ai-edge-quantizer's {name[len(AEQ_PREFIX) :]}",
+        True,
+        engine="aeq",
+        activations=activations,
+    )

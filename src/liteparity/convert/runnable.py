@@ -27,7 +27,9 @@ from liteparity.convert.flatbuffer import (
     tensor_name,
     tensor_type,
 )
-from liteparity.errors import ConversionError, first_line
+from liteparity.errors import ConversionError, InterpreterError, first_line
+from liteparity.runtime.jobs import Job
+from liteparity.runtime.worker import Worker
 
 #: Ops whose kernels take (input, weights, bias): the positions of each among the op's inputs.
 _WEIGHTED_OPS = {
@@ -59,6 +61,33 @@ def check_runnable(content: bytes, label: str) -> None:
         raise ConversionError(
             f"{label}: LiteRT refuses the model: {refusal_cause(content, message)}"
         )
+
+
+def check_runnable_in_worker(content: bytes, label: str) -> None:
+    """``check_runnable`` with the load and allocation in a worker process of its own: LiteRT
+    can crash allocating a model a quantizer wrote, and that must not take the run down (the
+    crash becomes the refusal's line)."""
+    with Worker(f"loading {label}") as worker:
+        try:
+            message = worker.start(AllocationCheck(content)).get()
+        except InterpreterError as exc:
+            message = str(exc)
+    if message is not None:
+        raise ConversionError(
+            f"{label}: LiteRT refuses the model: {refusal_cause(content, message)}"
+        )
+
+
+@dataclass(frozen=True)
+class AllocationCheck(Job):
+    """Load and allocate a model in the worker: LiteRT's message if it refuses, else None."""
+
+    content: bytes
+
+    doing = "loading the quantized model"
+
+    def start(self) -> str | None:
+        return allocation_error(self.content)
 
 
 def allocation_error(content: bytes) -> str | None:

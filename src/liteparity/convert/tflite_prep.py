@@ -194,3 +194,12 @@ def _signature(graph: Any) -> Any:
     signature.signatureKey = SIGNATURE_KEY.encode()
     signature.subgraphIndex = 0
     return signature
+
+
+def without_signature(content: bytes) -> bytes:
+    """``content`` with its signatures removed: a model quantized from a copy that
+    ``prepare_tflite`` signed gets back the source's interface, inputs and outputs in tensor
+    order (a signature orders them by name, which may not be the source's order)."""
+    model = read_model(content)
+    model.signatureDefs = []
+    return write_model(model)

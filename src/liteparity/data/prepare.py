@@ -34,6 +34,9 @@ class PreparedData:
     calibration_rows: np.ndarray
     calibration: Calibration | None
     seed: int
+    #: the calibration rows read, in batches of input arrays (what ``calibration`` yields
+    #: one sample at a time): ai-edge-quantizer calibrates on whole batches
+    calibration_batches: tuple[list[np.ndarray], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         calibration = None
@@ -72,11 +75,11 @@ def prepare_data(source: HasIO, spec: DataSpec, needs_calibration: bool) -> Prep
         eval_rows = eval_rows[sample_rows(len(eval_rows), spec.max_samples, seed)]
     if not len(eval_rows):
         raise DataError(f"{dataset.source}: no samples left to evaluate")
-    calibration = None
+    calibration, batches = None, tuple[list[np.ndarray], ...]()
     if len(cal_rows):
-        batches = [inputs for inputs, _ in cal_binding.batches(cal_rows, BATCH_ROWS)]
+        batches = tuple(inputs for inputs, _ in cal_binding.batches(cal_rows, BATCH_ROWS))
         calibration = calibration_from(batches)
-    return PreparedData(binding, eval_rows, cal_binding, cal_rows, calibration, seed)
+    return PreparedData(binding, eval_rows, cal_binding, cal_rows, calibration, seed, batches)
 
 
 def _bind(dataset: Dataset, source: HasIO) -> Binding:

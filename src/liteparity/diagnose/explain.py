@@ -14,13 +14,14 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 
 from liteparity.convert.process import Converter
-from liteparity.convert.recipes import RECIPES
+from liteparity.convert.produce import Producer
+from liteparity.convert.recipes import RECIPES, aeq_stable
 from liteparity.data.binding import Binding, sample_rows
 from liteparity.data.prepare import BATCH_ROWS, Calibration
 from liteparity.diagnose.evidence import Evidence, NoiseFloor
@@ -254,7 +255,12 @@ class _Gathering:
         """The calibrated float model the int8 recipes share (None without int8 recipes)."""
         if not any(_int8(r) and r.worker is not None for r in runs):
             return None
-        if self._source is None or self._calibration is None or self._converter is None:
+        if (
+            self._source is None
+            or self._calibration is None
+            or self._converter is None
+            or not self._source.convertible  # a .tflite's int8 comes from ai-edge-quantizer
+        ):
             return None
         try:
             return self._converter.convert(
@@ -271,13 +277,20 @@ class _Gathering:
     ) -> tuple[LayerSensitivity, ...]:
         """Per-layer sensitivity of the int8 recipes (they share one calibration)."""
         int8 = [r for r in runs if _int8(r) and r.worker is not None]
-        if not int8 or calibrated is None or self._source is None:
+        if not int8 or self._source is None:
             return ()
+        make = None
         try:
+            if not self._source.convertible and self._calibration is not None:
+                calibrated, make = aeq_int8_variants(self._source, self._calibration)
+            if calibrated is None:
+                return ()
             references = [self._source.predict(b) for b in batches]
             ordered = [[b[i] for i in int8[0].order] for b in batches]
             return tuple(
-                layer_sensitivity(calibrated, ordered, references, self._layers, self._progress)
+                layer_sensitivity(
+                    calibrated, ordered, references, self._layers, self._progress, make=make
+                )
             )
         except LiteparityError:
             return ()
@@ -333,6 +346,20 @@ def _unread(anatomy: Anatomy, what: str) -> Anatomy:
     left out, the check's numbers stay."""
     said = f"{anatomy.unread}; {what}" if anatomy.unread else what
     return dataclasses.replace(anatomy, unread=said)
+
+
+def aeq_int8_variants(
+    source: Source, calibration: Calibration
+) -> tuple[bytes, Callable[[list[str]], bytes]]:
+    """For a ``.tflite`` source, whose int8 comes from ai-edge-quantizer: the float model the
+    layer groups come from, and AEQ's int8 with named ops kept in float (calibrated on the
+    run's calibration samples). Each variant is loaded by the sensitivity worker alone: a
+    model LiteRT refuses fails that measurement there, not this process."""
+    samples = list(calibration())
+    batch = [np.concatenate(column) for column in zip(*samples, strict=True)]
+    producer = Producer(source, batches=[batch], check=lambda content, label: None)
+    int8 = aeq_stable("int8")
+    return producer.float_twin(), lambda keep: producer.make(int8, keep)
 
 
 def _int8(run: _Run) -> bool:

@@ -21,7 +21,8 @@ import numpy as np
 
 from liteparity.convert.converter import requantize
 from liteparity.convert.process import Converter
-from liteparity.convert.recipes import RECIPES, get
+from liteparity.convert.produce import Producer
+from liteparity.convert.recipes import RECIPES, Recipe, resolve
 from liteparity.data.binding import Binding, sample_rows
 from liteparity.data.prepare import BATCH_ROWS, PreparedData, prepare_data
 from liteparity.errors import UsageError
@@ -86,27 +87,21 @@ def locate(
         # Boot the probe processes now: they start while this process converts.
         for i in range(max(1, min(options.workers or os.cpu_count() or 1, 8))):
             pool.append(Worker(f"locate {i}"))
-        chosen = None if candidate is not None else get(recipe)
-        if chosen is not None and (chosen.legacy or not source.convertible):
+        unbuildable = RECIPES.get(recipe)
+        if candidate is None and unbuildable and (unbuildable.legacy or unbuildable.needs_training):
             raise UsageError(
-                f"locate cannot build recipe {recipe!r} from {source.path}: give "
-                "a TensorFlow model and an int8, int8-io, uint8-io, int16x8, "
-                "dynamic or float16 recipe, or --candidate FILE.tflite"
+                f"locate cannot build recipe {recipe!r}: give an int8, int8-io, uint8-io, "
+                "int16x8, dynamic, float16 or aeq:<name> recipe, or --candidate FILE.tflite"
             )
+        chosen = None if candidate is not None else resolve([recipe], source, None)[0]
         prepared = prepare_data(source, data, chosen is not None and chosen.needs_calibration)
         progress("converting", 0, 1)
-        calibrated = None
         if candidate is not None:
             quant, name = read_tflite(candidate), f"tflite:{Path(candidate).name}"
-        elif chosen.activations == "int8":  # type: ignore[union-attr]
-            calibrated = converter.convert(
-                source, chosen, prepared.calibration, calibrate_only=True
-            )
-            quant, name = requantize(calibrated, numeric_verify=True), recipe
+            calibrated, twin = None, _float_twin(source, converter)
         else:
-            quant, name = converter.convert(source, chosen, prepared.calibration), recipe
-        # The calibrated model computes exactly what the float32 recipe does: reuse it.
-        twin = calibrated if calibrated is not None else _float_twin(source, converter)
+            quant, twin, calibrated = _build(source, chosen, prepared, progress, converter)  # type: ignore[arg-type]
+            name = recipe
         converter.close()
         timings["convert"] = time.perf_counter() - clock
         clock = time.perf_counter()
@@ -157,6 +152,28 @@ def locate(
         tuple(s.to_dict() for s in ranking),
         timings,
     )
+
+
+def _build(
+    source: Source,
+    recipe: Recipe,
+    prepared: PreparedData,
+    progress: Progress,
+    converter: Converter,
+) -> tuple[bytes, bytes | None, bytes | None]:
+    """``(quantized model, its float twin, the calibrated model)`` for ``recipe``; the
+    calibrated model (int8 recipes of the TF converter) is what sensitivity re-quantizes, and
+    computes exactly what the float32 recipe does, so it is the twin as well."""
+    if recipe.engine == "aeq":
+        producer = Producer(
+            source, batches=prepared.calibration_batches, progress=progress, converter=converter
+        )
+        return producer.make(recipe), producer.float_twin(), None
+    if recipe.activations == "int8":
+        calibrated = converter.convert(source, recipe, prepared.calibration, calibrate_only=True)
+        return requantize(calibrated, numeric_verify=True), calibrated, calibrated
+    quant = converter.convert(source, recipe, prepared.calibration)
+    return quant, _float_twin(source, converter), None
 
 
 def _float_twin(source: Source, converter: Converter) -> bytes | None:

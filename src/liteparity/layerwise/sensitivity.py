@@ -138,13 +138,18 @@ def layer_sensitivity(
     progress: Callable[[str, int, int], None] | None = None,
     reference_names: Sequence[str] = (),
     output: str | None = None,
+    make: Callable[[list[str]], bytes] | None = None,
 ) -> list[LayerSensitivity]:
     """For every group, the output MSE against the reference with that group in float; most
     sensitive first. ``batches`` are inputs in the model's order; ``references`` are the
     reference's outputs, named ``reference_names`` (matched to the model's by name) and, with
     ``output``, only that one output is compared: layers ranked by their effect on it.
     ``progress(stage, done, total)`` hears of each variant (one per layer group: ~0.2 s each
-    on MobileNetV2)."""
+    on MobileNetV2). ``make(names)`` builds the quantized model with the ops writing ``names``
+    kept in float: by default a re-quantization of ``calibrated``; for ai-edge-quantizer's
+    int8, its recipe with those ops excluded, ``calibrated`` being then the float model the
+    groups come from."""
+    build = make or (lambda keep: requantize(calibrated, keep))
     if not batches:
         return []
     with Worker("sensitivity") as worker:
@@ -161,7 +166,7 @@ def layer_sensitivity(
                 progress("sensitivity per layer", k, len(variants))
             # Quantized here while the worker still measures the previous variant: on large
             # models each takes ~0.1-0.2 s, so the two overlap instead of adding up.
-            content = requantize(calibrated, keep)
+            content = build(keep)
             if measured is not None:
                 errors.append(measured.get())
             worker.start(MeasureVariant(content, outputs=chosen))

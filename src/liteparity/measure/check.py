@@ -17,9 +17,10 @@ import numpy as np
 
 from liteparity.convert.candidates import Candidate, _read_candidate
 from liteparity.convert.process import Converter
+from liteparity.convert.produce import Producer
 from liteparity.convert.qat import quantization_aware
-from liteparity.convert.recipes import LegacySettings, Recipe, resolve
-from liteparity.data.prepare import Calibration, _labelled, prepare_data
+from liteparity.convert.recipes import Recipe, resolve
+from liteparity.data.prepare import _labelled, prepare_data
 from liteparity.errors import DataError, LiteparityError, NotApplicable
 from liteparity.files import write_atomic
 from liteparity.measure.evaluate import Hook, _evaluate
@@ -103,13 +104,18 @@ def run(
             else None
         )
         trained = _labelled(prepared) if any(r.needs_training for r in chosen) else None
-        converted = _convert_all(
-            converter,
+        producer = Producer(
             source,
+            calibration,
+            prepared.calibration_batches,
+            options.legacy,
+            progress,
+            converter=converter,
+        )
+        converted = _convert_all(
+            producer,
             chosen,
             {n for n in recipe_names if n != "all"},
-            calibration,
-            options.legacy,
             options.save_dir,
             progress,
             resumed,
@@ -147,12 +153,9 @@ def _converts(model: ModelSpec, options: CheckOptions) -> bool:
 
 
 def _convert_all(
-    converter: Converter,
-    source: Source,
+    producer: Producer,
     chosen: list[Recipe],
     named: set[str],
-    calibration: Calibration | None,
-    legacy: LegacySettings | None,
     save_dir: str | os.PathLike[str] | None,
     progress: Progress,
     resumed: _Resume | None = None,
@@ -172,9 +175,9 @@ def _convert_all(
                             "the qat recipe needs labelled calibration data (y) "
                             "for a single-input model"
                         )
-                    content = quantization_aware(source, *trained, epochs)
+                    content = quantization_aware(producer.source, *trained, epochs)
                 else:
-                    content = converter.convert(source, recipe, calibration, legacy)
+                    content = producer.make(recipe)
             except LiteparityError as exc:
                 # With ``all``, a recipe the model cannot take is a fact about the model; one
                 # the user named is a failure.
@@ -187,7 +190,9 @@ def _convert_all(
                 resumed.cache.put_model(key, content)
         path = None
         if save_dir is not None:
-            path = str(write_atomic(Path(save_dir) / f"{recipe.name}.tflite", content))
+            path = str(
+                write_atomic(Path(save_dir) / f"{recipe.name.replace(':', '-')}.tflite", content)
+            )
         out.append(Candidate(recipe.name, recipe.name, content=content, path=path))
     progress("converted", len(chosen), len(chosen))
     return out

@@ -1,7 +1,9 @@
 """``fix``: the smallest (or fastest) model that meets the accuracy budget.
 
 Search space: the recipes that need no training (float32, float16, dynamic, int16x8, int8) and
-int8 with layer groups kept in float (calibrated once, re-quantized in ~10 ms per variant).
+int8 with layer groups kept in float (calibrated once, re-quantized in ~10 ms per variant); for
+a float ``.tflite`` source, ai-edge-quantizer's recipes and its int8 with op groups kept in
+float (``repair.variants``).
 Search: rank the groups by sensitivity, bisect over the ranked prefix for the fewest groups
 that meet the budget, then try dropping each kept group. Every trial is measured on a search
 split; the winner is measured again on a disjoint held-out split.
@@ -30,6 +32,7 @@ from liteparity.progress import Progress, no_progress
 from liteparity.reference.base import Source
 from liteparity.reference.loader import load_spec
 from liteparity.repair.search import _confirm, _mark_pareto, _selective_search
+from liteparity.repair.variants import AEQVariants
 from liteparity.results.check import ACCURACY, MSE_VS_REFERENCE
 from liteparity.results.fix import Budget, FixResult, Trial
 from liteparity.runtime.model_jobs import RunModel
@@ -120,10 +123,6 @@ def fix(
     except BaseException:
         converter.close()
         raise
-    if not source.convertible:
-        source.close()
-        converter.close()
-        raise UsageError(f"fix needs a TensorFlow model to convert, not {source.path}")
     worker = Worker("fix")
     bench: _Bench | None = None
     try:
@@ -146,13 +145,19 @@ def fix(
 
         skipped: dict[str, str] = {}
         calibrated: bytes | None = None
-        try:
-            calibrated = converter.convert(
-                source, RECIPES["int8"], prepared.calibration, calibrate_only=True
-            )
-        except ConversionError as exc:  # no int8 for this model: the other recipes remain
-            skipped["int8"] = str(exc)
-        first = worker.start(RunModel(calibrated or converter.convert(source, RECIPES["float32"])))
+        # A float .tflite's variants are ai-edge-quantizer recipes (repair.variants).
+        variants = None if source.convertible else AEQVariants(source, prepared, progress)
+        if variants is None:
+            try:
+                calibrated = converter.convert(
+                    source, RECIPES["int8"], prepared.calibration, calibrate_only=True
+                )
+            except ConversionError as exc:  # no int8 for this model: the other recipes remain
+                skipped["int8"] = str(exc)
+        float_model = variants.float_model() if variants else None
+        first = worker.start(
+            RunModel(calibrated or float_model or converter.convert(source, RECIPES["float32"]))
+        )
         order = input_order(source.io.input_names, [i.name for i in first.get().inputs])
         bench = bench_for(search_rows)
         contents: dict[str, bytes] = {}
@@ -175,11 +180,14 @@ def fix(
             progress(f"tried {t.name}", len(trials), len(trials))
             return t
 
-        for name in INTEGER_RECIPES if options.integer_only else PLAIN_RECIPES:
+        plain_names = INTEGER_RECIPES if options.integer_only else PLAIN_RECIPES
+        for name in variants.names(options.integer_only) if variants else plain_names:
             if name in skipped:
                 continue
             try:
-                if name.startswith("int8"):
+                if variants is not None:
+                    content = variants.plain(name)
+                elif name.startswith("int8"):
                     if calibrated is None:
                         continue
                     content = requantize(calibrated, per_channel=name == "int8")
@@ -189,7 +197,9 @@ def fix(
             except (ConversionError, InterpreterError) as exc:  # the model cannot take it
                 skipped[name] = str(exc)
         converter.close()  # every conversion is done: free its process (it holds the model)
-        if qat_epochs > 0:
+        if qat_epochs > 0 and variants is not None:
+            skipped["qat"] = "quantization-aware training needs a Keras model, not a .tflite"
+        elif qat_epochs > 0:
             progress(f"quantization-aware training ({qat_epochs} epochs)", 0, 1)
             x, y = prepared.binding.take(search_rows)
             if y is None or len(x) != 1:
@@ -202,15 +212,21 @@ def fix(
             raise ConversionError(f"no recipe could convert the model: {skipped}")
         search_trials = 0
         if trials[0].recipe == "int8" and not trials[0].within_budget:
-            ranking = layer_sensitivity(
-                calibrated,
-                [[b[i] for i in bench.order] for b in bench.batches],
-                bench.references,
-                source.layer_names(),
-            )
-            groups = [(s.layer, s.keep_float) for s in ranking if s.share_removed > 0]
             before = len(trials)
-            _selective_search(groups, calibrated, trial, budget)
+            if variants is not None:
+                groups = variants.ranking(bench.measure, trials[0].drop or 0.0)
+                _selective_search(groups, variants.int8, trial, budget)
+            else:
+                ranking = layer_sensitivity(
+                    calibrated,
+                    [[b[i] for i in bench.order] for b in bench.batches],
+                    bench.references,
+                    source.layer_names(),
+                )
+                groups = [(s.layer, s.keep_float) for s in ranking if s.share_removed > 0]
+                _selective_search(
+                    groups, lambda names: requantize(calibrated, names), trial, budget
+                )
             search_trials = len(trials) - before
         worker = bench.worker  # renewed if a trial crashed the first one
         held_bench = bench_for(held_rows)

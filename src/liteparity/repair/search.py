@@ -7,23 +7,24 @@ from typing import Any
 
 import numpy as np
 
-from liteparity.convert.converter import requantize
 from liteparity.results.fix import Budget, Trial
 
 
 def _selective_search(
     groups: list[tuple[str, tuple[str, ...]]],
-    calibrated: bytes,
+    make: Callable[[list[str]], bytes],
     trial: Callable[..., Trial],
     budget: Budget,
 ) -> Trial | None:
     """Fewest float groups that meet the budget: bisect over the sensitivity-ranked prefix,
-    then try dropping each kept group. Returns the best trial (None if even all fail)."""
+    then try dropping each kept group. ``make`` builds the int8 model with the named tensors'
+    ops kept in float (a re-quantization of the calibrated model, or ai-edge-quantizer's
+    recipe with those ops excluded). Returns the best trial (None if even all fail)."""
 
     def build(chosen: list[int]) -> Trial:
         keep = [groups[i][0] for i in chosen]
         names = [n for i in chosen for n in groups[i][1]]
-        return trial("int8", requantize(calibrated, names), keep)
+        return trial("int8", make(names), keep)
 
     lo, hi = 1, len(groups)
     if not groups:
