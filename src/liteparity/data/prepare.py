@@ -57,17 +57,21 @@ def prepare_data(source: HasIO, spec: DataSpec, needs_calibration: bool) -> Prep
     """Load ``spec.data`` (and ``spec.calibration_data``) for ``source``. Without calibration
     data, a seeded split of the data calibrates when ``needs_calibration``, and is not
     evaluated."""
-    load_kwargs = {
-        "image_size": spec.image_size,
-        "scale": spec.scale,
-        "label_column": spec.label_column,
-    }
+
+    def read(source_data: Any) -> Dataset:
+        return load(
+            source_data,
+            image_size=spec.image_size,
+            scale=spec.scale,
+            label_column=spec.label_column,
+        )
+
     seed = spec.seed
-    dataset = load(spec.data, **load_kwargs)
+    dataset = read(spec.data)
     binding = _bind(dataset, source)
     cal_binding, cal_rows, eval_rows = binding, np.arange(0), np.arange(len(dataset))
     if spec.calibration_data is not None:
-        cal_binding = _bind(load(spec.calibration_data, **load_kwargs), source)
+        cal_binding = _bind(read(spec.calibration_data), source)
         cal_rows = sample_rows(len(cal_binding.dataset), spec.calibration_samples, seed)
     elif needs_calibration:
         cal_rows, eval_rows = split(len(dataset), spec.calibration_samples, seed)

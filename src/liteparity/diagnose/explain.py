@@ -26,7 +26,7 @@ from liteparity.data.binding import Binding, sample_rows
 from liteparity.data.prepare import BATCH_ROWS, Calibration
 from liteparity.diagnose.evidence import Evidence, NoiseFloor
 from liteparity.diagnose.rules import diagnose
-from liteparity.errors import LiteparityError, first_line
+from liteparity.errors import InternalError, LiteparityError, first_line
 from liteparity.layerwise.locate import CONVERSION_SAMPLES, conversion_by_layer
 from liteparity.layerwise.sensitivity import LayerSensitivity, layer_sensitivity
 from liteparity.measure.check import run as run_pipeline
@@ -233,7 +233,7 @@ class _Gathering:
                     )
                     conversion = tuple((c["layer"], c["sqnr_db"]) for c in layers.values())
                 evidence = Evidence(
-                    result=candidate_result(run, run.task.kind, None, None),  # see evidence()
+                    result=candidate_result(run, _task_kind(run), None, None),  # see evidence()
                     anatomy=anatomy,
                     inputs=tuple(cov for _, cov in self._coverage.get(run.candidate.name, [])),
                     stats=stats,
@@ -312,7 +312,8 @@ class _Gathering:
             )
         for x in batches:
             worker.feed([x[i] for i in order])  # answers nothing: sent without waiting
-        return worker.result().get()
+        stats: dict[str, TensorStats] = worker.result().get()
+        return stats
 
     def _float_model(
         self, runs: list[_Run], calibrated: bytes | None
@@ -379,3 +380,10 @@ def _ranges(anatomy: Anatomy) -> dict[str, tuple[float, float]]:
         half = float(q.scale[0]) / 2  # type: ignore[union-attr]
         out[t.name] = (float(q.min[0]) - half, float(q.max[0]) + half)  # type: ignore[union-attr]
     return out
+
+
+def _task_kind(run: _Run) -> str:
+    """The task metric a run measured (each run has one from its start)."""
+    if run.task is None:
+        raise InternalError(f"{run.candidate.name} has no task metric")
+    return run.task.kind

@@ -314,9 +314,9 @@ def _records(
     conversion: dict[str, dict[str, Any]],
 ) -> tuple[LayerRecord, ...]:
     share: dict[str, float] = {}
-    for s in ranking:
-        for tensor in s.keep_float:
-            share[tensor] = max(share.get(tensor, 0.0), s.share_removed)
+    for sensitivity in ranking:
+        for tensor in sensitivity.keep_float:
+            share[tensor] = max(share.get(tensor, 0.0), sensitivity.share_removed)
     records = []
     jump_at = first_jump([(t.name, _sqnr(stats.get(t.name, LayerStats()), t)) for t in targets])
     for t in targets:

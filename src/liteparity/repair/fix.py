@@ -33,7 +33,7 @@ from liteparity.reference.base import Source
 from liteparity.reference.loader import load_spec
 from liteparity.repair.search import _confirm, _mark_pareto, _selective_search
 from liteparity.repair.variants import AEQVariants
-from liteparity.results.check import ACCURACY, MSE_VS_REFERENCE
+from liteparity.results.check import ACCURACY, MSE_VS_REFERENCE, Finding
 from liteparity.results.fix import Budget, FixResult, Trial
 from liteparity.runtime.model_jobs import RunModel
 from liteparity.runtime.worker import Worker
@@ -216,17 +216,16 @@ def fix(
             if variants is not None:
                 groups = variants.ranking(bench.measure, trials[0].drop or 0.0)
                 _selective_search(groups, variants.int8, trial, budget)
-            else:
+            elif calibrated is not None:
+                quantized = calibrated
                 ranking = layer_sensitivity(
-                    calibrated,
+                    quantized,
                     [[b[i] for i in bench.order] for b in bench.batches],
                     bench.references,
                     source.layer_names(),
                 )
                 groups = [(s.layer, s.keep_float) for s in ranking if s.share_removed > 0]
-                _selective_search(
-                    groups, lambda names: requantize(calibrated, names), trial, budget
-                )
+                _selective_search(groups, lambda names: requantize(quantized, names), trial, budget)
             search_trials = len(trials) - before
         worker = bench.worker  # renewed if a trial crashed the first one
         held_bench = bench_for(held_rows)
@@ -241,7 +240,7 @@ def fix(
             written = str(write_atomic(Path(options.out), content))
         progress("explaining before and after", 0, 1)
         plain = contents.get("int8", contents[trials[0].name])
-        before, after = _before_after(source, prepared, held_rows, plain, content)
+        findings_before, findings_after = _before_after(source, prepared, held_rows, plain, content)
     finally:
         converter.close()
         worker.close()
@@ -267,8 +266,8 @@ def fix(
         content=content,
         search_trials=search_trials,
         held_out_broken=broke,
-        before=before,
-        after=after,
+        before=findings_before,
+        after=findings_after,
         skipped=skipped,
     )
 
@@ -287,7 +286,7 @@ def _before_after(
     rows: np.ndarray,
     plain: bytes,
     winner: bytes,
-) -> tuple[tuple, tuple]:
+) -> tuple[tuple[Finding, ...], tuple[Finding, ...]]:
     """``explain``'s findings for plain int8 and for the winner, on the held-out rows."""
     import tempfile
 
