@@ -23,7 +23,7 @@ from liteparity.convert.process import Converter
 from liteparity.convert.qat import quantization_aware
 from liteparity.convert.recipes import RECIPES
 from liteparity.data.prepare import BATCH_ROWS, PreparedData, prepare_data
-from liteparity.errors import ConversionError, InterpreterError, UsageError
+from liteparity.errors import ConversionError, InternalError, InterpreterError, UsageError
 from liteparity.files import write_atomic
 from liteparity.layerwise.sensitivity import layer_sensitivity
 from liteparity.measure.evaluate import input_order
@@ -112,7 +112,6 @@ def fix(
     and data with keywords naming fields of ``ModelSpec``, ``DataSpec`` and ``FixOptions``
     (``fix("model.keras", data="eval.npz", max_drop=1.0, out="fixed.tflite")``)."""
     model, data, options = from_keywords("fix", model, data, options, FixOptions, keywords)
-    prefer, qat_epochs, seed = options.prefer, options.qat_epochs, data.seed
     budget = Budget(options.max_drop, options.min_agreement)
     progress = progress or no_progress
     # Started first (its TensorFlow import overlaps with loading): a converter crash on one
@@ -124,152 +123,216 @@ def fix(
         converter.close()
         raise
     worker = Worker("fix")
-    bench: _Bench | None = None
+    search: _Search | None = None
     try:
         prepared = prepare_data(source, data, True)
-        rows = prepared.eval_rows
-        if len(rows) < 2:
-            raise UsageError("fix needs at least 2 evaluation samples (search and held-out)")
-        cut = np.random.default_rng(seed + 1).permutation(len(rows))
-        search_rows = np.sort(rows[cut[: max(1, int(len(rows) * SEARCH_SHARE))]])
-        held_rows = np.sort(rows[cut[max(1, int(len(rows) * SEARCH_SHARE)) :]])
-        kind = task_kind(prepared.binding.dataset.labels)
-
-        def bench_for(selected: np.ndarray) -> _Bench:
-            batches, labels = [], []
-            for x, y in prepared.binding.batches(selected, BATCH_ROWS):
-                batches.append(x)
-                labels.append(y)
-            references = [source.predict(b) for b in batches]
-            return _Bench(worker, batches, labels, references, kind, order)
-
-        skipped: dict[str, str] = {}
-        calibrated: bytes | None = None
+        search_rows, held_rows = _split(prepared.eval_rows, data.seed)
         # A float .tflite's variants are ai-edge-quantizer recipes (repair.variants).
         variants = None if source.convertible else AEQVariants(source, prepared, progress)
-        if variants is None:
+        search = _Search(converter, source, prepared, variants, budget, progress)
+        search.start(worker, search_rows)
+        search.plain(options.integer_only)
+        converter.close()  # every conversion is done: free its process (it holds the model)
+        search.qat(options.qat_epochs, search_rows)
+        search_trials = search.selective()
+        result = search.conclude(held_rows, options, search_trials, len(search_rows))
+    finally:
+        converter.close()
+        worker.close()
+        if search is not None and search.bench is not None:
+            search.bench.worker.close()
+        source.close()
+    return result
+
+
+def _split(rows: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The search rows and the disjoint held-out rows (seeded)."""
+    if len(rows) < 2:
+        raise UsageError("fix needs at least 2 evaluation samples (search and held-out)")
+    cut = np.random.default_rng(seed + 1).permutation(len(rows))
+    share = max(1, int(len(rows) * SEARCH_SHARE))
+    return np.sort(rows[cut[:share]]), np.sort(rows[cut[share:]])
+
+
+class _Search:
+    """One fix run's search: the models tried (``trials``, their bytes in ``contents``), the
+    recipes the model could not take (``skipped``), all measured on the search rows."""
+
+    def __init__(
+        self,
+        converter: Converter,
+        source: Source,
+        prepared: PreparedData,
+        variants: AEQVariants | None,
+        budget: Budget,
+        progress: Progress,
+    ) -> None:
+        self.converter, self.source, self.prepared = converter, source, prepared
+        self.variants, self.budget, self.progress = variants, budget, progress
+        self.kind = task_kind(prepared.binding.dataset.labels)
+        self.trials: list[Trial] = []
+        self.contents: dict[str, bytes] = {}
+        self.skipped: dict[str, str] = {}
+        self.calibrated: bytes | None = None
+        self.order: list[int] = []
+        self.bench: _Bench | None = None
+
+    def start(self, worker: Worker, rows: np.ndarray) -> None:
+        """Calibrate once (TF sources), learn the model's input order, cache the references."""
+        if self.variants is None:
             try:
-                calibrated = converter.convert(
-                    source, RECIPES["int8"], prepared.calibration, calibrate_only=True
+                self.calibrated = self.converter.convert(
+                    self.source, RECIPES["int8"], self.prepared.calibration, calibrate_only=True
                 )
             except ConversionError as exc:  # no int8 for this model: the other recipes remain
-                skipped["int8"] = str(exc)
-        float_model = variants.float_model() if variants else None
+                self.skipped["int8"] = str(exc)
+        float_model = self.variants.float_model() if self.variants else None
         first = worker.start(
-            RunModel(calibrated or float_model or converter.convert(source, RECIPES["float32"]))
-        )
-        order = input_order(source.io.input_names, [i.name for i in first.get().inputs])
-        bench = bench_for(search_rows)
-        contents: dict[str, bytes] = {}
-        trials: list[Trial] = []
-
-        def trial(recipe: str, content: bytes, keep: Sequence[str] = ()) -> Trial:
-            m = bench.measure(content)
-            t = Trial(
-                recipe,
-                tuple(keep),
-                m["size_bytes"],
-                m["latency_ms"],
-                m["metric"],
-                m["drop"],
-                m["agreement"],
-                budget.met(m["drop"], m["agreement"]),
+            RunModel(
+                self.calibrated
+                or float_model
+                or self.converter.convert(self.source, RECIPES["float32"])
             )
-            trials.append(t)
-            contents[t.name] = content
-            progress(f"tried {t.name}", len(trials), len(trials))
-            return t
+        )
+        self.order = input_order(self.source.io.input_names, [i.name for i in first.get().inputs])
+        self.bench = self.bench_for(rows, worker)
 
-        plain_names = INTEGER_RECIPES if options.integer_only else PLAIN_RECIPES
-        for name in variants.names(options.integer_only) if variants else plain_names:
-            if name in skipped:
+    def bench_for(self, rows: np.ndarray, worker: Worker | None = None) -> _Bench:
+        """A bench over ``rows`` with the reference's outputs cached (on the search bench's
+        worker, renewed if a trial crashed the first one)."""
+        batches, labels = [], []
+        for x, y in self.prepared.binding.batches(rows, BATCH_ROWS):
+            batches.append(x)
+            labels.append(y)
+        references = [self.source.predict(b) for b in batches]
+        if worker is None:
+            worker = self._bench().worker
+        return _Bench(worker, batches, labels, references, self.kind, self.order)
+
+    def _bench(self) -> _Bench:
+        if self.bench is None:
+            raise InternalError("the fix search measured before it started")
+        return self.bench
+
+    def trial(self, recipe: str, content: bytes, keep: Sequence[str] = ()) -> Trial:
+        m = self._bench().measure(content)
+        t = Trial(
+            recipe,
+            tuple(keep),
+            m["size_bytes"],
+            m["latency_ms"],
+            m["metric"],
+            m["drop"],
+            m["agreement"],
+            self.budget.met(m["drop"], m["agreement"]),
+        )
+        self.trials.append(t)
+        self.contents[t.name] = content
+        self.progress(f"tried {t.name}", len(self.trials), len(self.trials))
+        return t
+
+    def plain(self, integer_only: bool) -> None:
+        """Every whole-model recipe the model takes."""
+        variants = self.variants
+        names = INTEGER_RECIPES if integer_only else PLAIN_RECIPES
+        for name in variants.names(integer_only) if variants else names:
+            if name in self.skipped:
                 continue
             try:
                 if variants is not None:
                     content = variants.plain(name)
                 elif name.startswith("int8"):
-                    if calibrated is None:
+                    if self.calibrated is None:
                         continue
-                    content = requantize(calibrated, per_channel=name == "int8")
+                    content = requantize(self.calibrated, per_channel=name == "int8")
                 else:
-                    content = converter.convert(source, RECIPES[name], prepared.calibration)
-                trial(name, content)
+                    content = self.converter.convert(
+                        self.source, RECIPES[name], self.prepared.calibration
+                    )
+                self.trial(name, content)
             except (ConversionError, InterpreterError) as exc:  # the model cannot take it
-                skipped[name] = str(exc)
-        converter.close()  # every conversion is done: free its process (it holds the model)
-        if qat_epochs > 0 and variants is not None:
-            skipped["qat"] = "quantization-aware training needs a Keras model, not a .tflite"
-        elif qat_epochs > 0:
-            progress(f"quantization-aware training ({qat_epochs} epochs)", 0, 1)
-            x, y = prepared.binding.take(search_rows)
+                self.skipped[name] = str(exc)
+
+    def qat(self, epochs: int, rows: np.ndarray) -> None:
+        """Quantization-aware fine-tuning on the labelled search rows, when asked for."""
+        if epochs > 0 and self.variants is not None:
+            self.skipped["qat"] = "quantization-aware training needs a Keras model, not a .tflite"
+        elif epochs > 0:
+            self.progress(f"quantization-aware training ({epochs} epochs)", 0, 1)
+            x, y = self.prepared.binding.take(rows)
             if y is None or len(x) != 1:
                 raise UsageError("--qat-epochs needs labelled data (y) for a single-input model")
             try:
-                trial("qat", quantization_aware(source, x[0], y, qat_epochs))
+                self.trial("qat", quantization_aware(self.source, x[0], y, epochs))
             except (ConversionError, InterpreterError) as exc:
-                skipped["qat"] = str(exc)
-        if not trials:
-            raise ConversionError(f"no recipe could convert the model: {skipped}")
-        search_trials = 0
-        if trials[0].recipe == "int8" and not trials[0].within_budget:
-            before = len(trials)
-            if variants is not None:
-                groups = variants.ranking(bench.measure, trials[0].drop or 0.0)
-                _selective_search(groups, variants.int8, trial, budget)
-            elif calibrated is not None:
-                quantized = calibrated
-                ranking = layer_sensitivity(
-                    quantized,
-                    [[b[i] for i in bench.order] for b in bench.batches],
-                    bench.references,
-                    source.layer_names(),
-                )
-                groups = [(s.layer, s.keep_float) for s in ranking if s.share_removed > 0]
-                _selective_search(groups, lambda names: requantize(quantized, names), trial, budget)
-            search_trials = len(trials) - before
-        worker = bench.worker  # renewed if a trial crashed the first one
-        held_bench = bench_for(held_rows)
+                self.skipped["qat"] = str(exc)
+        if not self.trials:
+            raise ConversionError(f"no recipe could convert the model: {self.skipped}")
+
+    def selective(self) -> int:
+        """When plain int8 breaks the budget: int8 with the most sensitive layer groups kept
+        in float (bisection and pruning). The number of trials it took."""
+        first, before = self.trials[0], len(self.trials)
+        if first.recipe != "int8" or first.within_budget:
+            return 0
+        bench = self._bench()
+        if self.variants is not None:
+            groups = self.variants.ranking(bench.measure, first.drop or 0.0)
+            _selective_search(groups, self.variants.int8, self.trial, self.budget)
+        elif self.calibrated is not None:
+            quantized = self.calibrated
+            ranking = layer_sensitivity(
+                quantized,
+                [[b[i] for i in bench.order] for b in bench.batches],
+                bench.references,
+                self.source.layer_names(),
+            )
+            groups = [(s.layer, s.keep_float) for s in ranking if s.share_removed > 0]
+            _selective_search(
+                groups, lambda names: requantize(quantized, names), self.trial, self.budget
+            )
+        return len(self.trials) - before
+
+    def conclude(
+        self, held_rows: np.ndarray, options: FixOptions, search_trials: int, searched: int
+    ) -> FixResult:
+        """The winner, confirmed on the held-out rows, written where ``out`` says, with
+        explain's findings for plain int8 and for it."""
+        held_bench = self.bench_for(held_rows)
         winner, reason, met, held, broke = _confirm(
-            trials, budget, prefer, lambda t: _held_out(held_bench, contents[t.name])
+            self.trials,
+            self.budget,
+            options.prefer,
+            lambda t: _held_out(held_bench, self.contents[t.name]),
         )
-        trials = _mark_pareto(trials, prefer)
+        trials = _mark_pareto(self.trials, options.prefer)
         winner = next(t for t in trials if t.name == winner.name)
-        content = contents[winner.name]
-        written = None
-        if options.out is not None:
-            written = str(write_atomic(Path(options.out), content))
-        progress("explaining before and after", 0, 1)
-        plain = contents.get("int8", contents[trials[0].name])
-        findings_before, findings_after = _before_after(source, prepared, held_rows, plain, content)
-    finally:
-        converter.close()
-        worker.close()
-        if bench is not None:
-            bench.worker.close()
-        source.close()
-    return FixResult(
-        model=source.path,
-        metric_name=kind,
-        reference_metric=bench.reference_metric,
-        budget=budget,
-        prefer=prefer,
-        trials=tuple(trials),
-        winner=winner,
-        met=met,
-        reason=reason,
-        search_samples=len(search_rows),
-        held_out={
-            "samples": len(held_rows),
-            **{k: held[k] for k in ("metric", "drop", "agreement")},
-        },
-        out=written,
-        content=content,
-        search_trials=search_trials,
-        held_out_broken=broke,
-        before=findings_before,
-        after=findings_after,
-        skipped=skipped,
-    )
+        content = self.contents[winner.name]
+        written = str(write_atomic(Path(options.out), content)) if options.out else None
+        self.progress("explaining before and after", 0, 1)
+        plain = self.contents.get("int8", self.contents[trials[0].name])
+        before, after = _before_after(self.source, self.prepared, held_rows, plain, content)
+        numbers = {k: held[k] for k in ("metric", "drop", "agreement")}
+        return FixResult(
+            model=self.source.path,
+            metric_name=self.kind,
+            reference_metric=self._bench().reference_metric,
+            budget=self.budget,
+            prefer=options.prefer,
+            trials=tuple(trials),
+            winner=winner,
+            met=met,
+            reason=reason,
+            search_samples=searched,
+            held_out={"samples": len(held_rows), **numbers},
+            out=written,
+            content=content,
+            search_trials=search_trials,
+            held_out_broken=broke,
+            before=before,
+            after=after,
+            skipped=self.skipped,
+        )
 
 
 def _held_out(bench: _Bench, content: bytes) -> dict[str, Any]:
