@@ -70,7 +70,6 @@ def locate(
     or a model and data with keywords naming fields of ``ModelSpec``, ``DataSpec`` and
     ``LocateOptions`` (``locate("model.keras", data="eval.npz", recipe="int8")``)."""
     model, data, options = from_keywords("locate", model, data, options, LocateOptions, keywords)
-    recipe, candidate = options.recipe, options.candidate
     progress = progress or no_progress
     timings: dict[str, float] = {}
     clock = time.perf_counter()
@@ -87,21 +86,9 @@ def locate(
         # Boot the probe processes now: they start while this process converts.
         for i in range(max(1, min(options.workers or os.cpu_count() or 1, 8))):
             pool.append(Worker(f"locate {i}"))
-        unbuildable = RECIPES.get(recipe)
-        if candidate is None and unbuildable and (unbuildable.legacy or unbuildable.needs_training):
-            raise UsageError(
-                f"locate cannot build recipe {recipe!r}: give an int8, int8-io, uint8-io, "
-                "int16x8, dynamic, float16 or aeq:<name> recipe, or --candidate FILE.tflite"
-            )
-        chosen = None if candidate is not None else resolve([recipe], source, None)[0]
-        prepared = prepare_data(source, data, chosen is not None and chosen.needs_calibration)
-        progress("converting", 0, 1)
-        if candidate is not None:
-            quant, name = read_tflite(candidate), f"tflite:{Path(candidate).name}"
-            calibrated, twin = None, _float_twin(source, converter)
-        else:
-            quant, twin, calibrated = _build(source, chosen, prepared, progress, converter)  # type: ignore[arg-type]
-            name = recipe
+        prepared, quant, name, twin, calibrated = _models(
+            source, data, options, converter, progress
+        )
         converter.close()
         timings["convert"] = time.perf_counter() - clock
         clock = time.perf_counter()
@@ -115,21 +102,11 @@ def locate(
         picked = prepared.eval_rows[
             sample_rows(len(prepared.eval_rows), SENSITIVITY_SAMPLES, data.seed)
         ]
-        ranking: list[LayerSensitivity] = []
-        if calibrated is not None and options.with_sensitivity:
-            progress("sensitivity per layer", 0, 0)
-            batches = [x for x, _ in prepared.binding.batches(picked, BATCH_ROWS)]
-            references = [source.predict(b) for b in batches]
-            ordered = [[b[i] for i in order] for b in batches]
-            ranking = layer_sensitivity(
-                calibrated,
-                ordered,
-                references,
-                layer_names,
-                progress,
-                source.io.output_names,
-                options.rank_output,
-            )
+        ranking = (
+            _ranking(source, prepared, picked, order, calibrated, layer_names, options, progress)
+            if calibrated is not None and options.with_sensitivity
+            else []
+        )
         timings["sensitivity"] = time.perf_counter() - clock
         clock = time.perf_counter()
         conversion, aliases = conversion_by_layer(
@@ -151,6 +128,61 @@ def locate(
         unmatched if layer_names else (),
         tuple(s.to_dict() for s in ranking),
         timings,
+    )
+
+
+def _models(
+    source: Source,
+    data: DataSpec,
+    options: LocateOptions,
+    converter: Converter,
+    progress: Progress,
+) -> tuple[PreparedData, bytes, str, bytes | None, bytes | None]:
+    """The data, the model to examine (the user's ``--candidate`` or the recipe's, and its
+    name), its float twin, and the calibrated model sensitivity re-quantizes (None when there
+    is none)."""
+    recipe, candidate = options.recipe, options.candidate
+    unbuildable = RECIPES.get(recipe)
+    if candidate is None and unbuildable and (unbuildable.legacy or unbuildable.needs_training):
+        raise UsageError(
+            f"locate cannot build recipe {recipe!r}: give an int8, int8-io, uint8-io, "
+            "int16x8, dynamic, float16 or aeq:<name> recipe, or --candidate FILE.tflite"
+        )
+    if candidate is not None:
+        prepared = prepare_data(source, data, False)
+        progress("converting", 0, 1)
+        twin = _float_twin(source, converter)
+        return prepared, read_tflite(candidate), f"tflite:{Path(candidate).name}", twin, None
+    chosen = resolve([recipe], source, None)[0]
+    prepared = prepare_data(source, data, chosen.needs_calibration)
+    progress("converting", 0, 1)
+    quant, twin, calibrated = _build(source, chosen, prepared, progress, converter)
+    return prepared, quant, recipe, twin, calibrated
+
+
+def _ranking(
+    source: Source,
+    prepared: PreparedData,
+    picked: np.ndarray,
+    order: list[int],
+    calibrated: bytes,
+    layer_names: frozenset[str],
+    options: LocateOptions,
+    progress: Progress,
+) -> list[LayerSensitivity]:
+    """The sensitivity experiment on the picked rows: each layer group kept in float."""
+    progress("sensitivity per layer", 0, 0)
+    batches = [x for x, _ in prepared.binding.batches(picked, BATCH_ROWS)]
+    references = [source.predict(b) for b in batches]
+    ordered = [[b[i] for i in order] for b in batches]
+    return layer_sensitivity(
+        calibrated,
+        ordered,
+        references,
+        layer_names,
+        progress,
+        source.io.output_names,
+        options.rank_output,
     )
 
 

@@ -10,6 +10,7 @@ running statistics into one ``CandidateResult`` per candidate.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,8 @@ from liteparity.convert.process import Converter
 from liteparity.convert.produce import Producer
 from liteparity.convert.qat import quantization_aware
 from liteparity.convert.recipes import Recipe, resolve
-from liteparity.data.prepare import _labelled, prepare_data
+from liteparity.data.binding import Binding, IOSpec
+from liteparity.data.prepare import Calibration, _labelled, prepare_data
 from liteparity.errors import DataError, LiteparityError, NotApplicable
 from liteparity.files import write_atomic
 from liteparity.measure.evaluate import Hook, _evaluate
@@ -30,7 +32,7 @@ from liteparity.progress import Progress, no_progress
 from liteparity.reference.base import Source
 from liteparity.reference.loader import load_spec
 from liteparity.reference.tflite import TFLiteSource
-from liteparity.results.check import CandidateResult, CheckResult
+from liteparity.results.check import CandidateResult, CheckResult, ReferenceResult
 from liteparity.specs import CheckOptions, DataSpec, ModelSpec, from_keywords
 
 
@@ -91,18 +93,9 @@ def run(
         prepared = prepare_data(
             source, data, any(r.needs_calibration or r.needs_training for r in chosen)
         )
-        binding, eval_rows, calibration = (
-            prepared.binding,
-            prepared.eval_rows,
-            prepared.calibration,
-        )
-        resumed = (
-            _Resume.open(
-                source, prepared, (options.legacy, model.inputs, model.outputs, model.input_shapes)
-            )
-            if options.resume
-            else None
-        )
+        binding, eval_rows, calibration = prepared.binding, prepared.eval_rows, prepared.calibration
+        settings = (options.legacy, model.inputs, model.outputs, model.input_shapes)
+        resumed = _Resume.open(source, prepared, settings) if options.resume else None
         trained = _labelled(prepared) if any(r.needs_training for r in chosen) else None
         producer = Producer(
             source,
@@ -122,27 +115,60 @@ def run(
             trained,
             options.qat_epochs,
         )
-        candidates_ = [*converted, *user_files]
-        # Results finished by an earlier run (with a hook, only those whose hook's own
-        # measurements were kept too: explain's evidence).
-        done = resumed.results(candidates_, reference_source, hook) if resumed else {}
-        todo = [c for c in candidates_ if c.name not in done]
-        reference = done.get("", None)
-        results: tuple[CandidateResult, ...] = ()
-        if todo or (reference is None and reference_source is not None):
-            if hook is not None:
-                hook.start(reference_source, binding, calibration, converter)
-            reference, results = _evaluate(
-                reference_source, source.io, todo, binding, eval_rows, progress, hook, measures
-            )
-            if resumed:
-                resumed.keep(todo, results, reference, hook)
-        by_name = {**{c.name: r for c, r in zip(todo, results, strict=True)}, **done}
-        results = tuple(by_name[c.name] for c in candidates_)
+        run_on = _Measured(reference_source, source.io, binding, eval_rows, progress, measures)
+        reference, results = run_on.candidates(
+            [*converted, *user_files], resumed, hook, calibration, converter
+        )
     finally:
         converter.close()
         source.close()
     return CheckResult(reference, prepared.to_dict(), results)
+
+
+@dataclass(frozen=True)
+class _Measured:
+    """Where a run's candidates are measured: the reference (None for a lone model), the
+    rows, and how."""
+
+    reference: Source | None
+    io: IOSpec
+    binding: Binding
+    rows: np.ndarray
+    progress: Progress
+    measures: Measures
+
+    def candidates(
+        self,
+        candidates: list[Candidate],
+        resumed: _Resume | None,
+        hook: Hook | None,
+        calibration: Calibration | None,
+        converter: Converter,
+    ) -> tuple[ReferenceResult | None, tuple[CandidateResult, ...]]:
+        """Every candidate's result, in order: from an earlier run where ``resumed`` has it
+        (with a hook, only with the hook's own measurements: explain's evidence), else
+        measured now, and kept for the next."""
+        done = resumed.results(candidates, self.reference, hook) if resumed else {}
+        todo = [c for c in candidates if c.name not in done]
+        reference = done.get("", None)
+        results: tuple[CandidateResult, ...] = ()
+        if todo or (reference is None and self.reference is not None):
+            if hook is not None:
+                hook.start(self.reference, self.binding, calibration, converter)
+            reference, results = _evaluate(
+                self.reference,
+                self.io,
+                todo,
+                self.binding,
+                self.rows,
+                self.progress,
+                hook,
+                self.measures,
+            )
+            if resumed:
+                resumed.keep(todo, results, reference, hook)
+        by_name = {**{c.name: r for c, r in zip(todo, results, strict=True)}, **done}
+        return reference, tuple(by_name[c.name] for c in candidates)
 
 
 def _converts(model: ModelSpec, options: CheckOptions) -> bool:

@@ -216,24 +216,12 @@ def _evaluate(
             reference = source.predict(inputs, shared) if source is not None else None
             outputs = _collect(runs, reference)
             if kind == ACCURACY:
-                seen = (
-                    reference if reference is not None else next((out for _, out in outputs), None)
-                )
-                if seen is not None:
-                    check_labels(labels, seen[0])
+                _check_labels(labels, reference, outputs)
             current = next(batches, None)
             if current is not None:
                 shared = slots.put(current[0])
                 _submit(runs, shared)
-            if reference is not None:
-                reference_task.update(reference[0], labels, reference[0])
-            for run, out in outputs:
-                if reference is not None:
-                    run.errors.update(reference, out)
-                if run.task is not None:
-                    run.task.update(out[0], labels, out[0] if reference is None else reference[0])
-                if reference is not None and run.outputs is not None:
-                    run.outputs.update(reference, out, labels)
+            _fold(reference_task, reference, outputs, labels)
             if hook is not None:
                 hook.batch(inputs, reference, outputs)
             done += len(inputs[0])
@@ -248,6 +236,43 @@ def _evaluate(
         for run in runs:
             if run.worker is not None:
                 run.worker.close()
+    return _results(source, runs, kind, reference_task)
+
+
+def _check_labels(
+    labels: np.ndarray | None,
+    reference: list[np.ndarray] | None,
+    outputs: list[tuple[_Run, list[np.ndarray]]],
+) -> None:
+    """Integer labels must be classes of the first output (the reference's, else the first
+    candidate's)."""
+    seen = reference if reference is not None else next((out for _, out in outputs), None)
+    if seen is not None:
+        check_labels(labels, seen[0])
+
+
+def _fold(
+    reference_task: TaskAccumulator,
+    reference: list[np.ndarray] | None,
+    outputs: list[tuple[_Run, list[np.ndarray]]],
+    labels: np.ndarray | None,
+) -> None:
+    """One batch into the reference's task metric and every run's running statistics."""
+    if reference is not None:
+        reference_task.update(reference[0], labels, reference[0])
+    for run, out in outputs:
+        if reference is not None:
+            run.errors.update(reference, out)
+        if run.task is not None:
+            run.task.update(out[0], labels, out[0] if reference is None else reference[0])
+        if reference is not None and run.outputs is not None:
+            run.outputs.update(reference, out, labels)
+
+
+def _results(
+    source: Source | None, runs: list[_Run], kind: str, reference_task: TaskAccumulator
+) -> tuple[ReferenceResult | None, tuple[CandidateResult, ...]]:
+    """The finished runs as results (and the reference's, when there is one)."""
     if source is None:
         return None, tuple(candidate_result(run, kind, None, None) for run in runs)
     ref_value = 0.0 if kind == MSE_VS_REFERENCE else reference_task.value

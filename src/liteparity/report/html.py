@@ -111,7 +111,30 @@ def _check(result: Any) -> dict[str, Any]:
         for c in result.candidates
         for f in c.findings
     ]
-    good = [c for c in result.candidates if not c.error and c.metric]
+    figures = _check_figures(result.candidates, metric)
+    return {
+        "title": "liteparity explain" if result.noise_floor is not None else "liteparity check",
+        "provenance": {
+            "model": ref.path if ref else None,
+            "model size": _size(ref.size_bytes) if ref else None,
+            **{k: v for k, v in result.data.items() if not isinstance(v, dict)},
+            "calibration": json.dumps(result.data.get("calibration")),
+        },
+        "noise_floor": result.noise_floor,
+        "headers": [metric if c == "metric" else c for c in COLUMNS],
+        "rows": rows,
+        "output_headers": OUTPUT_COLUMNS if outputs_wanted(result) else (),
+        "output_rows": [output_cells(c.name, o) for c in result.candidates for o in c.outputs],
+        "verdicts": verdicts,
+        "findings": findings,
+        "plots": figures,
+    }
+
+
+def _check_figures(candidates: Any, metric: str) -> list[tuple[str, str]]:
+    """The check report's plots: metric against size and latency, errors, the metric per
+    batch, and the ranges of the tensors findings name."""
+    good = [c for c in candidates if not c.error and c.metric]
     figures = []
     if good:
         points = [
@@ -133,26 +156,10 @@ def _check(result: Any) -> dict[str, Any]:
             figures.append(
                 (f"{metric} over the evaluation batches", plots.batches(per_batch, metric))
             )
-    bars = _range_bars(result.candidates)
+    bars = _range_bars(candidates)
     if bars:
         figures.append(("Ranges of the tensors named in findings", plots.ranges(bars)))
-    return {
-        "title": "liteparity explain" if result.noise_floor is not None else "liteparity check",
-        "provenance": {
-            "model": ref.path if ref else None,
-            "model size": _size(ref.size_bytes) if ref else None,
-            **{k: v for k, v in result.data.items() if not isinstance(v, dict)},
-            "calibration": json.dumps(result.data.get("calibration")),
-        },
-        "noise_floor": result.noise_floor,
-        "headers": [metric if c == "metric" else c for c in COLUMNS],
-        "rows": rows,
-        "output_headers": OUTPUT_COLUMNS if outputs_wanted(result) else (),
-        "output_rows": [output_cells(c.name, o) for c in result.candidates for o in c.outputs],
-        "verdicts": verdicts,
-        "findings": findings,
-        "plots": figures,
-    }
+    return figures
 
 
 def _range_bars(candidates: Any) -> list[dict[str, Any]]:
