@@ -42,7 +42,7 @@ class Cell:
     name: str
     args: list[str]
     pairs: list[tuple[str, str]]  # (candidate name in the JSON, .tflite path) to verify
-    reference: Callable[[np.ndarray], list[np.ndarray]] | None  # the reference's outputs
+    reference: Callable[[np.ndarray], dict[str, np.ndarray]] | None  # outputs by name
     data: str
 
 
@@ -62,26 +62,33 @@ def loop(path: str, x: np.ndarray) -> list[np.ndarray]:
     return [np.concatenate(o) for o in outs]
 
 
-def in_name_order(path: str) -> Callable[[np.ndarray], list[np.ndarray]]:
-    """The loop's outputs sorted by tensor name (a quantized copy may list them in another
-    order; ``X_dequant`` sorts right after ``X``)."""
+def named(path: str) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
+    """The loop's outputs by name: the signature's output names when the model has one (the
+    names LiteRT's signature runner gives), else the tensors' own names (``:0`` dropped)."""
 
-    def outputs(x: np.ndarray) -> list[np.ndarray]:
+    def outputs(x: np.ndarray) -> dict[str, np.ndarray]:
         from ai_edge_litert.interpreter import Interpreter
 
-        names = [d["name"] for d in Interpreter(model_path=path).get_output_details()]
-        values = loop(path, x)
-        return [values[i] for i in sorted(range(len(names)), key=lambda i: names[i])]
+        it = Interpreter(model_path=path)
+        by_index = {d["index"]: d["name"].split(":")[0] for d in it.get_output_details()}
+        signatures = it.get_signature_list()
+        if len(signatures) == 1:
+            runner = it.get_signature_runner(next(iter(signatures)))
+            for key, d in runner.get_output_details().items():
+                by_index[d["index"]] = key
+        names = [by_index[d["index"]] for d in it.get_output_details()]
+        return dict(zip(names, loop(path, x), strict=True))
 
     return outputs
 
 
-def keras_outputs(path: Path) -> Callable[[np.ndarray], list[np.ndarray]]:
-    def outputs(x: np.ndarray) -> list[np.ndarray]:
+def keras_outputs(path: Path) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
+    def outputs(x: np.ndarray) -> dict[str, np.ndarray]:
         import keras
 
         out = keras.saving.load_model(path).predict(x, verbose=0, batch_size=1)
-        return [np.asarray(o, np.float64) for o in (out if isinstance(out, list) else [out])]
+        values = out if isinstance(out, list) else [out]
+        return {f"output_{i}": np.asarray(o, np.float64) for i, o in enumerate(values)}
 
     return outputs
 
@@ -120,19 +127,21 @@ def verify(cell: Cell, json_path: Path) -> str:
         row = rows.get(name)
         if ref is None or row is None or row.get("error") or not Path(path).exists():
             continue
-        cand = in_name_order(path)(x)
-        if [c.shape for c in cand] != [r.shape for r in ref]:
-            return (
-                f"FAIL: {name}: output shapes {[c.shape for c in cand]} vs {[r.shape for r in ref]}"
-            )
-        loop_max = max(float(np.max(np.abs(c - r))) for c, r in zip(cand, ref, strict=True))
-        theirs = row.get("max_abs_error")
-        if not isinstance(theirs, (int, float)):
-            return f"FAIL: {name}: max_abs_error {theirs!r}"
-        gap = abs(float(theirs) - loop_max)
-        if gap > 1e-5 * max(1.0, loop_max):
-            return f"FAIL: {name}: max_abs_error {theirs} vs loop {loop_max}"
-        worst = max(worst, gap)
+        cand = named(path)(x)
+        for out in row.get("outputs") or []:
+            want, got = ref.get(out["name"]), cand.get(out["matched"])
+            if want is None or got is None:
+                return f"FAIL: {name}: no output {out['name']!r}/{out['matched']!r} in the loop"
+            loop_max = float(np.max(np.abs(got.reshape(want.shape) - want)))
+            theirs = out.get("max_abs_error")
+            if not isinstance(theirs, (int, float)):
+                return f"FAIL: {name} {out['name']}: max_abs_error {theirs!r}"
+            gap = abs(float(theirs) - loop_max)
+            if gap > 1e-5 * max(1.0, loop_max):
+                return f"FAIL: {name} {out['name']}: max_abs_error {theirs} vs loop {loop_max}"
+            worst = max(worst, gap)
+        if not row.get("outputs"):
+            return f"FAIL: {name}: no per-output results"
     return f"ok (max|Δ| vs loop {worst:.1e})"
 
 
@@ -156,7 +165,7 @@ def mediapipe_cells(work: Path, samples: int) -> list[Cell]:
             pairs.append((f"tflite:{path.name}", str(path)))
         ref = str(model.path)
         cand = [a for _, p in pairs for a in ("--candidate", p)]
-        truth = in_name_order(ref)
+        truth = named(ref)
         cells += [
             Cell(
                 f"{short} check",
@@ -271,6 +280,15 @@ def _lstm(work: Path) -> tuple[Path, Path]:
     return path, data
 
 
+MEDIAPIPE = ("face", "hand", "selfie")
+KERAS = ("mobilenet_v2", "lstm_text", "mobilenet_v3_small", "efficientnet_b0", "resnet_small")
+
+
+def _any(wanted: list[str], names: tuple[str, ...]) -> bool:
+    """Whether a cell of ``names`` is wanted (no ``--only``: all are)."""
+    return not wanted or any(n.startswith(w) or w.startswith(n) for w in wanted for n in names)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
@@ -279,8 +297,10 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="liteparity-matrix-") as tmp:
         work = Path(tmp)
-        cells = mediapipe_cells(work, args.samples) + keras_cells(work, args.quick)
         wanted = [p for p in args.only.split(",") if p]
+        cells = mediapipe_cells(work, args.samples) if _any(wanted, MEDIAPIPE) else []
+        if _any(wanted, KERAS):
+            cells += keras_cells(work, args.quick)
         for cell in cells:
             if wanted and not any(cell.name.startswith(p) for p in wanted):
                 continue
