@@ -45,7 +45,7 @@ def plain_outputs(content: bytes, x: np.ndarray) -> list[np.ndarray]:
 
 
 def by_hand(reference: list[np.ndarray], candidate: list[np.ndarray]) -> dict[str, float]:
-    """max|err|, RMSE and SQNR over every value of every output."""
+    """max|err|, RMSE and SQNR over every value of the given outputs."""
     err = np.concatenate([(c - r).ravel() for r, c in zip(reference, candidate, strict=True)])
     ref = np.concatenate([r.ravel() for r in reference])
     sqnr = 10 * np.log10(np.sum(ref**2) / np.sum(err**2)) if np.any(err) else np.inf
@@ -83,14 +83,20 @@ def test_check_all_on_a_float_tflite_makes_every_applicable_recipe(face_all) -> 
 def test_check_numbers_equal_an_independent_loop(face_all, face_data) -> None:
     _, _, x_eval = face_data
     reference = plain_outputs(FACE.path.read_bytes(), x_eval)
+    names = [d["name"] for d in Interpreter(model_path=str(FACE.path)).get_output_details()]
     for candidate in face_all.candidates:
         content = Path(candidate.path).read_bytes()
-        expected = by_hand(reference, plain_outputs(content, x_eval))
-        for key, value in expected.items():
-            assert getattr(candidate, key) == pytest.approx(value, rel=1e-4, abs=1e-6), (
-                candidate.name,
-                key,
-            )
+        outputs = plain_outputs(content, x_eval)
+        assert [o.matched for o in candidate.outputs] == [o.name for o in candidate.outputs]
+        assert not candidate.warnings  # matched by name, not by position
+        for result in candidate.outputs:  # every output on its own, by name
+            k = names.index(result.name)
+            for key, value in by_hand([reference[k]], [outputs[k]]).items():
+                assert result.metrics[key] == pytest.approx(value, rel=1e-4, abs=1e-6), (
+                    candidate.name,
+                    result.name,
+                    key,
+                )
     float16 = next(c for c in face_all.candidates if c.name == "float16")
     assert float16.max_abs_error == 0  # the source's weights are float16 already
 
@@ -99,7 +105,8 @@ def test_quantized_candidates_are_quantized_and_smaller(face_all) -> None:
     by_name = {c.name: c for c in face_all.candidates}
     for name in ("dynamic", "int8", "int8-io"):
         assert by_name[name].size_bytes < FACE.path.stat().st_size
-        assert 10 < by_name[name].sqnr_db < 60  # quantized, not broken, not float
+        regressors = next(o for o in by_name[name].outputs if o.name == "regressors")
+        assert 10 < regressors.metrics["sqnr_db"] < 60  # quantized, not broken, not float
     model = Interpreter(model_path=by_name["int8-io"].path)
     assert model.get_input_details()[0]["dtype"] == np.int8
 

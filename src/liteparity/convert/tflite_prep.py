@@ -201,5 +201,12 @@ def without_signature(content: bytes) -> bytes:
     ``prepare_tflite`` signed gets back the source's interface, inputs and outputs in tensor
     order (a signature orders them by name, which may not be the source's order)."""
     model = read_model(content)
+    graph = model.subgraphs[0]
+    for signature in model.signatureDefs or []:
+        # The quantizer's float-output DEQUANTIZE writes a new tensor (``X_dequant``): give
+        # it the name the signature (and the source) calls it, so outputs match by name.
+        for entry in list(signature.inputs or []) + list(signature.outputs or []):
+            key = entry.name.decode() if isinstance(entry.name, bytes) else entry.name
+            graph.tensors[entry.tensorIndex].name = key.encode()
     model.signatureDefs = []
     return write_model(model)
