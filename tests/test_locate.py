@@ -212,7 +212,16 @@ def test_layers_ranked_by_their_effect_on_one_named_output(
     np.savez(data, alpha=digits.x_eval[::-1], zeta=digits.x_eval, y=digits.y_eval)
     result = locate(two_by_two, data=data, recipe="int8", max_samples=200, rank_output="output_1")
     share = {s["layer"]: s for s in result.sensitivity}
-    other = [share[name] for name in ("flatten_1", "dense", "zz_head")]
+    import keras
+
+    layers = keras.saving.load_model(two_by_two).layers  # auto names: counters are global
+    flatten_alpha = next(
+        la.name
+        for la in layers
+        if la.name.startswith("flatten") and la.input.name.startswith("alpha")
+    )
+    hidden = next(la.name for la in layers if la.name.startswith("dense"))
+    other = [share[name] for name in (flatten_alpha, hidden, "zz_head")]
     assert all(s["mse_kept_float"] == s["mse_quantized"] for s in other), list(share)
     assert max(s["share_removed"] for s in share.values()) > 0
     with pytest.raises(UsageError, match="--rank-output nope"):
