@@ -190,7 +190,6 @@ def test_the_terminal_shows_liteparity_output_only(cnn: Path, eval_npz: Path) ->
     """TensorFlow's absl start-up lines (oneDNN, CUDA, cuInit) reach fd 2 before
     ``InitializeLog``: a fresh process must not show them."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-    env.pop("LITEPARITY_DEBUG", None)  # a user's shell: not this process's earlier --debug runs
     argv = [sys.executable, "-m", "liteparity", "check", str(cnn), "--data", str(eval_npz)]
     proc = subprocess.run(
         [*argv, "--recipes", "float32", "--max-samples", "50"],

@@ -65,7 +65,10 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(command)
     def wrapper(*, debug: bool = False, **values: Any) -> Any:
-        if debug:  # TensorFlow's start-up log too (see _tf.import_tensorflow)
+        # TensorFlow's start-up log too (see _tf.import_tensorflow), in this process and the
+        # workers it starts; only for this command (the API may run more in this process).
+        before = os.environ.get(DEBUG_ENV)
+        if debug:
             os.environ[DEBUG_ENV] = "1"
         try:
             return command(**values)
@@ -79,6 +82,9 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         except KeyboardInterrupt as exc:
             code = 128 + signal.SIGTERM if isinstance(exc, Terminated) else 130
             _fail("interrupted; no partial output was written", code)
+        finally:
+            if before is None:
+                os.environ.pop(DEBUG_ENV, None)
 
     debug = inspect.Parameter("debug", inspect.Parameter.KEYWORD_ONLY, default=False)
     return with_signature(wrapper, [*parameters(command), debug.replace(annotation=Debug)])

@@ -1,0 +1,27 @@
+"""``--debug`` shows TensorFlow's log in the command it was given to, and no other."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from liteparity._tf import DEBUG_ENV
+from liteparity.cli.app import handle_errors
+
+
+def _seen() -> str | None:
+    return os.environ.get(DEBUG_ENV)
+
+
+def test_debug_is_set_for_its_command_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(DEBUG_ENV, raising=False)
+    assert handle_errors(_seen)(debug=True) == "1"
+    assert DEBUG_ENV not in os.environ
+    assert handle_errors(_seen)(debug=False) is None
+
+
+def test_a_users_own_setting_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(DEBUG_ENV, "1")
+    assert handle_errors(_seen)(debug=False) == "1"
+    assert os.environ[DEBUG_ENV] == "1"
