@@ -190,6 +190,7 @@ def test_the_terminal_shows_liteparity_output_only(cnn: Path, eval_npz: Path) ->
     """TensorFlow's absl start-up lines (oneDNN, CUDA, cuInit) reach fd 2 before
     ``InitializeLog``: a fresh process must not show them."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    env.pop("LITEPARITY_DEBUG", None)  # the log switch of a developer's own shell
     argv = [sys.executable, "-m", "liteparity", "check", str(cnn), "--data", str(eval_npz)]
     proc = subprocess.run(
         [*argv, "--recipes", "float32", "--max-samples", "50"],
