@@ -163,16 +163,17 @@ class FixOptions:
 @dataclass(frozen=True)
 class CompareQatOptions:
     """``compare-qat``: epochs of quantization-aware training, and the resampled evaluation
-    batches (how many, of how many samples) the accuracies are spread over."""
+    batches (how many, of how many samples) the accuracies are spread over. (Not
+    ``--batch-size``: that one means the inference batch everywhere.)"""
 
     epochs: int = 1
     resamples: int = 20
-    batch_size: int = 100
+    resample_size: int = 100
 
     def __post_init__(self) -> None:
         _count("--epochs", self.epochs, 1)
         _count("--resamples", self.resamples, 1)
-        _count("--batch-size", self.batch_size, 1)
+        _count("--resample-size", self.resample_size, 1)
 
 
 Options = TypeVar("Options", CheckOptions, LocateOptions, FixOptions, CompareQatOptions)

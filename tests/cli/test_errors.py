@@ -162,7 +162,7 @@ REFUSED = [
     (["locate", *GOOD, "--recipe", " "], "--recipe must name a recipe"),
     (["compare-qat", *GOOD, "--epochs", "0"], "--epochs must be at least 1, got 0"),
     (["compare-qat", *GOOD, "--resamples", "0"], "--resamples must be at least 1, got 0"),
-    (["compare-qat", *GOOD, "--batch-size", "-3"], "--batch-size must be at least 1, got -3"),
+    (["compare-qat", *GOOD, "--resample-size", "-3"], "--resample-size must be at least 1, got -3"),
     (["compare-qat", *GOOD, "--max-samples", "0"], "--max-samples must be at least 1, got 0"),
 ]
 

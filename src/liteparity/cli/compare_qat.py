@@ -26,12 +26,12 @@ def compare_qat_options(
     resamples: Annotated[
         int, typer.Option(help="Resampled evaluation batches.")
     ] = CompareQatOptions.resamples,
-    batch_size: Annotated[
+    resample_size: Annotated[
         int, typer.Option(help="Samples per resampled batch.")
-    ] = CompareQatOptions.batch_size,
+    ] = CompareQatOptions.resample_size,
 ) -> CompareQatOptions:
     """The options of compare-qat → ``CompareQatOptions``."""
-    return CompareQatOptions(epochs, resamples, batch_size)
+    return CompareQatOptions(epochs, resamples, resample_size)
 
 
 @uses(

@@ -64,7 +64,7 @@ def compare_qat(
     finally:
         source.close()
     draws = np.random.default_rng(seed + 2).integers(
-        0, len(y_eval), (options.resamples, options.batch_size)
+        0, len(y_eval), (options.resamples, options.resample_size)
     )
     accuracies = {
         name: tuple(float(np.mean(p[d] == y_eval[d])) for d in draws)
@@ -78,7 +78,7 @@ def compare_qat(
     return QatComparison(
         getattr(source, "origin", None) or source.path,
         epochs,
-        options.batch_size,
+        options.resample_size,
         accuracies,
         agreement,
         len(train),

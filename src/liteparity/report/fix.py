@@ -53,7 +53,7 @@ def qat_table(result: QatComparison) -> Any:
 
     table = Table(
         title=f"compare-qat — accuracy over {len(result.accuracies['qat'])} "
-        f"resampled batches of {result.batch_size}",
+        f"resampled batches of {result.resample_size}",
         title_justify="left",
     )
     for col in ("model", "mean", "std", "min", "max", "agreement"):

@@ -130,7 +130,7 @@ class QatComparison:
 
     model: str
     epochs: int
-    batch_size: int
+    resample_size: int
     accuracies: dict[str, tuple[float, ...]]  # reference / qat / copied → one per resample
     agreement: dict[str, float]  # with the reference, over all evaluation samples
     train_samples: int
@@ -151,7 +151,7 @@ class QatComparison:
         return {
             "model": self.model,
             "epochs": self.epochs,
-            "batch_size": self.batch_size,
+            "resample_size": self.resample_size,
             "train_samples": self.train_samples,
             "eval_samples": self.eval_samples,
             "summary": self.summary(),
