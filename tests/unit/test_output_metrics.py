@@ -12,7 +12,7 @@ from liteparity.measure.decisions import decision_findings
 from liteparity.measure.evaluate import output_order
 from liteparity.measure.kinds import OutputKind, guess_kind, parse_kind
 from liteparity.measure.outputs import Measures, OutputsAccumulator, headline
-from liteparity.measure.tasks import Decisions, Masks
+from liteparity.measure.tasks import Decisions, Masks, Regression
 from liteparity.results.check import CandidateResult, CheckResult, OutputResult
 
 
@@ -75,6 +75,16 @@ def test_mask_iou_by_hand_and_two_empty_masks_agree() -> None:
 
 def _output(name: str, sqnr: float, **metrics: float) -> OutputResult:
     return OutputResult(name, name, metrics.pop("kind", "regression"), {"sqnr_db": sqnr, **metrics})
+
+
+def test_regression_errors_by_hand_and_a_nan_is_never_hidden() -> None:
+    acc = Regression(OutputKind("regression"))
+    ref = np.array([[1.0, 2.0], [3.0, 4.0]], np.float32)
+    acc.update(ref, ref + np.array([[0.5, -1.5], [0.0, 0.25]], np.float32), None)
+    assert acc.values() == {"mae": (0.5 + 1.5 + 0.0 + 0.25) / 4, "max_error": 1.5}
+    acc.update(ref, np.full_like(ref, np.nan), None)
+    acc.update(ref, ref, None)  # a later clean batch does not wash the NaN out
+    assert np.isnan(acc.values()["max_error"]) and np.isnan(acc.values()["mae"])
 
 
 def test_the_headline_is_the_worst_output() -> None:

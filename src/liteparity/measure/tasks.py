@@ -186,7 +186,8 @@ class Regression:
         diff = cand.reshape(len(cand), -1).astype(np.float64) - ref.reshape(len(ref), -1)
         self.count += diff.size
         self.abs_sum += float(np.sum(np.abs(diff)))
-        self.max_error = max(self.max_error, float(np.max(np.abs(diff), initial=0.0)))
+        # np.max, not max(): a NaN must stay NaN (max(0.0, nan) is 0.0, a clean-looking lie).
+        self.max_error = float(np.max([self.max_error, np.max(np.abs(diff), initial=0.0)]))
         if self.spec.kind == LANDMARKS and diff.shape[1] % self.spec.dims == 0:
             points = diff.reshape(len(diff), -1, self.spec.dims)
             self.distances.append(np.linalg.norm(points, axis=2).ravel())
