@@ -50,6 +50,50 @@ def test_saved_model_source(cnn: Path, digits: Digits, tmp_path: Path) -> None:
     f32, int8 = result.candidates
     assert f32.max_abs_error < 1e-4
     assert int8.error is None and int8.drop < 5
+    assert not [f for c in result.candidates for f in c.findings if f.id == "unset-variables"]
+
+
+def test_variables_nothing_sets_are_named_not_measured_as_numbers(
+    cnn: Path, digits: Digits, tmp_path: Path
+) -> None:
+    """A Keras 3 model held by a ``tf.Module`` and saved with ``tf.saved_model.save`` converts
+    into a .tflite that reads its weights from variables nothing assigns: garbage outputs."""
+    import keras
+    import tensorflow as tf
+    from ai_edge_litert.interpreter import Interpreter
+
+    from liteparity._tf import quiet
+
+    class Holder(tf.Module):
+        def __init__(self, model: keras.Model) -> None:
+            self.model = model
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 8, 8, 1], tf.float32, name="x")])
+        def serve(self, x: tf.Tensor) -> dict[str, tf.Tensor]:
+            return {"probabilities": self.model(x)}
+
+    holder = Holder(keras.saving.load_model(cnn))
+    with quiet():
+        tf.saved_model.save(holder, str(tmp_path / "sm"), signatures=holder.serve)
+    result = liteparity.check(
+        tmp_path / "sm",
+        data=(digits.x_eval[:64], digits.y_eval[:64]),
+        recipes=["float32"],
+        save_dir=tmp_path / "out",
+    )
+    (f32,) = result.candidates
+    finding = next(f for f in f32.findings if f.id == "unset-variables")
+    # The independent view: the interpreter's own op list of the saved candidate.
+    it = Interpreter(model_path=str(f32.path))
+    ops = it._get_ops_details()
+    names = {t["index"]: t["name"] for t in it.get_tensor_details()}
+    handles = {o["outputs"][0]: names[o["outputs"][0]] for o in ops if o["op_name"] == "VAR_HANDLE"}
+    read = {handles[o["inputs"][0]] for o in ops if o["op_name"] == "READ_VARIABLE"}
+    assert read and not [o for o in ops if o["op_name"] == "ASSIGN_VARIABLE"]
+    assert set(finding.evidence["variables"]) == read
+    assert result.violations(max_drop=100.0)  # broken whatever the numbers say
+    with pytest.raises(ModelError, match=r"resource variable.*no op assigns"):
+        liteparity.check(f32.path, data=digits.x_eval[:8], candidates=[f32.path])
 
 
 def test_multi_input_multi_output_matched_by_name(

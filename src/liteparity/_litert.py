@@ -33,6 +33,8 @@ _OUTPUTS_SLOT, _OPERATORS_SLOT = 8, 10
 #: flatbuffers' number checks), vectors that do not fit (``ValueError`` from numpy) and op
 #: codes that are not text (``UnicodeDecodeError``, a ``ValueError``).
 _UNREADABLE: tuple[type[Exception], ...] = (struct.error, TypeError, ValueError)
+#: ... and an op whose op-code index points past the op-code table.
+_UNREADABLE_OR_SHORT: tuple[type[Exception], ...] = (*_UNREADABLE, IndexError)
 
 
 @dataclass(frozen=True)
@@ -137,6 +139,49 @@ def read_graph(content: bytes) -> FlatGraph:
         )
     except _UNREADABLE as exc:
         raise ModelError(f"not a TFLite flatbuffer: {first_line(exc)}") from exc
+
+
+def unset_variables(content: bytes) -> tuple[str, ...]:
+    """The resource variables ``content`` reads (``VAR_HANDLE`` → ``READ_VARIABLE``) that no
+    op of any subgraph assigns (``ASSIGN_VARIABLE``), in the order they are read.
+
+    A SavedModel whose variables the converter cannot freeze (a Keras 3 model held by a
+    ``tf.Module``, then ``tf.saved_model.save``) converts into such a model: conversion and
+    loading succeed, and LiteRT reads variables nobody set, so the outputs are garbage (NaN,
+    Inf, or numbers that merely look plausible). Only reads of a handle made in the same
+    subgraph count: a handle passed into a loop body is not judged."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    codes = vars(schema.BuiltinOperator)
+    var_handle, read, assign = (
+        codes["VAR_HANDLE"], codes["READ_VARIABLE"], codes["ASSIGN_VARIABLE"]
+    )
+    try:
+        model = schema.Model.GetRootAs(content, 0)
+        builtin = [
+            max(c.BuiltinCode(), c.DeprecatedBuiltinCode())
+            for c in (model.OperatorCodes(k) for k in range(model.OperatorCodesLength()))
+        ]
+        reads: list[str] = []
+        assigned: set[str] = set()
+        for g in range(model.SubgraphsLength()):
+            graph, handles = model.Subgraphs(g), dict[int, str]()
+            for k in range(graph.OperatorsLength()):
+                op = graph.Operators(k)
+                code = builtin[op.OpcodeIndex()]
+                if code == var_handle:
+                    options = schema.OperatorT.InitFromObj(op).builtinOptions
+                    name = (getattr(options, "sharedName", None) or b"").decode()
+                    handles.update((t, name) for t in _ints(op.OutputsAsNumpy()))
+                elif code in (read, assign) and _ints(op.InputsAsNumpy())[:1]:
+                    handle = handles.get(_ints(op.InputsAsNumpy())[0])
+                    if handle is not None and code == assign:
+                        assigned.add(handle)
+                    elif handle is not None and handle not in reads:
+                        reads.append(handle)
+    except _UNREADABLE_OR_SHORT as exc:
+        raise ModelError(f"not a TFLite flatbuffer: {first_line(exc)}") from exc
+    return tuple(v for v in reads if v not in assigned)
 
 
 def _activation(op: Any) -> str:

@@ -3,6 +3,8 @@ arrays, against values computed by hand."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -122,6 +124,15 @@ def test_decision_lost_fires_on_an_unreachable_threshold_not_on_a_kept_one() -> 
     (finding,) = decision_findings([capped])
     assert finding.id == "decision-lost" and finding.evidence["range"] == [-20.3, 0.0]
     assert "cannot reach the threshold 0" in finding.summary
+
+
+def test_findings_survive_the_resume_cache() -> None:
+    """A resumed row keeps what its measurement found (not only the NaN share)."""
+    limits = {"threshold": 0.0, "reachable_min": -2.0, "reachable_max": 0.0}
+    capped = OutputResult("scores", "scores", "scores", limits)
+    row = CandidateResult("int8", "int8", outputs=(capped,), findings=decision_findings([capped]))
+    again = CandidateResult.from_dict(json.loads(json.dumps(row.to_dict())))
+    assert again.findings == row.findings and again.findings[0].id == "decision-lost"
 
 
 def test_a_metric_plugin_needs_unsafe() -> None:

@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from liteparity._litert import unset_variables
 from liteparity.convert.candidates import Candidate
 from liteparity.convert.process import Converter
 from liteparity.data.binding import Binding, IOSpec
@@ -31,9 +32,12 @@ from liteparity.results.check import (
     MSE_VS_REFERENCE,
     NO_TASK,
     CandidateResult,
+    Finding,
     Metric,
+    OutputResult,
     ReferenceResult,
     non_finite_finding,
+    unset_variables_finding,
 )
 from liteparity.runtime.jobs import Reply
 from liteparity.runtime.model_jobs import ModelInfo, RunModel
@@ -372,8 +376,21 @@ def candidate_result(
         error_sample=tuple(run.errors.sample),
         batch_metrics=tuple(run.task.per_batch) if run.task else (),
         outputs=outputs,
-        findings=((non_finite_finding(share),) if share else ()) + decision_findings(outputs),
+        findings=_findings(c.content, share, outputs),
         warnings=tuple(run.warnings),
         user_metrics=run.outputs.user.values() if run.outputs and run.outputs.user else {},
         **measured,
+    )
+
+
+def _findings(
+    content: bytes | None, share: float | None, outputs: Sequence[OutputResult]
+) -> tuple[Finding, ...]:
+    """What the measurement itself shows is wrong: variables nothing sets, NaN/Inf outputs,
+    decisions an output can no longer reach."""
+    unset = unset_variables(content) if content is not None else ()
+    return (
+        ((unset_variables_finding(unset),) if unset else ())
+        + ((non_finite_finding(share),) if share else ())
+        + decision_findings(outputs)
     )

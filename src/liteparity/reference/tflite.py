@@ -7,7 +7,9 @@ from typing import Any
 
 import numpy as np
 
+from liteparity._litert import unset_variables
 from liteparity.data.binding import IOSpec
+from liteparity.errors import ModelError
 from liteparity.reference.base import Source, read_tflite
 
 
@@ -24,6 +26,14 @@ class TFLiteSource(Source):
         from liteparity.runtime.worker import Worker
 
         self.content = read_tflite(path)
+        unset = unset_variables(self.content)
+        if unset:  # the reference itself would be garbage: nothing to compare against
+            more = ", ..." if len(unset) > 3 else ""
+            raise ModelError(
+                f"{Path(path).name} reads {len(unset)} resource variable(s) that no op assigns "
+                f"({', '.join(unset[:3])}{more}): its outputs are undefined; convert the source "
+                "again with its variables frozen (from the loaded signature, or model.export())"
+            )
         self.worker = Worker(Path(path).name)
         try:
             info = self.worker.start(RunModel(self.content, tune=True)).get()

@@ -45,6 +45,11 @@ class Finding:
     evidence: dict[str, Any]
     fix: str
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Finding:
+        return cls(d["id"], Severity(d["severity"]), d["verdict"], d["summary"],
+                   d["evidence"], d["fix"])
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,
@@ -86,6 +91,25 @@ def non_finite_finding(share: float) -> Finding:
         evidence={"share": share},
         fix="check the conversion recipe (float16 overflow, bad calibration ranges) and the "
         "model's numerics on this data",
+    )
+
+
+def unset_variables_finding(names: Sequence[str]) -> Finding:
+    """The ``unset-variables`` finding of a candidate that reads resource variables nothing
+    assigns (``_litert.unset_variables``): its outputs are undefined, whatever they look
+    like, so it is an error and breaks any budget."""
+    shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+    return Finding(
+        id="unset-variables",
+        severity=Severity.ERROR,
+        verdict="reads variables nothing sets",
+        summary=f"the model reads {len(names)} resource variable(s) that no op assigns "
+        f"({shown}): LiteRT runs it on uninitialized memory, so its outputs are undefined",
+        evidence={"variables": list(names)},
+        fix="the converter left the SavedModel's variables unfrozen (e.g. a Keras 3 model held "
+        "by a tf.Module): convert the loaded signature instead, "
+        "TFLiteConverter.from_concrete_functions([m.signatures['serving_default']], m) with "
+        "m = tf.saved_model.load(dir), or export the Keras model with model.export(dir)",
     )
 
 
@@ -187,11 +211,10 @@ class CandidateResult:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CandidateResult:
-        """The inverse of ``to_dict`` for the measured numbers (findings other than
-        ``non-finite``, and the samples kept for reports only, are not kept)."""
+        """The inverse of ``to_dict`` for the measured numbers and findings (the samples
+        kept for reports only are not kept)."""
         metric = d.get("metric")
         measured = join_special({key: d.get(key) for key in _MEASURED}, d.get("special"))
-        share = measured["non_finite_share"]
         return cls(
             name=d["name"],
             recipe=d["recipe"],
@@ -201,7 +224,7 @@ class CandidateResult:
             not_applicable=d.get("not_applicable"),
             metric=Metric.from_dict(metric) if metric else None,
             batch_size=d.get("batch_size"),
-            findings=(non_finite_finding(share),) if share else (),
+            findings=tuple(Finding.from_dict(f) for f in d.get("findings", [])),
             outputs=tuple(OutputResult.from_dict(o) for o in d.get("outputs", [])),
             warnings=tuple(d.get("warnings", [])),
             user_metrics=plain_metrics(d.get("user_metrics", {}), number),
@@ -341,6 +364,8 @@ class CheckResult:
             budget = max_drop is not None or min_agreement is not None
             if budget and c.non_finite_share:
                 lines.append(f"{c.name}: {c.non_finite_share:.2%} of its outputs are NaN or Inf")
+            if budget and any(f.id == "unset-variables" for f in c.findings):
+                lines.append(f"{c.name}: it reads variables nothing sets (outputs undefined)")
             if max_drop is not None and c.drop is not None and c.drop > max_drop:
                 unit = "accuracy points" if c.metric and c.metric.name == ACCURACY else "%"
                 lines.append(f"{c.name}: drop {c.drop:.2f} {unit} > --max-drop {max_drop}")
