@@ -91,6 +91,21 @@ def check_options(
             "landmarks, mask, scores; e.g. Identity=landmarks:dims=3). Repeatable.",
         ),
     ] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            help="Samples per invocation of each candidate (default: the fastest size proven "
+            "to give the one-at-a-time outputs); a size that changes them is refused."
+        ),
+    ] = None,
+    memory_limit: Annotated[
+        str | None,
+        typer.Option(
+            metavar="SIZE",
+            help="Memory the evaluation's batches may hold, e.g. 4GB or 512MB "
+            "(default: half the machine's memory).",
+        ),
+    ] = None,
 ) -> CheckOptions:
     """The options of check and explain → ``CheckOptions``."""
     from liteparity.convert.recipes import LegacySettings
@@ -110,6 +125,8 @@ def check_options(
         resume,
         qat_epochs,
         output_metrics=tuple(metric or ()),
+        batch_size=batch_size,
+        memory_limit=memory_limit,
     )
 
 
