@@ -15,6 +15,7 @@ from liteparity.convert.candidates import Candidate
 from liteparity.convert.process import Converter
 from liteparity.data.binding import Binding, IOSpec
 from liteparity.data.prepare import BATCH_ROWS, Calibration
+from liteparity.data.scaling import Span, quantization_warnings, spans
 from liteparity.errors import DataError, InternalError, LiteparityError, UsageError
 from liteparity.measure.decisions import decision_findings
 from liteparity.measure.metrics import (
@@ -221,6 +222,22 @@ def _loaded(run: _Run, io: IOSpec, measures: Measures) -> None:
     run.outputs = OutputsAccumulator.create(io.output_names, matched, measures, reach)
 
 
+def _scaling(run: _Run, data: list[Span | None]) -> None:
+    """Warn when the data (``data``: the first block's span per reference input) is in other
+    units than the range a quantized input of the candidate covers."""
+    info = run.info
+    if info is None:
+        return
+    covered = [
+        None
+        if (q := i.quantization) is None or q.per_channel
+        else Span(float(q.min[0]), float(q.max[0]))
+        for i in info.inputs
+    ]
+    names = [i.name for i in info.inputs]
+    run.warnings += quantization_warnings(names, [data[j] for j in run.order], covered)
+
+
 def _evaluate(
     source: Source | None,
     io: IOSpec,
@@ -255,6 +272,10 @@ def _evaluate(
         batches = binding.batches(rows, batching.rows(source, binding, runs))
         first = next(batches)
         current: tuple[list[np.ndarray], np.ndarray | None] | None = first
+        data = spans([first[0]])
+        for run in runs:
+            if run.info is not None:
+                _scaling(run, data)
         if source is not None:
             source.warm_up(first[0])
         if hook is not None:
