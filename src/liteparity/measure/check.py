@@ -23,7 +23,7 @@ from liteparity.convert.qat import quantization_aware
 from liteparity.convert.recipes import Recipe, resolve
 from liteparity.data.binding import Binding, IOSpec
 from liteparity.data.prepare import Calibration, _labelled, prepare_data
-from liteparity.errors import DataError, LiteparityError, NotApplicable
+from liteparity.errors import DataError, LiteparityError, NotApplicable, OutputError
 from liteparity.files import write_atomic
 from liteparity.measure.evaluate import Batching, Hook, _evaluate
 from liteparity.measure.outputs import Measures
@@ -220,11 +220,13 @@ def _convert_all(
                 continue
             if resumed:
                 resumed.cache.put_model(key, content)
-        path = None
+        path, not_saved = None, None
         if save_dir is not None:
-            path = str(
-                write_atomic(Path(save_dir) / f"{recipe.name.replace(':', '-')}.tflite", content)
-            )
-        out.append(Candidate(recipe.name, recipe.name, content=content, path=path))
+            target = Path(save_dir) / f"{recipe.name.replace(':', '-')}.tflite"
+            try:  # an output problem: the model is still measured, the CLI says it at the end
+                path = str(write_atomic(target, content))
+            except OutputError as exc:
+                not_saved = str(exc)
+        out.append(Candidate(recipe.name, recipe.name, content, path, not_saved=not_saved))
     progress("converted", len(chosen), len(chosen))
     return out

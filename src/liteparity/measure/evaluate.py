@@ -16,7 +16,13 @@ from liteparity.convert.process import Converter
 from liteparity.data.binding import Binding, IOSpec
 from liteparity.data.prepare import BATCH_ROWS, Calibration
 from liteparity.data.scaling import Span, quantization_warnings, spans
-from liteparity.errors import DataError, InternalError, LiteparityError, UsageError
+from liteparity.errors import (
+    DataError,
+    InternalError,
+    LiteparityError,
+    ModelError,
+    UsageError,
+)
 from liteparity.measure.decisions import decision_findings
 from liteparity.measure.metrics import (
     ErrorAccumulator,
@@ -287,6 +293,8 @@ def _evaluate(
         while current is not None:
             inputs, labels = current
             reference = source.predict(inputs, shared) if source is not None else None
+            if reference is not None:
+                _check_rows(io, reference, len(inputs[0]))
             outputs = _collect(runs, reference)
             if kind == ACCURACY:
                 _check_labels(labels, reference, outputs)
@@ -407,6 +415,18 @@ def _finish(run: _Run) -> None:
     run.batch_size, run.latency_ms = summary.batch_size, summary.latency_ms
 
 
+def _check_rows(io: IOSpec, reference: list[np.ndarray], samples: int) -> None:
+    """One output row per sample: a reference that filters, pools or drops its batch cannot
+    be compared with anything, sample by sample."""
+    for name, out in zip(io.output_names, reference, strict=True):
+        rows = out.shape[0] if out.ndim else 0
+        if rows != samples:
+            raise ModelError(
+                f"the reference returned {rows} rows for {samples} samples (output {name!r}): "
+                "liteparity compares one output row per sample"
+            )
+
+
 def _check_shapes(reference: list[np.ndarray], outputs: list[np.ndarray]) -> None:
     for i, (r, o) in enumerate(zip(reference, outputs, strict=True)):
         if r.shape != o.shape:
@@ -424,7 +444,13 @@ def candidate_result(
         return CandidateResult(c.name, c.recipe, c.path, not_applicable=c.not_applicable)
     if run.error:
         return CandidateResult(
-            c.name, c.recipe, c.path, size, error=run.error, warnings=tuple(run.warnings)
+            c.name,
+            c.recipe,
+            c.path,
+            size,
+            error=run.error,
+            warnings=tuple(run.warnings),
+            not_saved=c.not_saved,
         )
     outputs = run.outputs.results() if run.outputs is not None else ()
     metrics = run.errors.metrics()
@@ -447,6 +473,7 @@ def candidate_result(
         outputs=outputs,
         findings=((non_finite_finding(share),) if share else ()) + decision_findings(outputs),
         warnings=tuple(run.warnings),
+        not_saved=c.not_saved,
         user_metrics=run.outputs.user.values() if run.outputs and run.outputs.user else {},
         **measured,
     )
