@@ -141,7 +141,7 @@ class Batching:
         if self.batch_size is not None and rows < self.batch_size:
             raise UsageError(
                 f"--batch-size {self.batch_size} does not fit --memory-limit "
-                f"{limit / 2**20:.0f}MB: {rows} row(s) of {per_row / 2**20:.1f}MB fit in the "
+                f"{limit / 2**20:.0f}MB: {rows} row(s) of {per_row / 2**20:.3g}MB fit in the "
                 f"{max(left, 0) / 2**20:.0f}MB left"
             )
         return rows
