@@ -130,3 +130,19 @@ def image_folder(folder: Path, bad: str | None = None, hidden: bool = False) -> 
         )
         (folder / "cat" / ".DS_Store").write_bytes(b"\0\1")
     return folder
+
+
+def zero_rows_saved_model(path: Path) -> Path:
+    """A SavedModel that returns no rows, whatever it is given (a serving function that
+    filters its batch away): nothing can be compared with it."""
+    import tensorflow as tf
+
+    class ZeroRows(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, 8, 8, 1], tf.float32, name="image")])
+        def serve(self, image: tf.Tensor) -> dict[str, tf.Tensor]:
+            flat = tf.reshape(image, [-1, 64])
+            return {"scores": tf.boolean_mask(flat, tf.reduce_sum(flat, axis=1) < -1.0)}
+
+    module = ZeroRows()
+    tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
+    return path

@@ -89,9 +89,12 @@ class CheckOptions:
     """What ``check`` and ``explain`` compare: ``recipes`` to convert (``None``: every recipe
     that applies, unless ``candidates`` are given; ``()``: none), ``candidates`` (.tflite files
     you have), TF1 ``legacy`` settings, where to save converted models, whether to ``resume``
-    an earlier run, and the epochs of the ``qat`` recipe. ``output_metrics`` picks the kind of
-    an output (``"OUTPUT=KIND[:options]"``, see ``liteparity.measure.kinds``) where the output
-    cannot say it; ``metric`` is a user callable ``metric(reference_outputs,
+    an earlier run, and the epochs of the ``qat`` recipe. ``batch_size`` forces the samples per
+    invocation of every candidate (default: the fastest size proven to give the one-at-a-time
+    outputs); ``memory_limit`` bounds the memory the evaluation's batches hold (bytes, or text
+    such as ``"4GB"``, ``"512MB"``; default: half the machine's memory). ``output_metrics``
+    picks the kind of an output (``"OUTPUT=KIND[:options]"``, see ``liteparity.measure.kinds``)
+    where the output cannot say it; ``metric`` is a user callable ``metric(reference_outputs,
     candidate_outputs, labels) -> dict`` (outputs by name), run on every batch and averaged."""
 
     recipes: tuple[str, ...] | None = None
@@ -102,9 +105,14 @@ class CheckOptions:
     qat_epochs: int = 1
     output_metrics: tuple[str, ...] = ()
     metric: Callable[..., Mapping[str, Any]] | None = None
+    batch_size: int | None = None
+    memory_limit: int | str | None = None
 
     def __post_init__(self) -> None:
         _set(self, "recipes", _names("--recipes", self.recipes))
+        _count("--batch-size", self.batch_size, 1)
+        if self.memory_limit is not None:
+            _set(self, "memory_limit", memory_size("--memory-limit", self.memory_limit))
         _set(self, "candidates", _paths("--candidate", self.candidates))
         _count("--qat-epochs", self.qat_epochs, 1)
         _set(self, "output_metrics", _names("--metric", self.output_metrics) or ())
@@ -233,6 +241,31 @@ def _count(option: str, value: Any, least: int | None) -> None:
         raise UsageError(f"{option} must be an integer, got {value!r}")
     if least is not None and value < least:
         raise UsageError(f"{option} must be at least {least}, got {value}")
+
+
+#: Units ``--memory-limit`` takes (binary multiples: ``1GB`` is 2**30 bytes, as ``free -g``).
+_UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def memory_size(option: str, value: int | str) -> int:
+    """``"4GB"``, ``"512MB"``, ``"1.5G"``, ``"300kb"`` or a count of bytes → bytes (at least
+    one MB: less cannot hold a model's batch, and is a unit typed wrong)."""
+    if _is_int(value):
+        size = int(value)
+    else:
+        text = str(value).strip().upper().removesuffix("IB").removesuffix("B")
+        number = text.rstrip("KMGT")
+        unit = text[len(number) :]
+        try:
+            amount = float(number)
+        except ValueError:
+            amount = math.nan
+        if unit not in _UNITS or not math.isfinite(amount):
+            raise UsageError(f"{option} {value!r}: expected a size such as 4GB or 512MB")
+        size = int(amount * _UNITS[unit])
+    if size < _UNITS["M"]:
+        raise UsageError(f"{option} must be at least 1MB, got {value!r}")
+    return size
 
 
 def _names(option: str, values: str | Iterable[str] | None) -> tuple[str, ...] | None:

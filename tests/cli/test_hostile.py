@@ -4,6 +4,7 @@ runs code from a model file; SIGTERM cleans up like Ctrl-C."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -38,6 +39,7 @@ def hostile(tmp_path_factory: pytest.TempPathFactory, digits: Digits) -> dict[st
     hf.image_folder(d / "text_png", bad="3.png")
     (d / "a_directory.json").mkdir()
     np.savez(d / "good.npz", x=digits.x_eval[:50], y=digits.y_eval[:50])
+    hf.zero_rows_saved_model(d / "zero_rows")
     return {"dir": d, "marker": marker}
 
 
@@ -93,6 +95,16 @@ CASES = [
         "cannot write",
     ),
     ("--seed -1", ["check", *GOOD, "--seed", "-1"], "--seed must be at least 0, got -1"),
+    (
+        "--save-models under a file",
+        ["check", *GOOD, "--save-models", "{dir}/good.npz/models"],
+        "cannot write {dir}/good.npz/models/float32.tflite: Not a directory",
+    ),
+    (
+        "a reference that returns zero rows",
+        ["check", "{dir}/zero_rows", "--data", "{dir}/good.npz", "--recipes", "float32"],
+        "the reference returned 0 rows for 50 samples (output 'scores')",
+    ),
 ]
 
 
@@ -130,7 +142,7 @@ def test_hostile_input_is_one_line_exit_2_nothing_left_no_code_run(
     before = _files(hostile["dir"])
     result = runner.invoke(app, argv, catch_exceptions=False)
     assert result.exit_code == 2, result.output
-    assert message in result.stderr, result.stderr
+    assert message.format(**values) in " ".join(result.stderr.split()), result.stderr
     assert "Traceback" not in result.output
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert _files(hostile["dir"]) == before  # no temporary or partial file
@@ -138,19 +150,23 @@ def test_hostile_input_is_one_line_exit_2_nothing_left_no_code_run(
     assert not hostile["marker"].exists()
 
 
-def test_the_table_and_json_survive_an_unwritable_report(
+def test_the_table_and_json_survive_an_unwritable_report_and_saved_model(
     hostile: dict[str, Path], cnn: Path, tmp_path: Path
 ) -> None:
     values = {"dir": hostile["dir"], "cnn": cnn}
     out = tmp_path / "r.json"
     argv = [a.format(**values) for a in ["check", *GOOD]]
     argv += ["--json", str(out), "--report", str(hostile["dir"] / "a_directory.json")]
+    argv += ["--save-models", str(hostile["dir"] / "good.npz" / "models")]
     result = runner.invoke(app, argv, catch_exceptions=False)
     assert result.exit_code == 2, result.output
     assert "float32" in result.stdout  # the table
     assert out.exists() and '"float32"' in out.read_text()  # the JSON
-    assert "a_directory.json: is a directory" in result.stderr.splitlines()[-1]
+    line = result.stderr.strip().splitlines()[-1]  # after "wrote r.json"
+    assert "a_directory.json: is a directory" in line
+    assert "good.npz/models/float32.tflite: Not a directory" in line  # each write said
     assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
+    assert json.loads(out.read_text())["candidates"][0]["not_saved"].endswith("Not a directory")
 
 
 def test_sigterm_cleans_up_like_ctrl_c(digits: Digits, cnn: Path, tmp_path: Path) -> None:

@@ -91,6 +91,21 @@ def check_options(
             "landmarks, mask, scores; e.g. Identity=landmarks:dims=3). Repeatable.",
         ),
     ] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            help="Samples per invocation of each candidate (default: the fastest size proven "
+            "to give the one-at-a-time outputs); a size that changes them is refused."
+        ),
+    ] = None,
+    memory_limit: Annotated[
+        str | None,
+        typer.Option(
+            metavar="SIZE",
+            help="Memory the evaluation's batches may hold, e.g. 4GB or 512MB "
+            "(default: half the machine's memory).",
+        ),
+    ] = None,
 ) -> CheckOptions:
     """The options of check and explain → ``CheckOptions``."""
     from liteparity.convert.recipes import LegacySettings
@@ -110,6 +125,8 @@ def check_options(
         resume,
         qat_epochs,
         output_metrics=tuple(metric or ()),
+        batch_size=batch_size,
+        memory_limit=memory_limit,
     )
 
 
@@ -193,9 +210,10 @@ def report_check(
     csv_path: Path | None = None,
 ) -> None:
     """Show a check/explain result, write its JSON, its CSV and its HTML report, and exit by the
-    budget: 2 when a candidate could not be measured or a file could not be written, 1 when
-    one breaks the budget. The table and the JSON come first and a failed write does not stop
-    the other: results are never lost to an output problem."""
+    budget: 2 when a candidate could not be measured or a file could not be written (a model
+    ``--save-models`` could not write included), 1 when one breaks the budget. The table and
+    the JSON come first and a failed write does not stop the other: results are never lost to
+    an output problem."""
     from liteparity.errors import OutputError
 
     output.show(result)
@@ -214,6 +232,7 @@ def report_check(
             write()
         except OutputError as exc:
             unwritten.append(str(exc))
+    unwritten += [c.not_saved for c in result.candidates if c.not_saved]
     failed = [c for c in result.candidates if c.error]
     broken = result.violations(max_drop, min_agreement, outputs)
     for line in broken:

@@ -22,6 +22,8 @@ class Candidate:
     error: str | None = None
     #: why the recipe does not apply to the model (``--recipes all``): not measured, no error
     not_applicable: str | None = None
+    #: why the converted model could not be written to ``--save-models`` (it is measured)
+    not_saved: str | None = None
 
 
 def _read_candidate(path: str | os.PathLike[str]) -> Candidate:

@@ -10,6 +10,7 @@ import numpy as np
 
 from liteparity.data.binding import Binding, IOSpec, bind, sample_rows, split
 from liteparity.data.datasets import Dataset, load
+from liteparity.data.scaling import calibration_warnings, spans
 from liteparity.errors import DataError
 from liteparity.specs import DataSpec
 
@@ -37,6 +38,8 @@ class PreparedData:
     #: the calibration rows read, in batches of input arrays (what ``calibration`` yields
     #: one sample at a time): ai-edge-quantizer calibrates on whole batches
     calibration_batches: tuple[list[np.ndarray], ...] = ()
+    #: the data is probably scaled unlike the calibration data (``measure.scaling``)
+    warnings: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         calibration = None
@@ -50,6 +53,7 @@ class PreparedData:
             "evaluation_samples": len(self.eval_rows),
             "calibration": calibration,
             "seed": self.seed,
+            "warnings": list(self.warnings),
         }
 
 
@@ -83,7 +87,14 @@ def prepare_data(source: HasIO, spec: DataSpec, needs_calibration: bool) -> Prep
     if len(cal_rows):
         batches = tuple(inputs for inputs, _ in cal_binding.batches(cal_rows, BATCH_ROWS))
         calibration = calibration_from(batches)
-    return PreparedData(binding, eval_rows, cal_binding, cal_rows, calibration, seed, batches)
+    warnings: list[str] = []
+    if spec.calibration_data is not None:  # else both are rows of one file: same units
+        sample = binding.take(eval_rows[:BATCH_ROWS])[0]
+        names = source.io.input_names
+        warnings = calibration_warnings(names, spans([sample]), spans(batches))
+    return PreparedData(
+        binding, eval_rows, cal_binding, cal_rows, calibration, seed, batches, tuple(warnings)
+    )
 
 
 def _bind(dataset: Dataset, source: HasIO) -> Binding:

@@ -23,9 +23,9 @@ from liteparity.convert.qat import quantization_aware
 from liteparity.convert.recipes import Recipe, resolve
 from liteparity.data.binding import Binding, IOSpec
 from liteparity.data.prepare import Calibration, _labelled, prepare_data
-from liteparity.errors import DataError, LiteparityError, NotApplicable
+from liteparity.errors import DataError, LiteparityError, NotApplicable, OutputError
 from liteparity.files import write_atomic
-from liteparity.measure.evaluate import Hook, _evaluate
+from liteparity.measure.evaluate import Batching, Hook, _evaluate
 from liteparity.measure.outputs import Measures
 from liteparity.measure.resume import _Resume
 from liteparity.progress import Progress, no_progress
@@ -115,7 +115,11 @@ def run(
             trained,
             options.qat_epochs,
         )
-        run_on = _Measured(reference_source, source.io, binding, eval_rows, progress, measures)
+        limit = options.memory_limit  # bytes: ``CheckOptions`` read the text
+        batching = Batching(options.batch_size, int(limit) if limit is not None else None)
+        run_on = _Measured(
+            reference_source, source.io, binding, eval_rows, progress, measures, batching
+        )
         reference, results = run_on.candidates(
             [*converted, *user_files], resumed, hook, calibration, converter
         )
@@ -136,6 +140,7 @@ class _Measured:
     rows: np.ndarray
     progress: Progress
     measures: Measures
+    batching: Batching
 
     def candidates(
         self,
@@ -164,6 +169,7 @@ class _Measured:
                 self.progress,
                 hook,
                 self.measures,
+                self.batching,
             )
             if resumed:
                 resumed.keep(todo, results, reference, hook)
@@ -214,11 +220,13 @@ def _convert_all(
                 continue
             if resumed:
                 resumed.cache.put_model(key, content)
-        path = None
+        path, not_saved = None, None
         if save_dir is not None:
-            path = str(
-                write_atomic(Path(save_dir) / f"{recipe.name.replace(':', '-')}.tflite", content)
-            )
-        out.append(Candidate(recipe.name, recipe.name, content=content, path=path))
+            target = Path(save_dir) / f"{recipe.name.replace(':', '-')}.tflite"
+            try:  # an output problem: the model is still measured, the CLI says it at the end
+                path = str(write_atomic(target, content))
+            except OutputError as exc:
+                not_saved = str(exc)
+        out.append(Candidate(recipe.name, recipe.name, content, path, not_saved=not_saved))
     progress("converted", len(chosen), len(chosen))
     return out

@@ -3,6 +3,7 @@ and fold the outputs into running metrics."""
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -15,7 +16,14 @@ from liteparity.convert.candidates import Candidate
 from liteparity.convert.process import Converter
 from liteparity.data.binding import Binding, IOSpec
 from liteparity.data.prepare import BATCH_ROWS, Calibration
-from liteparity.errors import DataError, InternalError, LiteparityError
+from liteparity.data.scaling import Span, quantization_warnings, spans
+from liteparity.errors import (
+    DataError,
+    InternalError,
+    LiteparityError,
+    ModelError,
+    UsageError,
+)
 from liteparity.measure.decisions import decision_findings
 from liteparity.measure.metrics import (
     ErrorAccumulator,
@@ -40,8 +48,9 @@ from liteparity.results.check import (
     unset_variables_finding,
 )
 from liteparity.runtime.jobs import Reply
+from liteparity.runtime.memory import default_memory_limit, resident_bytes, rows_within
 from liteparity.runtime.model_jobs import ModelInfo, RunModel
-from liteparity.runtime.shared import SharedInputs, SharedSlots
+from liteparity.runtime.shared import SHARED_SLOTS, SharedInputs, SharedSlots
 from liteparity.runtime.worker import Worker
 
 
@@ -110,6 +119,48 @@ class Hook(Protocol):
         will not run; False when it cannot (then the candidate runs again)."""
 
 
+@dataclass(frozen=True)
+class Batching:
+    """How a run batches: ``batch_size`` forces every candidate's (``--batch-size``);
+    ``memory_limit`` (bytes; None: ``memory.default_memory_limit()``) bounds what the blocks
+    of rows streamed through the reference and the candidates hold (``--memory-limit``)."""
+
+    batch_size: int | None = None
+    memory_limit: int | None = None
+
+    def rows(self, source: Source | None, binding: Binding, runs: Sequence[_Run]) -> int:
+        """Rows per block for this run: what fits in the memory left under the limit, given
+        what one row costs the reference and each candidate (their measured tensors)."""
+        limit = self.memory_limit or default_memory_limit()
+        per_input = sum(
+            np.dtype(np.float32).itemsize * math.prod(max(d, 1) for d in shape)
+            for shape in binding.sample_shapes
+        )
+        models = [r.info.bytes_per_sample for r in runs if r.info is not None]
+        per_row = row_bytes(
+            per_input, source.bytes_per_sample() if source is not None else 0, models
+        )
+        left = limit - resident_bytes()
+        rows = rows_within(left, per_row, max(BATCH_ROWS, self.batch_size or 0))
+        if self.batch_size is not None and rows < self.batch_size:
+            raise UsageError(
+                f"--batch-size {self.batch_size} does not fit --memory-limit "
+                f"{limit / 2**20:.0f}MB: {rows} row(s) of {per_row / 2**20:.3g}MB fit in the "
+                f"{max(left, 0) / 2**20:.0f}MB left"
+            )
+        return rows
+
+
+def row_bytes(per_input: int, reference: int | None, candidates: Sequence[int]) -> int:
+    """What one row of a block costs: its inputs (read, in each of the two shared-memory
+    slots, and copied by every candidate's worker), the reference's tensors (a source that
+    cannot say costs what its largest candidate does: the same graph) and every candidate's."""
+    if reference is None:
+        reference = max(candidates, default=0)
+    copies = SHARED_SLOTS + 1 + len(candidates)
+    return per_input * copies + reference + sum(candidates)
+
+
 def input_order(reference_names: Sequence[str], names: Sequence[str]) -> list[int]:
     """For each candidate input, the index of the reference input that feeds it."""
     if sorted(names) == sorted(reference_names):
@@ -144,7 +195,9 @@ def output_order(
     )
 
 
-def _start(candidate: Candidate, kind: str, threads: int, anatomy: bool) -> _Run:
+def _start(
+    candidate: Candidate, kind: str, threads: int, anatomy: bool, batch_size: int | None
+) -> _Run:
     """Start loading the candidate in its worker (without waiting: they load at once)."""
     run = _Run(
         candidate,
@@ -159,7 +212,9 @@ def _start(candidate: Candidate, kind: str, threads: int, anatomy: bool) -> _Run
     if candidate.content is None:  # a candidate has its bytes or the error that kept them
         raise InternalError(f"candidate {candidate.name} has neither a model nor an error")
     run.worker = Worker(candidate.name)
-    job = RunModel(candidate.content, threads, tune=True, latency=True, anatomy=anatomy)
+    job = RunModel(
+        candidate.content, threads, tune=True, latency=True, anatomy=anatomy, batch_size=batch_size
+    )
     run.reply = run.worker.start(job)
     return run
 
@@ -177,6 +232,22 @@ def _loaded(run: _Run, io: IOSpec, measures: Measures) -> None:
     run.outputs = OutputsAccumulator.create(io.output_names, matched, measures, reach)
 
 
+def _scaling(run: _Run, data: list[Span | None]) -> None:
+    """Warn when the data (``data``: the first block's span per reference input) is in other
+    units than the range a quantized input of the candidate covers."""
+    info = run.info
+    if info is None:
+        return
+    covered = [
+        None
+        if (q := i.quantization) is None or q.per_channel
+        else Span(float(q.min[0]), float(q.max[0]))
+        for i in info.inputs
+    ]
+    names = [i.name for i in info.inputs]
+    run.warnings += quantization_warnings(names, [data[j] for j in run.order], covered)
+
+
 def _evaluate(
     source: Source | None,
     io: IOSpec,
@@ -186,29 +257,37 @@ def _evaluate(
     progress: Progress,
     hook: Hook | None = None,
     measures: Measures | None = None,
+    batching: Batching | None = None,
 ) -> tuple[ReferenceResult | None, tuple[CandidateResult, ...]]:
-    """Stream ``rows`` through the reference (if any) and every candidate. Workers get batch
-    k+1 before the main process folds batch k into the statistics, so they are never idle."""
+    """Stream ``rows`` through the reference (if any) and every candidate, in blocks that
+    ``batching`` sizes. Workers get block k+1 before the main process folds block k into the
+    statistics, so they are never idle."""
+    batching = batching or Batching()
     kind = task_kind(binding.dataset.labels)
     if source is None and kind == MSE_VS_REFERENCE:
         kind = NO_TASK  # a lone model without labels: only findings, no task metric
     reference_task = TaskAccumulator(kind)
     total = len(rows)
     progress("starting interpreters", 0, total)
-    batches = binding.batches(rows, BATCH_ROWS)
-    first = next(batches)
-    current: tuple[list[np.ndarray], np.ndarray | None] | None = first
-    if source is not None:
-        source.warm_up(first[0])
     # Candidates and the reference run at once: share the cores between them.
     threads = max(1, (os.cpu_count() or 1) // (len(candidates) + 1))
     runs: list[_Run] = []
     slots = SharedSlots()
     try:
         for c in candidates:  # one by one: a failure leaves the started ones to `finally`
-            runs.append(_start(c, kind, threads, hook is not None and hook.anatomy))
+            anatomy = hook is not None and hook.anatomy
+            runs.append(_start(c, kind, threads, anatomy, batching.batch_size))
         for run in runs:
             _guard(run, lambda r: _loaded(r, io, measures or Measures()))
+        batches = binding.batches(rows, batching.rows(source, binding, runs))
+        first = next(batches)
+        current: tuple[list[np.ndarray], np.ndarray | None] | None = first
+        data = spans([first[0]])
+        for run in runs:
+            if run.info is not None:
+                _scaling(run, data)
+        if source is not None:
+            source.warm_up(first[0])
         if hook is not None:
             hook.ready(runs)
         shared = slots.put(first[0])
@@ -218,6 +297,8 @@ def _evaluate(
         while current is not None:
             inputs, labels = current
             reference = source.predict(inputs, shared) if source is not None else None
+            if reference is not None:
+                _check_rows(io, reference, len(inputs[0]))
             outputs = _collect(runs, reference)
             if kind == ACCURACY:
                 _check_labels(labels, reference, outputs)
@@ -338,6 +419,18 @@ def _finish(run: _Run) -> None:
     run.batch_size, run.latency_ms = summary.batch_size, summary.latency_ms
 
 
+def _check_rows(io: IOSpec, reference: list[np.ndarray], samples: int) -> None:
+    """One output row per sample: a reference that filters, pools or drops its batch cannot
+    be compared with anything, sample by sample."""
+    for name, out in zip(io.output_names, reference, strict=True):
+        rows = out.shape[0] if out.ndim else 0
+        if rows != samples:
+            raise ModelError(
+                f"the reference returned {rows} rows for {samples} samples (output {name!r}): "
+                "liteparity compares one output row per sample"
+            )
+
+
 def _check_shapes(reference: list[np.ndarray], outputs: list[np.ndarray]) -> None:
     for i, (r, o) in enumerate(zip(reference, outputs, strict=True)):
         if r.shape != o.shape:
@@ -355,7 +448,13 @@ def candidate_result(
         return CandidateResult(c.name, c.recipe, c.path, not_applicable=c.not_applicable)
     if run.error:
         return CandidateResult(
-            c.name, c.recipe, c.path, size, error=run.error, warnings=tuple(run.warnings)
+            c.name,
+            c.recipe,
+            c.path,
+            size,
+            error=run.error,
+            warnings=tuple(run.warnings),
+            not_saved=c.not_saved,
         )
     outputs = run.outputs.results() if run.outputs is not None else ()
     metrics = run.errors.metrics()
@@ -378,6 +477,7 @@ def candidate_result(
         outputs=outputs,
         findings=_findings(c.content, share, outputs),
         warnings=tuple(run.warnings),
+        not_saved=c.not_saved,
         user_metrics=run.outputs.user.values() if run.outputs and run.outputs.user else {},
         **measured,
     )

@@ -185,7 +185,8 @@ class _Resume:
                 kept = self.cache.result(self._evidence_key(c))
                 if kept is None or not hook.restore(c.name, kept):
                     continue
-            out[c.name] = CandidateResult.from_dict({**stored, "path": c.path})
+            now = {"path": c.path, "not_saved": c.not_saved}  # where this run saved it
+            out[c.name] = CandidateResult.from_dict({**stored, **now})
         stored = self.cache.result(self._result_key(None))
         if stored is not None and reference is not None:
             out[""] = ReferenceResult(**{**stored, "metric": Metric.from_dict(stored["metric"])})

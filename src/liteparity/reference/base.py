@@ -64,6 +64,11 @@ class Source:
     def close(self) -> None:
         """Release processes or temporary files the source holds."""
 
+    def bytes_per_sample(self) -> int | None:
+        """What one sample costs while the model runs (its computed tensors); None when the
+        format does not say (a graph: its float32 conversion, the same graph, stands in)."""
+        return None
+
     def layer_names(self) -> frozenset[str]:
         """Names of the model's Keras layers (empty when it has none), for reports."""
         return frozenset()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import zipfile
 from typing import Any
 
@@ -58,6 +59,20 @@ class KerasSource(Source):
         if not isinstance(out, (list, tuple)):
             out = [out]
         return [np.asarray(o) for o in out]
+
+    def bytes_per_sample(self) -> int:
+        """Every top-level layer's outputs for one sample (a nested model counts by its
+        outputs): what predicting a batch holds per row, at most."""
+        total = 0
+        for layer in self.model.layers:
+            try:
+                tensors = layer.output
+            except (AttributeError, ValueError):  # a layer called several times
+                continue
+            for t in tensors if isinstance(tensors, (list, tuple)) else [tensors]:
+                dims = [max(int(d or 1), 1) for d in t.shape[1:]]
+                total += np.dtype(str(t.dtype)).itemsize * math.prod(dims)
+        return total
 
     def converter(self, batch_size: int | None = None) -> Any:
         tf = import_tensorflow()

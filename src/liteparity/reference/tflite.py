@@ -48,10 +48,14 @@ class TFLiteSource(Source):
             ),
             output_names=tuple(o.name for o in info.outputs),
         )
+        self._bytes_per_sample: int = info.bytes_per_sample
 
     def predict(self, inputs: list[np.ndarray], shared: Any = None) -> list[np.ndarray]:
         outputs: list[np.ndarray] = self.worker.feed(shared if shared is not None else inputs).get()
         return outputs
+
+    def bytes_per_sample(self) -> int:
+        return self._bytes_per_sample
 
     def warm_up(self, inputs: list[np.ndarray]) -> None:
         self.predict(inputs)  # the first batch fed also picks the batch size (``tune``)

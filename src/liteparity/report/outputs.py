@@ -67,6 +67,4 @@ def outputs_table(result: CheckResult) -> Any:
     for c in result.candidates:
         for k, o in enumerate(c.outputs):
             table.add_row(*output_cells(c.name if k == 0 else "", o))
-        for warning in c.warnings:
-            table.add_row(c.name, f"[yellow]{warning}[/]", "", "", "", "", "")
     return table

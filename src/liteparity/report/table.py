@@ -92,8 +92,9 @@ def reference_cells(result: CheckResult) -> list[str]:
 
 
 def check_table(result: CheckResult) -> Any:
-    """The table, then one line per row that was not measured, saying why: under the table,
-    where a long converter or LiteRT message does not squeeze the columns."""
+    """The table, then one line per row that was not measured, saying why, and one per
+    warning (the data's, then each row's): under the table, where a long converter or LiteRT
+    message does not squeeze the columns."""
     from rich.console import Group
     from rich.table import Table
     from rich.text import Text
@@ -116,4 +117,6 @@ def check_table(result: CheckResult) -> Any:
         for c in result.candidates
         if (style := STATUS_STYLE.get(c.status))
     ]
+    below += [Text(f"data: {w}", "yellow") for w in result.data.get("warnings", ())]
+    below += [Text(f"{c.name}: {w}", "yellow") for c in result.candidates for w in c.warnings]
     return Group(table, *below) if below else table

@@ -205,6 +205,8 @@ class CandidateResult:
     user_metrics: dict[str, float] = field(default_factory=dict)
     #: why the recipe does not apply to the model (``--recipes all``): not measured, no error
     not_applicable: str | None = None
+    #: why the converted model could not be written to ``save_dir`` (``--save-models``)
+    not_saved: str | None = None
     #: for reports only (not in the JSON): a sample of errors, the metric of each batch
     error_sample: tuple[float, ...] = field(default=(), repr=False)
     batch_metrics: tuple[float, ...] = field(default=(), repr=False)
@@ -222,6 +224,7 @@ class CandidateResult:
             size_bytes=d.get("size_bytes"),
             error=d.get("error"),
             not_applicable=d.get("not_applicable"),
+            not_saved=d.get("not_saved"),
             metric=Metric.from_dict(metric) if metric else None,
             batch_size=d.get("batch_size"),
             findings=tuple(Finding.from_dict(f) for f in d.get("findings", [])),
@@ -258,6 +261,7 @@ class CandidateResult:
             "warnings": list(self.warnings),
             "user_metrics": plain_metrics(self.user_metrics, json_number),
             "not_applicable": self.not_applicable,
+            "not_saved": self.not_saved,
         }
 
 

@@ -25,6 +25,7 @@ from liteparity import _litert, qparams
 from liteparity.data.binding import check_sample_shape
 from liteparity.errors import DataError, InterpreterError, ModelError, first_line
 from liteparity.runtime.anatomy import Anatomy, build_anatomy
+from liteparity.runtime.memory import rows_within
 from liteparity.runtime.surgery import expose_tensors, output_count
 
 #: Ops that keep state in resource variables; ``reset_all_variables`` does not reset those,
@@ -268,8 +269,7 @@ class LiteModel:
     def inspect_batch(self, wanted: int) -> int:
         """The largest batch up to ``wanted`` whose intermediate tensors, all kept readable,
         fit in ``INSPECT_BUDGET_BYTES``."""
-        per_sample = self.anatomy().bytes_per_sample()
-        return max(1, min(wanted, INSPECT_BUDGET_BYTES // max(per_sample, 1)))
+        return rows_within(INSPECT_BUDGET_BYTES, self.anatomy().bytes_per_sample(), wanted)
 
     def warm_up(self, batch_size: int) -> None:
         """Allocate and run once on zeros at ``batch_size``: the delegate prepares (XNNPack

@@ -3,6 +3,7 @@ latency measurements and, on request, its anatomy) and read chosen tensors (``Re
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +28,18 @@ def _output_ranges(model: LiteModel) -> tuple[tuple[float, float] | None, ...]:
     return tuple(ranges)
 
 
+def _bytes_per_sample(model: LiteModel) -> int:
+    """What one sample costs the interpreter: every computed tensor (its arena holds at most
+    that); only the inputs and outputs when the ops cannot be read undelegated."""
+    try:
+        return model.anatomy().bytes_per_sample()
+    except InterpreterError:
+        ends = [*model.inputs, *model.outputs]
+        return sum(
+            np.dtype(t.dtype).itemsize * math.prod(max(d, 1) for d in t.sample_shape) for t in ends
+        )
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     """What ``RunModel.start`` reports: the model's inputs and outputs (and its anatomy)."""
@@ -36,6 +49,8 @@ class ModelInfo:
     anatomy: Anatomy | None = None
     #: per output, the real range its codes can hold (None: a float output)
     output_ranges: tuple[tuple[float, float] | None, ...] = ()
+    #: bytes one sample costs while the model runs (``memory.rows_within`` sizes batches)
+    bytes_per_sample: int = 0
 
 
 @dataclass(frozen=True)
@@ -53,7 +68,8 @@ class RunModel(Job):
 
     ``tune``: the first batch fed also picks the fastest batch size (timed: feed it to one
     worker at a time). ``latency``: ``result`` times single-sample runs of the first sample
-    fed. ``anatomy``: ``start`` also reads the model's tensors and ops."""
+    fed. ``anatomy``: ``start`` also reads the model's tensors and ops. ``batch_size`` forces
+    the batch (still proven on the first batch fed, see ``LiteModel.tune_batch_size``)."""
 
     content: bytes
     threads: int = 1
@@ -61,6 +77,7 @@ class RunModel(Job):
     latency: bool = False
     anatomy: bool = False
     builtin_kernels: bool = False  # LiteRT's builtin kernels only (see ``LiteModel``)
+    batch_size: int | None = None
     _model: LiteModel = state()
     _sample: list[np.ndarray] | None = state()
 
@@ -72,12 +89,18 @@ class RunModel(Job):
         )
         self.keep(_model=model, _sample=None)
         anatomy = model.anatomy() if self.anatomy else None
-        return ModelInfo(tuple(model.inputs), tuple(model.outputs), anatomy, _output_ranges(model))
+        return ModelInfo(
+            tuple(model.inputs),
+            tuple(model.outputs),
+            anatomy,
+            _output_ranges(model),
+            _bytes_per_sample(model),
+        )
 
     def feed(self, batch: list[np.ndarray]) -> list[np.ndarray]:
         first = self._sample is None
-        if first and self.tune:
-            self._model.tune_batch_size(batch)
+        if first and (self.tune or self.batch_size is not None):
+            self._model.tune_batch_size(batch, forced=self.batch_size)
         outputs = self._model.run(batch)
         if first:  # a copy: a batch in shared memory is overwritten by the next
             self.keep(_sample=[np.array(x[:1]) for x in batch])

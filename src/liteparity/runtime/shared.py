@@ -23,11 +23,15 @@ class SharedInputs:
         return SharedInputs(self.path, tuple(self.arrays[i] for i in order))
 
 
+#: Input batches in flight at once: the one workers read, and the next, being written.
+SHARED_SLOTS = 2
+
+
 class SharedSlots:
     """Memory-mapped files that take turns holding input batches: batch k+1 is written while
     workers may still read batch k (a caller keeps at most ``count`` batches in flight)."""
 
-    def __init__(self, count: int = 2) -> None:
+    def __init__(self, count: int = SHARED_SLOTS) -> None:
         base = "/dev/shm" if os.path.isdir("/dev/shm") else None
         self._files = [
             tempfile.NamedTemporaryFile(prefix="liteparity-", dir=base)  # noqa: SIM115
