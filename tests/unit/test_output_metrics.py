@@ -14,6 +14,7 @@ from liteparity.measure.kinds import OutputKind, guess_kind, parse_kind
 from liteparity.measure.outputs import Measures, OutputsAccumulator, headline
 from liteparity.measure.tasks import Decisions, Masks
 from liteparity.results.check import CandidateResult, CheckResult, OutputResult
+from liteparity.results.fix import Budget
 
 
 def test_outputs_are_matched_by_name_else_by_position_with_a_warning() -> None:
@@ -90,9 +91,47 @@ def test_budgets_name_the_broken_output() -> None:
     assert result.violations(min_agreement=0.9) == [
         "int8: output presence agreement 0.5000 < --min-agreement 0.9"
     ]
-    assert result.violations(min_agreement=0.9, outputs=["world"]) == []
+    assert result.violations(min_agreement=0.9, budget_outputs=["world"]) == []
     with pytest.raises(UsageError, match="--budget-output nope"):
-        result.violations(min_agreement=0.9, outputs=["nope"])
+        result.violations(min_agreement=0.9, budget_outputs=["nope"])
+
+
+def test_each_output_gets_its_own_drop_against_its_own_labels() -> None:
+    """A flag labelled with class ids (accuracy points), a regression labelled with float
+    targets (% MSE increase), and one without labels (MSE as % of the reference's power)."""
+    ref = {"flag": np.array([[0.9], [0.2], [0.7], [0.1]]), "reg": np.array([[1.0, 2.0]] * 4)}
+    cand = {"flag": np.array([[0.4], [0.2], [0.7], [0.6]]), "reg": np.array([[1.5, 2.0]] * 4)}
+    free = {"free": np.array([[2.0], [0.0], [2.0], [0.0]])}
+    labels = {"flag": np.array([1, 0, 0, 0]), "reg": np.array([[1.0, 1.0]] * 4)}
+    names = ["flag", "reg", "free"]
+    acc = OutputsAccumulator.create(names, names, Measures.parse(["free=regression"]))
+    acc.update(
+        [ref["flag"], ref["reg"], free["free"]],
+        [cand["flag"], cand["reg"], free["free"] + 1.0],
+        labels,
+    )
+    out = {o.name: o.metrics for o in acc.results()}
+    # flag: reference right on samples 0, 1, 3 (3/4); candidate on 1 only (1/4): 50 points
+    assert (out["flag"]["task_metric"], out["flag"]["reference_task_value"]) == ("accuracy", 0.75)
+    assert out["flag"]["drop"] == pytest.approx(50.0)
+    # reg: reference MSE (0 + 1) / 2 = 0.5, candidate (0.25 + 1) / 2 = 0.625: +25 %
+    assert out["reg"]["task_metric"] == "mse" and out["reg"]["drop"] == pytest.approx(25.0)
+    # free: MSE 1 against the reference's mean square (4 + 0 + 4 + 0) / 4 = 2: 50 %
+    assert out["free"]["task_metric"] == "mse_vs_reference"
+    assert out["free"]["drop"] == pytest.approx(50.0)
+    row = CandidateResult("int8", "int8", outputs=acc.results())
+    result = CheckResult(None, {}, (row,))
+    assert result.violations(max_drop=40.0) == [
+        "int8: output flag drop 50.00 accuracy points > --max-drop 40.0",
+        "int8: output free drop 50.00 % > --max-drop 40.0",
+    ]
+    assert result.violations(max_drop=40.0, budget_outputs=["reg"]) == []
+
+
+def test_a_lost_decision_breaks_fixs_budget_whatever_the_numbers() -> None:
+    budget = Budget(max_drop=1.0, outputs=("presence",))
+    assert budget.met(0.0, None) and not budget.met(0.0, None, ["presence"])
+    assert not budget.met(1.5, None)
 
 
 def test_decision_lost_fires_on_an_unreachable_threshold_not_on_a_kept_one() -> None:

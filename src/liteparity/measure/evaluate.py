@@ -185,17 +185,18 @@ def _evaluate(
 ) -> tuple[ReferenceResult | None, tuple[CandidateResult, ...]]:
     """Stream ``rows`` through the reference (if any) and every candidate. Workers get batch
     k+1 before the main process folds batch k into the statistics, so they are never idle."""
-    kind = task_kind(binding.dataset.labels)
+    first = io.output_names[0] if io.output_names else ""
+    kind = task_kind(binding.dataset.labels_for(io.output_names).get(first))
     if source is None and kind == MSE_VS_REFERENCE:
         kind = NO_TASK  # a lone model without labels: only findings, no task metric
     reference_task = TaskAccumulator(kind)
     total = len(rows)
     progress("starting interpreters", 0, total)
-    batches = binding.batches(rows, BATCH_ROWS)
-    first = next(batches)
-    current: tuple[list[np.ndarray], np.ndarray | None] | None = first
+    batches = binding.labelled_batches(rows, BATCH_ROWS, io.output_names)
+    first_batch = next(batches)
+    current: tuple[list[np.ndarray], dict[str, np.ndarray]] | None = first_batch
     if source is not None:
-        source.warm_up(first[0])
+        source.warm_up(first_batch[0])
     # Candidates and the reference run at once: share the cores between them.
     threads = max(1, (os.cpu_count() or 1) // (len(candidates) + 1))
     runs: list[_Run] = []
@@ -207,7 +208,7 @@ def _evaluate(
             _guard(run, lambda r: _loaded(r, io, measures or Measures()))
         if hook is not None:
             hook.ready(runs)
-        shared = slots.put(first[0])
+        shared = slots.put(first_batch[0])
         # One candidate at a time on the first batch: each times batch sizes on it.
         _submit(runs, shared, wait=True)
         done = 0
@@ -216,12 +217,12 @@ def _evaluate(
             reference = source.predict(inputs, shared) if source is not None else None
             outputs = _collect(runs, reference)
             if kind == ACCURACY:
-                _check_labels(labels, reference, outputs)
+                _check_labels(labels.get(first), reference, outputs)
             current = next(batches, None)
             if current is not None:
                 shared = slots.put(current[0])
                 _submit(runs, shared)
-            _fold(reference_task, reference, outputs, labels)
+            _fold(reference_task, reference, outputs, labels, first)
             if hook is not None:
                 hook.batch(inputs, reference, outputs)
             done += len(inputs[0])
@@ -255,9 +256,12 @@ def _fold(
     reference_task: TaskAccumulator,
     reference: list[np.ndarray] | None,
     outputs: list[tuple[_Run, list[np.ndarray]]],
-    labels: np.ndarray | None,
+    by_output: dict[str, np.ndarray],
+    first: str,
 ) -> None:
-    """One batch into the reference's task metric and every run's running statistics."""
+    """One batch into the reference's task metric and every run's running statistics (the
+    headline's task metric reads the first output and its labels, each output its own)."""
+    labels = by_output.get(first)
     if reference is not None:
         reference_task.update(reference[0], labels, reference[0])
     for run, out in outputs:
@@ -266,7 +270,7 @@ def _fold(
         if run.task is not None:
             run.task.update(out[0], labels, out[0] if reference is None else reference[0])
         if reference is not None and run.outputs is not None:
-            run.outputs.update(reference, out, labels)
+            run.outputs.update(reference, out, by_output)
 
 
 def _results(
