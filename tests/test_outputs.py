@@ -302,6 +302,53 @@ def test_labels_naming_no_output_are_refused_in_one_line(tmp_path: Path) -> None
     assert "y:Identity_9 name no output" in said.output and "Traceback" not in said.output
 
 
+def test_resume_keys_results_by_the_metrics_chosen_and_the_labels(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """A changed ``--metric`` or changed ``y:`` labels are measured again; the same run is
+    served from the cache (nothing evaluated); a user's metric function is never served
+    stale (its code is in no key)."""
+    from liteparity.measure import check
+
+    monkeypatch.setenv("LITEPARITY_CACHE", str(tmp_path / "cache"))
+    x = HAND.photos(2)
+    data = tmp_path / "hand.npz"
+    np.savez(data, x=x, **{"y:Identity_1": np.array([1, 0])})
+
+    def run(data: Path = data, **keywords) -> liteparity.CheckResult:
+        return liteparity.check(
+            HAND.path, data=data, candidates=[HAND.path], resume=True, **keywords
+        )
+
+    landmarks = run(output_metrics=["Identity=landmarks:dims=3"])
+    assert by_name(landmarks)["Identity"].kind == "landmarks"
+    plain = run()
+    assert by_name(plain)["Identity"].kind == "regression"  # not the cached landmarks
+    relabelled = tmp_path / "relabelled.npz"
+    np.savez(relabelled, x=x, **{"y:Identity_1": np.array([0, 0])})
+    accuracy = by_name(run(relabelled))["Identity_1"].metrics["task_value"]
+    assert accuracy != by_name(plain)["Identity_1"].metrics["task_value"]
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("should have come from the cache")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(check, "_evaluate", refuse)
+        again = run(output_metrics=["Identity=landmarks:dims=3"])
+        assert [c.to_dict() for c in again.candidates] == [
+            c.to_dict() for c in landmarks.candidates
+        ]
+    calls: list[int] = []
+
+    def gap(reference, candidate, labels):
+        calls.append(1)
+        return {"gap": 0.0}
+
+    run(metric=gap)
+    run(metric=gap)
+    assert len(calls) == 2  # measured both times
+
+
 # -- the face detector: detection metrics, the decision-lost finding ------------------------
 def detection_loop(reference: dict, candidate: dict) -> dict[str, float]:
     """Positives (score logit > 0) of both models, precision/recall of the candidate's
