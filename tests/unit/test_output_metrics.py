@@ -9,8 +9,9 @@ import pytest
 from liteparity.cli.check import load_plugin
 from liteparity.errors import DataError, UsageError
 from liteparity.measure.decisions import decision_findings
+from liteparity.measure.detections import Detections
 from liteparity.measure.evaluate import output_order
-from liteparity.measure.kinds import OutputKind, guess_kind, parse_kind
+from liteparity.measure.kinds import OutputKind, guess_kind, parse_kind, postprocess_kinds
 from liteparity.measure.outputs import Measures, OutputsAccumulator, headline
 from liteparity.measure.tasks import Decisions, Masks
 from liteparity.results.check import CandidateResult, CheckResult, OutputResult
@@ -62,6 +63,47 @@ def test_detection_decisions_counted_by_hand() -> None:
     assert (v["appeared"], v["vanished"]) == (1, 1)  # sample 1 appeared, sample 2 vanished
     assert v["agreement"] == 0.0  # every sample changed somewhere
     assert v["decision_agreement"] == pytest.approx(8 / 12)
+
+
+def test_post_processed_detections_matched_by_hand() -> None:
+    """One sample, (ymin, xmin, ymax, xmax) boxes. Reference: A (class 1) and B (class 2)
+    above 0.5, C below. Candidate: A' (class 1, IoU 0.81 with A), B' (class 1 where B was:
+    another class, no match), and D (class 2, nowhere near B)."""
+    ref_boxes = [[0, 0, 1, 1], [2, 2, 3, 3], [5, 5, 6, 6]]
+    cand_boxes = [[0, 0, 0.9, 0.9], [2, 2, 3, 3], [7, 7, 8, 8], [9, 9, 9, 9]]
+    related = (
+        {
+            "boxes": np.array([[*ref_boxes, [0, 0, 0, 0]]], float),
+            "classes": np.array([[1, 2, 1, 0]], float),
+            "count": np.array([[3.0]]),
+        },
+        {
+            "boxes": np.array([cand_boxes], float),
+            "classes": np.array([[1, 1, 2, 0]], float),
+            "count": np.array([[3.0]]),
+        },
+    )
+    ref_scores, cand_scores = np.array([[0.9, 0.8, 0.4, 0.0]]), np.array([[0.7, 0.9, 0.6, 0.99]])
+    spec = parse_kind("detections:boxes=boxes,classes=classes,count=count,threshold=0.5")
+    d = Detections(spec)
+    d.update(ref_scores, cand_scores, None, related)
+    v = d.values()  # the 4th candidate detection is past its count: not kept
+    assert (v["reference_positives"], v["candidate_positives"], v["matched"]) == (2, 3, 1)
+    assert v["precision"] == pytest.approx(1 / 3) and v["recall"] == pytest.approx(1 / 2)
+    assert v["matched_iou_mean"] == pytest.approx(0.81)  # 0.9 x 0.9 inside 1 x 1
+    assert v["agreement"] == 0.0 and v["presence_changed"] == 0.0
+    assert postprocess_kinds(
+        ["detection_boxes", "detection_classes", "detection_scores", "num_detections"]
+    ) == {
+        "detection_scores": OutputKind(
+            "detections",
+            boxes="detection_boxes",
+            classes="detection_classes",
+            count="num_detections",
+        )
+    }
+    with pytest.raises(UsageError, match="boxes=OUTPUT"):
+        parse_kind("detections:classes=c")
 
 
 def test_mask_iou_by_hand_and_two_empty_masks_agree() -> None:

@@ -13,7 +13,14 @@ from typing import Any
 import numpy as np
 
 from liteparity.errors import DataError
-from liteparity.measure.kinds import FLAG, OutputKind, guess_kind, parse_kind, with_threshold
+from liteparity.measure.kinds import (
+    FLAG,
+    OutputKind,
+    guess_kind,
+    parse_kind,
+    postprocess_kinds,
+    with_threshold,
+)
 from liteparity.measure.metrics import (
     ErrorAccumulator,
     TaskAccumulator,
@@ -82,13 +89,15 @@ class OutputAccumulator:
         candidate.update(cand, labels, ref)
         reference.update(ref, labels, ref)
         self.errors.update([ref], [cand])
-        box_output = self.task.spec.boxes
-        boxes = None
-        if box_output is not None:
-            if box_output not in outputs[0]:
-                raise DataError(f"boxes={box_output}: no such output (have {sorted(outputs[0])})")
-            boxes = (outputs[0][box_output], outputs[1][box_output])
-        self.task.update(ref, cand, labels, boxes)
+        spec = self.task.spec
+        for option, named in (
+            ("boxes", spec.boxes),
+            ("classes", spec.classes),
+            ("count", spec.count),
+        ):
+            if named is not None and named not in outputs[0]:
+                raise DataError(f"{option}={named}: no such output (have {sorted(outputs[0])})")
+        self.task.update(ref, cand, labels, (dict(outputs[0]), dict(outputs[1])))
 
     def result(self) -> OutputResult:
         metrics: dict[str, Any] = {k: v for k, v in self.errors.metrics().items() if v is not None}
@@ -145,7 +154,7 @@ class OutputsAccumulator:
         measures: Measures,
         reach: Sequence[tuple[float, float] | None] = (),
     ) -> OutputsAccumulator:
-        kinds, user = measures.kinds, measures.user
+        kinds, user = {**postprocess_kinds(names), **measures.kinds}, measures.user
         unknown = sorted(set(kinds) - set(names))
         if unknown:
             raise DataError(f"--metric names output(s) {unknown}: the model has {list(names)}")
