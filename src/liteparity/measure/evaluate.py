@@ -360,6 +360,7 @@ def candidate_result(
     outputs = run.outputs.results() if run.outputs is not None else ()
     metrics = run.errors.metrics()
     share = metrics["non_finite_share"]
+    nan = [o.name for o in outputs if o.metrics.get("non_finite_share")]  # outputs holding NaN
     measured: dict[str, Any] = {**metrics, **headline(outputs)} if outputs else dict(metrics)
     value = run.task.value if run.task else None
     delta = value - reference if value is not None and reference is not None else None
@@ -376,7 +377,7 @@ def candidate_result(
         error_sample=tuple(run.errors.sample),
         batch_metrics=tuple(run.task.per_batch) if run.task else (),
         outputs=outputs,
-        findings=((non_finite_finding(share),) if share else ()) + decision_findings(outputs),
+        findings=((non_finite_finding(share, nan),) if share else ()) + decision_findings(outputs),
         warnings=tuple(run.warnings),
         user_metrics=run.outputs.user.values() if run.outputs and run.outputs.user else {},
         **measured,

@@ -74,16 +74,17 @@ class Metric:
         return {"name": self.name, "value": plain["value"], "special": special.get("value")}
 
 
-def non_finite_finding(share: float) -> Finding:
+def non_finite_finding(share: float, outputs: Sequence[str] | None = None) -> Finding:
     """The ``non-finite`` finding of a candidate whose outputs hold NaN or Inf (``share`` of
-    its output values): an error, whatever the other numbers say (they are NaN or mean
-    nothing), and it breaks any budget."""
+    its output values; ``outputs``: those that hold them, when known): an error, whatever the
+    other numbers say (they are NaN or mean nothing), and it breaks any budget."""
+    where = f" (output {', '.join(outputs)})" if outputs else ""
     return Finding(
         id="non-finite",
         severity=Severity.ERROR,
         verdict="NaN or Inf outputs",
-        summary=f"{share:.2%} of the candidate's output values are NaN or Inf",
-        evidence={"share": share},
+        summary=f"{share:.2%} of the candidate's output values are NaN or Inf{where}",
+        evidence={"share": share, **({"outputs": list(outputs)} if outputs else {})},
         fix="check the conversion recipe (float16 overflow, bad calibration ranges) and the "
         "model's numerics on this data",
     )
