@@ -90,3 +90,11 @@ def test_detections_match_an_independent_loop(detector) -> None:
         assert quantized[key] == pytest.approx(value, rel=1e-5), key
     assert same["precision"] == same["recall"] == same["matched_iou_mean"] == 1.0
     assert same["agreement"] == 1.0 and not result.candidates[0].findings
+    # boxes, classes and count are measured through the detections, and left out of the
+    # default budget: the classes' MSE is no accuracy
+    parts = {o.name: o for o in result.candidates[1].outputs if o.name != "output_2"}
+    assert {o.metrics["part_of"] for o in parts.values()} == {"output_2"}
+    assert {o.kind for o in parts.values()} == {"regression"}
+    assert max(o.metrics["drop"] for o in parts.values()) > 1.0 > quantized["drop"]
+    assert result.violations(max_drop=1.0) == []
+    assert result.violations(max_drop=1.0, budget_outputs=["output_1"])

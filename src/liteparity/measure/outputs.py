@@ -14,7 +14,9 @@ import numpy as np
 
 from liteparity.errors import DataError
 from liteparity.measure.kinds import (
+    DETECTIONS,
     FLAG,
+    REGRESSION,
     OutputKind,
     guess_kind,
     parse_kind,
@@ -62,6 +64,7 @@ class OutputAccumulator:
     matched: str
     spec: OutputKind | None  # None: guessed from the first batch
     reach: tuple[float, float] | None = None  # the real range the candidate's codes can hold
+    part_of: str | None = None  # the detections output this one is part of
     errors: ErrorAccumulator = field(default_factory=lambda: ErrorAccumulator(classify=False))
     task: Task | None = None
     budget: tuple[TaskAccumulator, TaskAccumulator] | None = None  # candidate, reference
@@ -114,6 +117,8 @@ class OutputAccumulator:
             )
         if self.reach is not None:
             metrics["reachable_min"], metrics["reachable_max"] = self.reach
+        if self.part_of is not None:
+            metrics["part_of"] = self.part_of
         kind = self.spec.kind if self.spec else "none"
         return OutputResult(self.name, self.matched, kind, metrics)
 
@@ -158,10 +163,20 @@ class OutputsAccumulator:
         unknown = sorted(set(kinds) - set(names))
         if unknown:
             raise DataError(f"--metric names output(s) {unknown}: the model has {list(names)}")
+        # a detector's boxes, classes and count are measured through its detections: plain
+        # values on their own, and out of the default budget
+        parts = {
+            part: name
+            for name, spec in kinds.items()
+            if spec.kind == DETECTIONS
+            for part in (spec.boxes, spec.classes, spec.count)
+            if part is not None
+        }
+        kinds = {**{part: OutputKind(REGRESSION) for part in parts}, **kinds}
         ranges = list(reach) or [None] * len(names)
         return cls(
             [
-                OutputAccumulator(n, m, kinds.get(n), r)
+                OutputAccumulator(n, m, kinds.get(n), r, part_of=parts.get(n))
                 for n, m, r in zip(names, matched, ranges, strict=True)
             ],
             UserAccumulator(user, names) if user is not None else None,

@@ -38,7 +38,13 @@ from liteparity.reference.base import Source
 from liteparity.reference.loader import load_spec
 from liteparity.repair.search import _confirm, _mark_pareto, _selective_search
 from liteparity.repair.variants import AEQVariants
-from liteparity.results.check import MSE_VS_REFERENCE, Finding, lost_outputs, output_breaks
+from liteparity.results.check import (
+    MSE_VS_REFERENCE,
+    Finding,
+    budgeted,
+    lost_outputs,
+    output_breaks,
+)
 from liteparity.results.fix import Budget, FixResult, Trial
 from liteparity.runtime.model_jobs import RunModel
 from liteparity.runtime.worker import Worker
@@ -99,15 +105,15 @@ class _Bench:
             measured.update(ref, [out[k] for k in outputs_order], y)
         outputs = measured.results()
         budget = self.budget
-        budgeted = [o for o in outputs if budget.outputs is None or o.name in budget.outputs]
-        drops = [d for o in budgeted if (d := number(o.metrics.get("drop"))) is not None]
-        agreements = [o.agreement for o in budgeted if o.agreement is not None]
+        chosen = budgeted(outputs, budget.outputs)
+        drops = [d for o in chosen if (d := number(o.metrics.get("drop"))) is not None]
+        agreements = [o.agreement for o in chosen if o.agreement is not None]
         lost = lost_outputs(decision_findings(outputs))
         return {
             "metric": outputs[0].metrics.get("task_value"),
             "drop": max(drops, default=None),  # the worst budgeted output's
             "agreement": min(agreements, default=None),
-            "lost": sorted(lost & {o.name for o in budgeted}),
+            "lost": sorted(lost & {o.name for o in chosen}),
             "broken": output_breaks(
                 outputs, budget.max_drop, budget.min_agreement, budget.outputs, lost
             ),

@@ -370,6 +370,21 @@ def lost_outputs(findings: Sequence[Finding]) -> set[str]:
     return {str(f.evidence.get("output")) for f in findings if f.id == "decision-lost"}
 
 
+def budgeted(
+    outputs: Sequence[OutputResult], names: Sequence[str] | None
+) -> list[OutputResult]:
+    """The outputs a budget applies to: those ``names`` names, else every output with a task
+    metric of its own (not a detector's boxes, classes and count: their detections output
+    carries the task)."""
+    known = [o.name for o in outputs]
+    unknown = sorted(set(names or ()) - set(known))
+    if unknown:
+        raise UsageError(f"--budget-output {', '.join(unknown)}: the model has outputs {known}")
+    if names is not None:
+        return [o for o in outputs if o.name in names]
+    return [o for o in outputs if "part_of" not in o.metrics]
+
+
 def output_breaks(
     outputs: Sequence[OutputResult],
     max_drop: float | None,
@@ -381,14 +396,8 @@ def output_breaks(
     the budget, one line each naming the output (the name is left out for a model with one
     output): its own drop (``--max-drop``), its agreement (``--min-agreement``), or its lost
     decisions. What ``check``'s exit code and ``fix``'s search both read."""
-    known = [o.name for o in outputs]
-    unknown = sorted(set(names or ()) - set(known))
-    if unknown:
-        raise UsageError(f"--budget-output {', '.join(unknown)}: the model has outputs {known}")
     lines = []
-    for o in outputs:
-        if names is not None and o.name not in names:
-            continue
+    for o in budgeted(outputs, names):
         label = f"output {o.name} " if len(outputs) > 1 else ""
         drop = number(o.metrics.get("drop"))
         if max_drop is not None and drop is not None and drop > max_drop:
