@@ -71,8 +71,9 @@ class Dataset:
         labelled.update({OUTPUT_LABEL_PREFIX + k: v for k, v in self.output_labels.items()})
         for key, labels in labelled.items():
             if len(labels) != n:
+                named = "" if key == "y" else f" ({key})"
                 raise DataError(
-                    f"{self.source}: {len(labels)} labels ({key}) for {n} samples: expected "
+                    f"{self.source}: {len(labels)} labels{named} for {n} samples: expected "
                     "one label per sample"
                 )
 
