@@ -162,3 +162,71 @@ def test_check_recipe_qat_fine_tunes_on_the_labelled_calibration_rows(
     assert qat.error is None, qat.error
     assert qat.metric.value > 0.8 and qat.agreement > 0.9
     assert result.data["calibration"]["samples"] == 200  # trained on the split, not evaluated
+
+
+@pytest.mark.slow  # two fix runs (~100 s on 2 cores)
+def test_the_budget_reads_each_output_on_its_own_labels(
+    two_by_two: Path, digits: Digits, tmp_path: Path
+) -> None:
+    """Two heads, each with its labels (``y`` for the first, ``y:output_1`` float targets for
+    the second): the winner's held-out drop is the worse of the two heads' own drops, computed
+    here on a plain interpreter loop; budgeting one head reads that head alone."""
+    import keras
+
+    from liteparity.repair.fix import _split
+
+    x, y = digits.x_eval[:300], digits.y_eval[:300]
+    targets = np.eye(10, dtype=np.float32)[y] * 0.9 + 0.01  # smoothed: not one-hot class ids
+    data = {"zeta": x, "alpha": x[::-1], "y": y, "y:output_1": targets}
+    cal = {"zeta": digits.x_cal, "alpha": digits.x_cal[::-1]}
+    _, held = _split(np.arange(len(x)), 0)
+    reference = keras.saving.load_model(two_by_two).predict([x[held], x[::-1][held]], verbose=0)
+
+    def drops(path: Path) -> dict[str, float]:
+        from ai_edge_litert.interpreter import Interpreter
+
+        runner = Interpreter(model_path=str(path)).get_signature_runner()
+        ins, outs_ = runner.get_input_details(), runner.get_output_details()
+
+        def real(name: str, value: np.ndarray) -> np.ndarray:  # dequantized by hand
+            scale, zero_point = outs_[name]["quantization"]
+            value = value.astype(np.float64)
+            return (value - zero_point) * scale if scale else value
+
+        def fed(name: str, value: np.ndarray) -> np.ndarray:  # quantized by hand
+            scale, zero_point = ins[name]["quantization"]
+            dtype = ins[name]["dtype"]
+            if scale:
+                info = np.iinfo(dtype)
+                value = np.clip(np.round(value / scale) + zero_point, info.min, info.max)
+            return value.astype(dtype)
+
+        outs: dict[str, list[np.ndarray]] = {"output_0": [], "output_1": []}
+        for i in held:
+            sample = {"zeta": x[i : i + 1], "alpha": x[::-1][i : i + 1]}
+            answer = runner(**{k: fed(k, v) for k, v in sample.items()})
+            for name, value in answer.items():
+                outs[name].append(real(name, value))
+        cand = {k: np.concatenate(v) for k, v in outs.items()}
+        accuracy = [np.mean(out.argmax(1) == y[held]) for out in (reference[0], cand["output_0"])]
+        mse = [np.mean((out - targets[held]) ** 2) for out in (reference[1], cand["output_1"])]
+        return {
+            "output_0": 100 * (accuracy[0] - accuracy[1]),
+            "output_1": 100 * (mse[1] - mse[0]) / mse[0],
+        }
+
+    for budgeted in (None, ("output_0",)):
+        out = tmp_path / f"fixed-{budgeted}.tflite"
+        result = fix(
+            two_by_two,
+            data=data,
+            calibration_data=cal,
+            max_drop=1.0,
+            integer_only=True,
+            out=out,
+            budget_outputs=budgeted,
+        )
+        own = drops(out)
+        expected = max(own[n] for n in budgeted or own)
+        assert result.held_out["drop"] == pytest.approx(expected, rel=1e-4, abs=1e-6), budgeted
+        assert result.to_dict()["budget"]["outputs"] == (list(budgeted) if budgeted else None)

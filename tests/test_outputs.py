@@ -219,10 +219,134 @@ def test_hand_presence_and_world_landmarks_each_have_their_numbers(
     assert not [
         f for f in result.candidates[0].findings if f.evidence.get("output") == "Identity_1"
     ]
-    lines = result.violations(min_agreement=0.9, outputs=["Identity_1"])
+    lines = result.violations(min_agreement=0.9, budget_outputs=["Identity_1"])
     assert lines == [
         f"{result.candidates[1].name}: output Identity_1 lost its decisions (decision-lost)"
     ]
+
+
+# -- labels per output (y:<name>) and budgets per output --------------------------------------
+def test_each_output_is_scored_against_its_own_labels_and_budgeted_on_its_own(
+    quantized, tmp_path: Path
+) -> None:
+    """``y:Identity_1`` (presence class ids) and ``y:Identity_3`` (world-landmark targets)
+    label those outputs; the landmarks have none (MSE against the reference). Each output's
+    metric and drop equal numpy on an independent loop, and ``--max-drop`` names exactly the
+    outputs whose own drop exceeds it."""
+    x = HAND.photos(12)
+    int8 = quantized[HAND.file]
+    reference = oracle_all_outputs(HAND.path, x)
+    candidate = signature_loop(int8.read_bytes(), x)
+    presence = (reference["Identity_1"][:, 0] > 0.5).astype(np.int64)
+    presence[:3] = 1 - presence[:3]  # labels the reference gets wrong on 3 samples
+    world = reference["Identity_3"] + np.float32(0.01)
+    data = tmp_path / "labelled.npz"
+    np.savez(data, x=x, **{"y:Identity_1": presence, "y:Identity_3": world})
+    result = liteparity.check(HAND.path, data=data, candidates=[int8])
+    outputs = by_name(result)
+
+    def accuracy(out: np.ndarray) -> float:
+        return float(np.mean((out[:, 0] > 0.5) == presence))
+
+    def mse(a: np.ndarray, b: np.ndarray) -> float:
+        return float(np.mean((a.astype(np.float64) - b) ** 2))
+
+    ref_mse, cand_mse = mse(reference["Identity_3"], world), mse(candidate["Identity_3"], world)
+    power = float(np.mean(reference["Identity"].astype(np.float64) ** 2))
+    expected = {
+        "Identity": (
+            "mse_vs_reference",
+            100 * mse(candidate["Identity"], reference["Identity"]) / power,
+        ),
+        "Identity_1": (
+            "accuracy",
+            100 * (accuracy(reference["Identity_1"]) - accuracy(candidate["Identity_1"])),
+        ),
+        "Identity_3": ("mse", 100 * (cand_mse - ref_mse) / ref_mse),
+    }
+    for name, (metric, drop) in expected.items():
+        assert outputs[name].metrics["task_metric"] == metric, name
+        assert outputs[name].metrics["drop"] == pytest.approx(drop, rel=1e-5, abs=1e-9), name
+    assert (
+        outputs["Identity_1"].metrics["reference_task_value"]
+        == accuracy(reference["Identity_1"])
+        == 0.75
+    )
+    assert outputs["Identity_3"].metrics["task_value"] == pytest.approx(cand_mse, rel=1e-5)
+    assert result.reference.metric.name == "mse_vs_reference"  # the first output: no labels
+    # --max-drop reads each output's own drop and names the output that breaks it
+    drops = {o.name: o.metrics["drop"] for o in outputs.values()}
+    limit = float(np.median(list(drops.values())))
+    broken = {n for n, d in drops.items() if d > limit}
+    lines = result.violations(max_drop=limit)
+    assert broken and len(lines) == len(broken)
+    assert {line.split(" ")[2] for line in lines} == broken  # "<candidate>: output <name> ..."
+    worst = max(drops, key=drops.get)
+    others = [n for n in drops if n != worst]
+    assert result.violations(max_drop=limit, budget_outputs=others) == [
+        line for line in lines if f"output {worst} " not in line
+    ]
+
+
+def test_labels_naming_no_output_are_refused_in_one_line(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from liteparity.cli.app import app
+
+    data = tmp_path / "mislabelled.npz"
+    np.savez(data, x=HAND.photos(2), **{"y:Identity_9": np.zeros(2, np.int64)})
+    with pytest.raises(liteparity.DataError, match=r"labels y:Identity_9 name no output"):
+        liteparity.check(HAND.path, data=data, candidates=[HAND.path])
+    said = CliRunner().invoke(app, ["check", str(HAND.path), "--data", str(data)])
+    assert said.exit_code == 2
+    assert "y:Identity_9 name no output" in said.output and "Traceback" not in said.output
+
+
+def test_resume_keys_results_by_the_metrics_chosen_and_the_labels(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """A changed ``--metric`` or changed ``y:`` labels are measured again; the same run is
+    served from the cache (nothing evaluated); a user's metric function is never served
+    stale (its code is in no key)."""
+    from liteparity.measure import check
+
+    monkeypatch.setenv("LITEPARITY_CACHE", str(tmp_path / "cache"))
+    x = HAND.photos(2)
+    data = tmp_path / "hand.npz"
+    np.savez(data, x=x, **{"y:Identity_1": np.array([1, 0])})
+
+    def run(data: Path = data, **keywords) -> liteparity.CheckResult:
+        return liteparity.check(
+            HAND.path, data=data, candidates=[HAND.path], resume=True, **keywords
+        )
+
+    landmarks = run(output_metrics=["Identity=landmarks:dims=3"])
+    assert by_name(landmarks)["Identity"].kind == "landmarks"
+    plain = run()
+    assert by_name(plain)["Identity"].kind == "regression"  # not the cached landmarks
+    relabelled = tmp_path / "relabelled.npz"
+    np.savez(relabelled, x=x, **{"y:Identity_1": np.array([0, 0])})
+    accuracy = by_name(run(relabelled))["Identity_1"].metrics["task_value"]
+    assert accuracy != by_name(plain)["Identity_1"].metrics["task_value"]
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("should have come from the cache")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(check, "_evaluate", refuse)
+        again = run(output_metrics=["Identity=landmarks:dims=3"])
+        assert [c.to_dict() for c in again.candidates] == [
+            c.to_dict() for c in landmarks.candidates
+        ]
+    calls: list[int] = []
+
+    def gap(reference, candidate, labels):
+        calls.append(1)
+        return {"gap": 0.0}
+
+    run(metric=gap)
+    run(metric=gap)
+    assert len(calls) == 2  # measured both times
 
 
 # -- the face detector: detection metrics, the decision-lost finding ------------------------

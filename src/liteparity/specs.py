@@ -147,7 +147,8 @@ class FixOptions:
     """``fix``'s budget (``max_drop`` accuracy points or % MSE, ``min_agreement``), what it
     prefers among the models that meet it (``size`` or ``latency``), whether only integer
     models qualify, the epochs of quantization-aware fine-tuning to try (0: none), and where
-    to write the winner (``out``)."""
+    to write the winner (``out``). The budget applies to each output in ``budget_outputs``
+    on its own (default: every output with a task metric), as ``check``'s does."""
 
     max_drop: float | None = 1.0
     min_agreement: float | None = None
@@ -155,6 +156,7 @@ class FixOptions:
     integer_only: bool = False
     qat_epochs: int = 0
     out: PathLike | None = None
+    budget_outputs: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         for option, value in (
@@ -166,6 +168,7 @@ class FixOptions:
         if self.prefer not in ("size", "latency"):
             raise UsageError(f"--prefer {self.prefer!r}: expected size or latency")
         _count("--qat-epochs", self.qat_epochs, 0)
+        _set(self, "budget_outputs", _names("--budget-output", self.budget_outputs))
 
 
 @dataclass(frozen=True)

@@ -11,11 +11,13 @@ import pytest
 from liteparity.cli.check import load_plugin
 from liteparity.errors import DataError, UsageError
 from liteparity.measure.decisions import decision_findings
+from liteparity.measure.detections import Detections
 from liteparity.measure.evaluate import output_order
-from liteparity.measure.kinds import OutputKind, guess_kind, parse_kind
+from liteparity.measure.kinds import OutputKind, guess_kind, parse_kind, postprocess_kinds
 from liteparity.measure.outputs import Measures, OutputsAccumulator, headline
 from liteparity.measure.tasks import Decisions, Masks, Regression
 from liteparity.results.check import CandidateResult, CheckResult, OutputResult
+from liteparity.results.fix import Budget
 
 
 def test_outputs_are_matched_by_name_else_by_position_with_a_warning() -> None:
@@ -65,6 +67,47 @@ def test_detection_decisions_counted_by_hand() -> None:
     assert v["decision_agreement"] == pytest.approx(8 / 12)
 
 
+def test_post_processed_detections_matched_by_hand() -> None:
+    """One sample, (ymin, xmin, ymax, xmax) boxes. Reference: A (class 1) and B (class 2)
+    above 0.5, C below. Candidate: A' (class 1, IoU 0.81 with A), B' (class 1 where B was:
+    another class, no match), and D (class 2, nowhere near B)."""
+    ref_boxes = [[0, 0, 1, 1], [2, 2, 3, 3], [5, 5, 6, 6]]
+    cand_boxes = [[0, 0, 0.9, 0.9], [2, 2, 3, 3], [7, 7, 8, 8], [9, 9, 9, 9]]
+    related = (
+        {
+            "boxes": np.array([[*ref_boxes, [0, 0, 0, 0]]], float),
+            "classes": np.array([[1, 2, 1, 0]], float),
+            "count": np.array([[3.0]]),
+        },
+        {
+            "boxes": np.array([cand_boxes], float),
+            "classes": np.array([[1, 1, 2, 0]], float),
+            "count": np.array([[3.0]]),
+        },
+    )
+    ref_scores, cand_scores = np.array([[0.9, 0.8, 0.4, 0.0]]), np.array([[0.7, 0.9, 0.6, 0.99]])
+    spec = parse_kind("detections:boxes=boxes,classes=classes,count=count,threshold=0.5")
+    d = Detections(spec)
+    d.update(ref_scores, cand_scores, None, related)
+    v = d.values()  # the 4th candidate detection is past its count: not kept
+    assert (v["reference_positives"], v["candidate_positives"], v["matched"]) == (2, 3, 1)
+    assert v["precision"] == pytest.approx(1 / 3) and v["recall"] == pytest.approx(1 / 2)
+    assert v["matched_iou_mean"] == pytest.approx(0.81)  # 0.9 x 0.9 inside 1 x 1
+    assert v["agreement"] == 0.0 and v["presence_changed"] == 0.0
+    assert postprocess_kinds(
+        ["detection_boxes", "detection_classes", "detection_scores", "num_detections"]
+    ) == {
+        "detection_scores": OutputKind(
+            "detections",
+            boxes="detection_boxes",
+            classes="detection_classes",
+            count="num_detections",
+        )
+    }
+    with pytest.raises(UsageError, match="boxes=OUTPUT"):
+        parse_kind("detections:classes=c")
+
+
 def test_mask_iou_by_hand_and_two_empty_masks_agree() -> None:
     ref = np.zeros((2, 2, 2, 1))
     cand = np.zeros((2, 2, 2, 1))
@@ -102,9 +145,47 @@ def test_budgets_name_the_broken_output() -> None:
     assert result.violations(min_agreement=0.9) == [
         "int8: output presence agreement 0.5000 < --min-agreement 0.9"
     ]
-    assert result.violations(min_agreement=0.9, outputs=["world"]) == []
+    assert result.violations(min_agreement=0.9, budget_outputs=["world"]) == []
     with pytest.raises(UsageError, match="--budget-output nope"):
-        result.violations(min_agreement=0.9, outputs=["nope"])
+        result.violations(min_agreement=0.9, budget_outputs=["nope"])
+
+
+def test_each_output_gets_its_own_drop_against_its_own_labels() -> None:
+    """A flag labelled with class ids (accuracy points), a regression labelled with float
+    targets (% MSE increase), and one without labels (MSE as % of the reference's power)."""
+    ref = {"flag": np.array([[0.9], [0.2], [0.7], [0.1]]), "reg": np.array([[1.0, 2.0]] * 4)}
+    cand = {"flag": np.array([[0.4], [0.2], [0.7], [0.6]]), "reg": np.array([[1.5, 2.0]] * 4)}
+    free = {"free": np.array([[2.0], [0.0], [2.0], [0.0]])}
+    labels = {"flag": np.array([1, 0, 0, 0]), "reg": np.array([[1.0, 1.0]] * 4)}
+    names = ["flag", "reg", "free"]
+    acc = OutputsAccumulator.create(names, names, Measures.parse(["free=regression"]))
+    acc.update(
+        [ref["flag"], ref["reg"], free["free"]],
+        [cand["flag"], cand["reg"], free["free"] + 1.0],
+        labels,
+    )
+    out = {o.name: o.metrics for o in acc.results()}
+    # flag: reference right on samples 0, 1, 3 (3/4); candidate on 1 only (1/4): 50 points
+    assert (out["flag"]["task_metric"], out["flag"]["reference_task_value"]) == ("accuracy", 0.75)
+    assert out["flag"]["drop"] == pytest.approx(50.0)
+    # reg: reference MSE (0 + 1) / 2 = 0.5, candidate (0.25 + 1) / 2 = 0.625: +25 %
+    assert out["reg"]["task_metric"] == "mse" and out["reg"]["drop"] == pytest.approx(25.0)
+    # free: MSE 1 against the reference's mean square (4 + 0 + 4 + 0) / 4 = 2: 50 %
+    assert out["free"]["task_metric"] == "mse_vs_reference"
+    assert out["free"]["drop"] == pytest.approx(50.0)
+    row = CandidateResult("int8", "int8", outputs=acc.results())
+    result = CheckResult(None, {}, (row,))
+    assert result.violations(max_drop=40.0) == [
+        "int8: output flag drop 50.00 accuracy points > --max-drop 40.0",
+        "int8: output free drop 50.00 % > --max-drop 40.0",
+    ]
+    assert result.violations(max_drop=40.0, budget_outputs=["reg"]) == []
+
+
+def test_a_lost_decision_breaks_fixs_budget_whatever_the_numbers() -> None:
+    budget = Budget(max_drop=1.0, outputs=("presence",))
+    assert budget.met(0.0, None) and not budget.met(0.0, None, ["presence"])
+    assert not budget.met(1.5, None)
 
 
 def test_decision_lost_fires_on_an_unreachable_threshold_not_on_a_kept_one() -> None:

@@ -345,3 +345,34 @@ def test_a_material_loss_with_a_named_cause_gets_no_extra_verdict() -> None:
     # Without labels, outputs 15 dB from the reference are a material loss.
     no_labels = result(metric=Metric("mse_vs_reference", 0.03), drop=3.0, sqnr_db=15.0)
     assert found(int8_evidence(result=no_labels), "unexplained-loss")
+
+
+def test_findings_name_the_outputs_they_hurt() -> None:
+    """Two outputs: ``main`` (conv_a → conv_b → DEQUANTIZE) and ``aux`` (conv_a →
+    DEQUANTIZE). Saturation of conv_b hurts main alone; anything about conv_a hurts both; a
+    finding about an output names it; one about the whole model names every output."""
+    from liteparity.diagnose.hurts import with_outputs
+    from liteparity.results.check import Finding, Severity
+
+    base = int8_model()
+    aux = TensorRecord(9, "aux:0", (1, 4), "float32", None, False, "DEQUANTIZE")
+    anatomy = Anatomy(
+        (*base.tensors, aux), (*base.ops, OpRecord(4, "DEQUANTIZE", (4,), (9,))), (0,), (8, 9)
+    )
+    stats = {CONV_B: TensorStats(count=1000, min=-4.0, max=3.97, at_qmax=150)}
+    truth = {CONV_B: TensorStats(count=1000, min=-4.0, max=9.0)}
+    ev = int8_evidence(
+        anatomy=anatomy, stats=stats, float_stats=truth, output_tensors=(("main", 8), ("aux", 9))
+    )
+    saturated = with_outputs(one(ev, "saturation"), ev)
+    assert saturated.evidence["outputs"] == ["main"]
+
+    def about(**evidence: object) -> list[str]:
+        plain = Finding("x", Severity.WARNING, "", "", dict(evidence), "")
+        return with_outputs(plain, ev).evidence["outputs"]
+
+    assert about(tensor="conv_a") == ["main", "aux"]
+    assert about(layer="conv_b") == ["main"]
+    assert about(output="aux") == ["aux"]
+    assert about(share=0.5) == ["main", "aux"]  # the whole model
+    assert Evidence.from_dict(ev.to_dict()).output_tensors == ev.output_tensors

@@ -12,7 +12,13 @@ from typing import Annotated, Any
 import typer
 
 from liteparity.cli.groups import uses
-from liteparity.cli.options import data_options, model_options, output_options, split_names
+from liteparity.cli.options import (
+    BudgetOutputs,
+    data_options,
+    model_options,
+    output_options,
+    split_names,
+)
 from liteparity.cli.output import Output, err, progress_bar, save
 from liteparity.errors import UsageError
 from liteparity.specs import CheckOptions, DataSpec, ModelSpec
@@ -149,14 +155,7 @@ def check_or_explain(
             help="Exit 1 when an output's agreement (top-1 class, or decisions) is below this."
         ),
     ] = None,
-    budget_output: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--budget-output",
-            help="The output(s) the budget applies to (default: every output with a task "
-            "metric). Repeatable.",
-        ),
-    ] = None,
+    budget_output: BudgetOutputs = None,
     csv_path: Annotated[
         Path | None,
         typer.Option(

@@ -8,7 +8,13 @@ from typing import Annotated
 import typer
 
 from liteparity.cli.groups import uses
-from liteparity.cli.options import data_options, model_options, output_options
+from liteparity.cli.options import (
+    BudgetOutputs,
+    data_options,
+    model_options,
+    output_options,
+    split_names,
+)
 from liteparity.cli.output import Output, err, progress_bar, wrote
 from liteparity.specs import DataSpec, FixOptions, ModelSpec
 
@@ -35,9 +41,18 @@ def fix_options(
     out: Annotated[
         Path | None, typer.Option(metavar="PATH", help="Write the chosen .tflite here.")
     ] = None,
+    budget_output: BudgetOutputs = None,
 ) -> FixOptions:
     """The options of fix → ``FixOptions``."""
-    return FixOptions(max_drop, min_agreement, prefer, integer_only, qat_epochs, out)
+    return FixOptions(
+        max_drop,
+        min_agreement,
+        prefer,
+        integer_only,
+        qat_epochs,
+        out,
+        budget_outputs=split_names(budget_output),
+    )
 
 
 @uses(model=model_options, data=data_options, options=fix_options, output=output_options)
@@ -78,11 +93,8 @@ def fix(model: ModelSpec, data: DataSpec, options: FixOptions, output: Output) -
     output.save_json(result.to_json)
     output.save_report(result)
     if not result.met:
-        err.print(
-            f"[bold yellow]budget:[/] {result.reason}",
-            highlight=False,
-            soft_wrap=True,
-        )
+        for line in [result.reason, *(f"{w.name}: {b}" for b in held.get("broken") or ())]:
+            err.print(f"[bold yellow]budget:[/] {line}", highlight=False, soft_wrap=True)
         raise typer.Exit(1)
 
 

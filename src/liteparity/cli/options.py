@@ -44,6 +44,15 @@ Unsafe = Annotated[
     ),
 ]
 
+BudgetOutputs = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--budget-output",
+        help="The output(s) --max-drop and --min-agreement apply to, each on its own "
+        "(default: every output with a task metric). Repeatable.",
+    ),
+]
+
 Data = Annotated[
     str,
     typer.Option(

@@ -47,6 +47,16 @@ class Binding:
         for start in range(0, len(rows), batch_rows):
             yield self.take(rows[start : start + batch_rows])
 
+    def labelled_batches(
+        self, rows: np.ndarray, batch_rows: int, outputs: Sequence[str]
+    ) -> Iterator[tuple[list[np.ndarray], dict[str, np.ndarray]]]:
+        """Batches of inputs, each with every output's labels by output name
+        (``Dataset.labels_for``: ``y`` is the first output's)."""
+        by_output = self.dataset.labels_for(outputs)
+        for start in range(0, len(rows), batch_rows):
+            part = rows[start : start + batch_rows]
+            yield self.take(part)[0], {name: y[part] for name, y in by_output.items()}
+
 
 def bind(
     dataset: Dataset,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -25,6 +25,9 @@ __all__ = ["Dataset", "ImageFolder", "NpyColumn", "load"]
 
 #: npz keys (and CSV headers) taken as labels.
 LABEL_KEYS = ("y", "label", "labels", "target")
+
+#: npz keys ``y:<output name>`` hold the labels of that output (``y`` is the first output's).
+OUTPUT_LABEL_PREFIX = "y:"
 
 #: npz key taken as the input of a single-input model.
 INPUT_KEY = "x"
@@ -44,12 +47,15 @@ class Column(Protocol):
 
 @dataclass(frozen=True)
 class Dataset:
-    """Named input columns and optional labels, all of the same length."""
+    """Named input columns and optional labels, all of the same length: ``labels`` (``y``)
+    belong to the model's first output, ``output_labels`` (``y:<output name>``) to the
+    output they name."""
 
     columns: Mapping[str, Column]
     labels: np.ndarray | None = None
     source: str = "arrays"
     flat: bool = False  # rows are flat vectors (CSV): reshaped to the model's input shape
+    output_labels: Mapping[str, np.ndarray] = field(default_factory=dict)
     _sizes: tuple[int, ...] = field(init=False, repr=False, default=())
 
     def __post_init__(self) -> None:
@@ -61,11 +67,15 @@ class Dataset:
         n = next(iter(sizes.values()))
         if n == 0:
             raise DataError(f"{self.source}: the dataset is empty (0 samples)")
-        if self.labels is not None and len(self.labels) != n:
-            raise DataError(
-                f"{self.source}: {len(self.labels)} labels for {n} samples: expected one label "
-                "per sample"
-            )
+        labelled = {"y": self.labels} if self.labels is not None else {}
+        labelled.update({OUTPUT_LABEL_PREFIX + k: v for k, v in self.output_labels.items()})
+        for key, labels in labelled.items():
+            if len(labels) != n:
+                named = "" if key == "y" else f" ({key})"
+                raise DataError(
+                    f"{self.source}: {len(labels)} labels{named} for {n} samples: expected "
+                    "one label per sample"
+                )
 
     def __len__(self) -> int:
         return len(next(iter(self.columns.values())))
@@ -76,7 +86,28 @@ class Dataset:
             "samples": len(self),
             "inputs": {name: list(col.shape) for name, col in self.columns.items()},
             "labels": self.labels is not None,
+            "output_labels": sorted(self.output_labels),
         }
+
+    def labels_for(self, outputs: Sequence[str]) -> dict[str, np.ndarray]:
+        """Each output's labels by output name: ``y:<name>``, and ``y`` for the first output.
+        A ``y:`` key naming no output, or the first output labelled twice, is refused."""
+        unknown = sorted(set(self.output_labels) - set(outputs))
+        if unknown:
+            keys = ", ".join(OUTPUT_LABEL_PREFIX + k for k in unknown)
+            raise DataError(
+                f"{self.source}: labels {keys} name no output: the model's outputs are "
+                f"{list(outputs)} (keys y:<output name>)"
+            )
+        out = dict(self.output_labels)
+        if self.labels is not None and outputs:
+            if outputs[0] in out:
+                raise DataError(
+                    f"{self.source}: the first output {outputs[0]!r} has labels twice (y and "
+                    f"{OUTPUT_LABEL_PREFIX}{outputs[0]}): keep one"
+                )
+            out[outputs[0]] = self.labels
+        return out
 
     def fingerprint(self) -> str:
         """A short hash of the source and shapes, for reports and caches."""
@@ -143,16 +174,20 @@ def _from_mapping(arrays: dict[str, Any], source: str) -> Dataset:
         if key in arrays:
             labels = _labels(arrays.pop(key), source)
             break
+    per_output = {
+        k.removeprefix(OUTPUT_LABEL_PREFIX): _labels(arrays.pop(k), source)
+        for k in [k for k in arrays if k.startswith(OUTPUT_LABEL_PREFIX)]
+    }
     columns = {k: np.asarray(v) if not hasattr(v, "shape") else v for k, v in arrays.items()}
-    return Dataset(columns, labels, source=source)
+    return Dataset(columns, labels, source=source, output_labels=per_output)
 
 
 def _load_npz(path: Path) -> Dataset:
     columns: dict[str, Any] = dict(npz_columns(path))
-    for key in LABEL_KEYS:  # labels are one value per sample: read whole
-        if key in columns:
+    first = next((k for k in LABEL_KEYS if k in columns), None)
+    for key in list(columns):  # labels are one value per sample: read whole
+        if key == first or key.startswith(OUTPUT_LABEL_PREFIX):
             columns[key] = columns[key].read_all(MAX_LABEL_BYTES)
-            break
     return _from_mapping(columns, str(path))
 
 

@@ -99,6 +99,7 @@ def prepare_data(source: HasIO, spec: DataSpec, needs_calibration: bool) -> Prep
 
 def _bind(dataset: Dataset, source: HasIO) -> Binding:
     io = source.io
+    dataset.labels_for(io.output_names)  # a y:<name> naming no output fails here, first
     return bind(dataset, io.input_names, io.sample_shapes, io.input_dtypes)
 
 

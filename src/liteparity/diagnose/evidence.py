@@ -78,6 +78,8 @@ class Evidence:
     layers: frozenset[str] = frozenset()  # the reference's Keras layer names
     #: Keras fp32 → TFLite fp32 per layer, in execution order: (layer, SQNR dB)
     conversion: tuple[tuple[str, float], ...] = ()
+    #: each reference output's name and the candidate tensor matched to it (its index)
+    output_tensors: tuple[tuple[str, int], ...] = ()
 
     def label(self, tensor_name: str) -> str:
         """A tensor as reports call it: its Keras layer when known."""
@@ -98,6 +100,7 @@ class Evidence:
             else {k: json_numbers(v) for k, v in learned.items()},
             "layers": _layer_names(self.layers).to_dict(),
             "conversion": [[layer, json_number(db)] for layer, db in self.conversion],
+            "output_tensors": [[name, index] for name, index in self.output_tensors],
         }
 
     @classmethod
@@ -116,6 +119,7 @@ class Evidence:
             else {k: tuple(numbers(v)) for k, v in learned.items()},  # type: ignore[misc]
             layers=LayerNames.from_dict(d["layers"]),
             conversion=tuple((layer, number(db)) for layer, db in d["conversion"]),
+            output_tensors=tuple((n, int(i)) for n, i in d.get("output_tensors", [])),
         )
 
 

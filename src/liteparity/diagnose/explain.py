@@ -25,6 +25,7 @@ from liteparity.convert.recipes import RECIPES, aeq_stable
 from liteparity.data.binding import Binding, sample_rows
 from liteparity.data.prepare import BATCH_ROWS, Calibration
 from liteparity.diagnose.evidence import Evidence, NoiseFloor
+from liteparity.diagnose.hurts import with_outputs
 from liteparity.diagnose.rules import diagnose
 from liteparity.errors import InternalError, LiteparityError, first_line
 from liteparity.layerwise.locate import CONVERSION_SAMPLES, conversion_by_layer
@@ -37,7 +38,7 @@ from liteparity.progress import Progress
 from liteparity.reference.base import Source
 from liteparity.reference.graph_runner import GraphRunner, learned_ranges
 from liteparity.reference.tflite import KernelTwin, TFLiteSource
-from liteparity.results.check import CandidateResult, CheckResult
+from liteparity.results.check import CandidateResult, CheckResult, Finding
 from liteparity.runtime.anatomy import (
     Anatomy,
     input_quantization,
@@ -79,11 +80,28 @@ def diagnosed(
     rows = tuple(
         dataclasses.replace(
             c,  # check's own findings (decision-lost) come first, then the diagnosed ones
-            findings=(*c.findings, *(diagnose(evidence[c.name]) if c.name in evidence else ())),
+            findings=_named(c, evidence.get(c.name)),
         )
         for c in result.candidates
     )
     return dataclasses.replace(result, candidates=rows, noise_floor=floor.to_dict())
+
+
+def _named(c: CandidateResult, evidence: Evidence | None) -> tuple[Finding, ...]:
+    """Check's findings and the diagnosed ones, each naming the outputs it hurts."""
+    if evidence is None:
+        return c.findings
+    found = (*c.findings, *diagnose(evidence))
+    return tuple(with_outputs(f, evidence) for f in found)
+
+
+def _output_tensors(run: _Run) -> tuple[tuple[str, int], ...]:
+    """Each reference output's name and the index of the candidate tensor matched to it."""
+    if run.info is None or run.outputs is None:
+        return ()
+    names = [o.name for o in run.outputs.outputs]
+    indexes = [run.info.outputs[k].index for k in run.output_order]
+    return tuple(zip(names, indexes, strict=True))
 
 
 class _Gathering:
@@ -243,6 +261,7 @@ class _Gathering:
                     learned_ranges=self._learned,
                     layers=self._layers,
                     conversion=conversion,
+                    output_tensors=_output_tensors(run),
                 )
                 self._evidence[run.candidate.name] = evidence
         finally:

@@ -95,7 +95,7 @@ def run(
         )
         binding, eval_rows, calibration = prepared.binding, prepared.eval_rows, prepared.calibration
         settings = (options.legacy, model.inputs, model.outputs, model.input_shapes)
-        resumed = _Resume.open(source, prepared, settings) if options.resume else None
+        resumed = _Resume.open(source, prepared, settings, measures) if options.resume else None
         trained = _labelled(prepared) if any(r.needs_training for r in chosen) else None
         producer = Producer(
             source,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from liteparity.measure.kinds import FLAG, SCORES
+from liteparity.measure.kinds import DETECTIONS, FLAG, SCORES
 from liteparity.results.check import Finding, OutputResult, Severity
 
 #: Share of samples whose decision (a flag, or whether anything is detected) may change
@@ -32,7 +32,7 @@ _FIX = (
 
 def decision_findings(outputs: Sequence[OutputResult]) -> tuple[Finding, ...]:
     """One ``decision-lost`` finding per decision output the candidate lost."""
-    return tuple(f for o in outputs if o.kind in (FLAG, SCORES) for f in _lost(o))
+    return tuple(f for o in outputs if o.kind in (FLAG, SCORES, DETECTIONS) for f in _lost(o))
 
 
 def _lost(output: OutputResult) -> list[Finding]:
@@ -42,7 +42,7 @@ def _lost(output: OutputResult) -> list[Finding]:
         return []
     low, high = m.get("reachable_min"), m.get("reachable_max")
     unreachable = (high is not None and high <= threshold) or (low is not None and low > threshold)
-    share = m.get("presence_changed") if output.kind == SCORES else m.get("decisions_lost")
+    share = m.get("decisions_lost") if output.kind == FLAG else m.get("presence_changed")
     recall = m.get("recall")
     flipped = round((share or 0.0) * (m.get("samples") or 0))
     flips = share is not None and share >= LOST_SHARE and flipped >= MIN_FLIPS

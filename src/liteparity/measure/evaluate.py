@@ -263,7 +263,8 @@ def _evaluate(
     ``batching`` sizes. Workers get block k+1 before the main process folds block k into the
     statistics, so they are never idle."""
     batching = batching or Batching()
-    kind = task_kind(binding.dataset.labels)
+    first = io.output_names[0] if io.output_names else ""
+    kind = task_kind(binding.dataset.labels_for(io.output_names).get(first))
     if source is None and kind == MSE_VS_REFERENCE:
         kind = NO_TASK  # a lone model without labels: only findings, no task metric
     reference_task = TaskAccumulator(kind)
@@ -279,18 +280,20 @@ def _evaluate(
             runs.append(_start(c, kind, threads, anatomy, batching.batch_size))
         for run in runs:
             _guard(run, lambda r: _loaded(r, io, measures or Measures()))
-        batches = binding.batches(rows, batching.rows(source, binding, runs))
-        first = next(batches)
-        current: tuple[list[np.ndarray], np.ndarray | None] | None = first
-        data = spans([first[0]])
+        batches = binding.labelled_batches(
+            rows, batching.rows(source, binding, runs), io.output_names
+        )
+        first_batch = next(batches)
+        current: tuple[list[np.ndarray], dict[str, np.ndarray]] | None = first_batch
+        data = spans([first_batch[0]])
         for run in runs:
             if run.info is not None:
                 _scaling(run, data)
         if source is not None:
-            source.warm_up(first[0])
+            source.warm_up(first_batch[0])
         if hook is not None:
             hook.ready(runs)
-        shared = slots.put(first[0])
+        shared = slots.put(first_batch[0])
         # One candidate at a time on the first batch: each times batch sizes on it.
         _submit(runs, shared, wait=True)
         done = 0
@@ -301,12 +304,12 @@ def _evaluate(
                 _check_rows(io, reference, len(inputs[0]))
             outputs = _collect(runs, reference)
             if kind == ACCURACY:
-                _check_labels(labels, reference, outputs)
+                _check_labels(labels.get(first), reference, outputs)
             current = next(batches, None)
             if current is not None:
                 shared = slots.put(current[0])
                 _submit(runs, shared)
-            _fold(reference_task, reference, outputs, labels)
+            _fold(reference_task, reference, outputs, labels, first)
             if hook is not None:
                 hook.batch(inputs, reference, outputs)
             done += len(inputs[0])
@@ -340,9 +343,12 @@ def _fold(
     reference_task: TaskAccumulator,
     reference: list[np.ndarray] | None,
     outputs: list[tuple[_Run, list[np.ndarray]]],
-    labels: np.ndarray | None,
+    by_output: dict[str, np.ndarray],
+    first: str,
 ) -> None:
-    """One batch into the reference's task metric and every run's running statistics."""
+    """One batch into the reference's task metric and every run's running statistics (the
+    headline's task metric reads the first output and its labels, each output its own)."""
+    labels = by_output.get(first)
     if reference is not None:
         reference_task.update(reference[0], labels, reference[0])
     for run, out in outputs:
@@ -351,7 +357,7 @@ def _fold(
         if run.task is not None:
             run.task.update(out[0], labels, out[0] if reference is None else reference[0])
         if reference is not None and run.outputs is not None:
-            run.outputs.update(reference, out, labels)
+            run.outputs.update(reference, out, by_output)
 
 
 def _results(
@@ -459,6 +465,7 @@ def candidate_result(
     outputs = run.outputs.results() if run.outputs is not None else ()
     metrics = run.errors.metrics()
     share = metrics["non_finite_share"]
+    nan = [o.name for o in outputs if o.metrics.get("non_finite_share")]  # outputs holding NaN
     measured: dict[str, Any] = {**metrics, **headline(outputs)} if outputs else dict(metrics)
     value = run.task.value if run.task else None
     delta = value - reference if value is not None and reference is not None else None
@@ -475,7 +482,7 @@ def candidate_result(
         error_sample=tuple(run.errors.sample),
         batch_metrics=tuple(run.task.per_batch) if run.task else (),
         outputs=outputs,
-        findings=_findings(c.content, share, outputs),
+        findings=_findings(c.content, share, nan, outputs),
         warnings=tuple(run.warnings),
         not_saved=c.not_saved,
         user_metrics=run.outputs.user.values() if run.outputs and run.outputs.user else {},
@@ -484,13 +491,16 @@ def candidate_result(
 
 
 def _findings(
-    content: bytes | None, share: float | None, outputs: Sequence[OutputResult]
+    content: bytes | None,
+    share: float | None,
+    nan: Sequence[str],
+    outputs: Sequence[OutputResult],
 ) -> tuple[Finding, ...]:
-    """What the measurement itself shows is wrong: variables nothing sets, NaN/Inf outputs,
-    decisions an output can no longer reach."""
+    """What the measurement itself shows is wrong: variables nothing sets, NaN/Inf outputs
+    (``nan``: the outputs holding them), decisions an output can no longer reach."""
     unset = unset_variables(content) if content is not None else ()
     return (
         ((unset_variables_finding(unset),) if unset else ())
-        + ((non_finite_finding(share),) if share else ())
+        + ((non_finite_finding(share, nan),) if share else ())
         + decision_findings(outputs)
     )

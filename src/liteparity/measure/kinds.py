@@ -2,9 +2,11 @@
 
 The kind is read from the output where the output says it (one unit: a binary flag; H×W×C: a
 segmentation mask; N×1: per-anchor detection scores; rows of probabilities summing to 1, or an
-output with integer labels: class scores) and is a plain regression otherwise; the user names
-it where the output cannot say (``--metric OUTPUT=KIND[:options]``, e.g. ``landmarks:dims=3``,
-``scores:threshold=0,boxes=regressors``, ``classes:top=5``).
+output with integer labels: class scores; the four outputs of ``TFLite_Detection_PostProcess``,
+by their names: detections) and is a plain regression otherwise; the user names it where the
+output cannot say (``--metric OUTPUT=KIND[:options]``, e.g. ``landmarks:dims=3``,
+``scores:threshold=0,boxes=regressors``, ``classes:top=5``,
+``detections:boxes=B,classes=C,count=N``).
 
 Decision thresholds are in the output's own units: 0.5 for probabilities (values in [0, 1]),
 0 for logits (sigmoid(0) = 0.5), unless given.
@@ -12,24 +14,33 @@ Decision thresholds are in the output's own units: 0.5 for probabilities (values
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
 
 from liteparity.errors import UsageError
 
-CLASSES, FLAG, REGRESSION, LANDMARKS, MASK, SCORES = (
+CLASSES, FLAG, REGRESSION, LANDMARKS, MASK, SCORES, DETECTIONS = (
     "classes",
     "flag",
     "regression",
     "landmarks",
     "mask",
     "scores",
+    "detections",
 )
-KINDS = (CLASSES, FLAG, REGRESSION, LANDMARKS, MASK, SCORES)
+KINDS = (CLASSES, FLAG, REGRESSION, LANDMARKS, MASK, SCORES, DETECTIONS)
 
 #: Kinds whose values are decisions at a threshold (``decision-lost`` watches them).
-DECISIONS = (FLAG, SCORES, MASK)
+DECISIONS = (FLAG, SCORES, MASK, DETECTIONS)
+
+#: The names ``TFLite_Detection_PostProcess``'s outputs go by, as (boxes, classes, scores,
+#: count): the op's own tensor names, and the TF Object Detection API's signature keys.
+POSTPROCESS_NAMES = (
+    tuple(f"TFLite_Detection_PostProcess{s}" for s in ("", ":1", ":2", ":3")),
+    ("detection_boxes", "detection_classes", "detection_scores", "num_detections"),
+)
 
 
 @dataclass(frozen=True)
@@ -40,7 +51,10 @@ class OutputKind:
     threshold: float | None = None  # decision threshold, in the output's own units
     dims: int = 3  # landmarks: coordinates per point
     top: int = 5  # classes: the k of top-k accuracy
-    boxes: str | None = None  # scores: the output holding each anchor's box (cx, cy, w, h)
+    boxes: str | None = None  # scores: each anchor's box (cx, cy, w, h); detections: corners
+    classes: str | None = None  # detections: the output holding each detection's class
+    count: str | None = None  # detections: the output holding how many detections are valid
+    iou: float = 0.5  # detections: the IoU a candidate detection needs to match
 
 
 def parse_kind(text: str) -> OutputKind:
@@ -58,16 +72,33 @@ def parse_kind(text: str) -> OutputKind:
                 spec = replace(spec, dims=int(value))
             elif key == "top":
                 spec = replace(spec, top=int(value))
+            elif key == "iou":
+                spec = replace(spec, iou=float(value))
             elif key == "boxes" and value:
                 spec = replace(spec, boxes=value)
+            elif key == "classes" and value:
+                spec = replace(spec, classes=value)
+            elif key == "count" and value:
+                spec = replace(spec, count=value)
             else:
                 raise ValueError(key)
         except ValueError:
             raise UsageError(
                 f"bad option {option!r} for {kind}: expected threshold=FLOAT, dims=INT, "
-                "top=INT or boxes=OUTPUT"
+                "top=INT, iou=FLOAT, boxes=OUTPUT, classes=OUTPUT or count=OUTPUT"
             ) from None
+    if spec.kind == DETECTIONS and spec.boxes is None:
+        raise UsageError(f"{text!r}: detections need boxes=OUTPUT (and classes=, count=)")
     return spec
+
+
+def postprocess_kinds(names: Sequence[str]) -> dict[str, OutputKind]:
+    """The detections kind for the scores of ``TFLite_Detection_PostProcess`` when the
+    model's outputs carry its names (``POSTPROCESS_NAMES``)."""
+    for boxes, classes, scores, count in POSTPROCESS_NAMES:
+        if {boxes, classes, scores, count} <= set(names):
+            return {scores: OutputKind(DETECTIONS, boxes=boxes, classes=classes, count=count)}
+    return {}
 
 
 def guess_kind(reference: np.ndarray, integer_labels: bool) -> OutputKind:

@@ -2,8 +2,9 @@
 
 Error metrics are over every output value of every output: ``max_abs_error``, ``rmse``,
 ``sqnr_db = 10·log10(Σref² / Σ(ref−cand)²)`` and ``cosine`` (the mean over samples of the
-cosine between the reference's and the candidate's output vectors). The task metric and top-1
-``agreement`` read the first output.
+cosine between the reference's and the candidate's output vectors). A candidate's headline
+task metric and top-1 ``agreement`` read the first output; ``measure.outputs`` gives every
+output its own, against its own labels.
 """
 
 from __future__ import annotations
@@ -27,15 +28,18 @@ def task_kind(labels: np.ndarray | None) -> str:
     return ACCURACY if np.issubdtype(np.asarray(labels).dtype, np.integer) else MSE
 
 
-def classes(output: np.ndarray) -> np.ndarray:
-    """Top-1 class per sample: argmax over the last axis, or ``> 0.5`` for one sigmoid unit."""
+def classes(output: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """Top-1 class per sample: argmax over the last axis, or ``> threshold`` for one unit
+    (0.5 for a sigmoid, 0 for a logit)."""
     flat = output.reshape(len(output), -1)
     if flat.shape[1] == 1:
-        return (flat[:, 0] > 0.5).astype(np.int64)
+        return (flat[:, 0] > threshold).astype(np.int64)
     return np.asarray(flat.argmax(axis=1))
 
 
-def check_labels(labels: np.ndarray | None, output: np.ndarray) -> None:
+def check_labels(
+    labels: np.ndarray | None, output: np.ndarray, name: str = "the model's first output"
+) -> None:
     """A clear error when integer labels cannot be classes of this output."""
     if labels is None or not len(labels):
         return
@@ -44,7 +48,7 @@ def check_labels(labels: np.ndarray | None, output: np.ndarray) -> None:
     low, high = int(np.min(labels)), int(np.max(labels))
     if low < 0 or high >= classes_:
         raise DataError(
-            f"labels range over [{low}, {high}] but the model's first output has {classes_} "
+            f"labels range over [{low}, {high}] but {name} has {classes_} "
             f"classes: expected class ids 0..{classes_ - 1} (one id per sample)"
         )
 
@@ -57,8 +61,10 @@ class TaskAccumulator:
     count: int = 0
     total: float = 0.0  # correct predictions, or summed squared error
     per_batch: list[float] = field(default_factory=list)  # the metric of each batch
-    sum_sq_ref: float = 0.0  # Σref² of the reference's first output, for relative MSE
+    sum_sq_ref: float = 0.0  # Σref² of the reference's output, for relative MSE
     ref_values: int = 0
+    output: str = "the model's first output"  # what error messages call the output
+    threshold: float = 0.5  # one-unit outputs: the decision's threshold (0 for a logit)
 
     def update(self, output: np.ndarray, labels: np.ndarray | None, reference: np.ndarray) -> None:
         self.sum_sq_ref += float(np.sum(np.square(reference, dtype=np.float64)))
@@ -68,7 +74,8 @@ class TaskAccumulator:
         if self.kind == ACCURACY:
             if labels is None:  # task_kind gives accuracy only for integer labels
                 raise InternalError("an accuracy metric was asked for without labels")
-            correct = float(np.sum(classes(output) == labels.reshape(len(labels))))
+            predicted = classes(output, self.threshold)
+            correct = float(np.sum(predicted == labels.reshape(len(labels))))
             self.total += correct
             self.count += len(output)
             self.per_batch.append(correct / len(output))
@@ -77,7 +84,7 @@ class TaskAccumulator:
             if target.size != output.size:
                 raise DataError(
                     f"labels have {target.size // max(len(target), 1)} value(s) per sample but "
-                    f"the model's first output has {output.size // max(len(output), 1)}: "
+                    f"{self.output} has {output.size // max(len(output), 1)}: "
                     "expected float targets shaped like the output (or integer class ids)"
                 )
             diff = output.astype(np.float64) - target.reshape(output.shape)

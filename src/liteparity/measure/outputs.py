@@ -13,10 +13,25 @@ from typing import Any
 import numpy as np
 
 from liteparity.errors import DataError
-from liteparity.measure.kinds import OutputKind, guess_kind, parse_kind, with_threshold
-from liteparity.measure.metrics import ErrorAccumulator
+from liteparity.measure.kinds import (
+    DETECTIONS,
+    FLAG,
+    REGRESSION,
+    OutputKind,
+    guess_kind,
+    parse_kind,
+    postprocess_kinds,
+    with_threshold,
+)
+from liteparity.measure.metrics import (
+    ErrorAccumulator,
+    TaskAccumulator,
+    check_labels,
+    drop,
+    task_kind,
+)
 from liteparity.measure.tasks import Task, UserMetric, task_for
-from liteparity.results.check import OutputResult
+from liteparity.results.check import ACCURACY, MSE_VS_REFERENCE, OutputResult
 
 #: Headline fields read from the worst output.
 HEADLINE = ("max_abs_error", "rmse", "sqnr_db", "cosine")
@@ -41,14 +56,18 @@ class Measures:
 
 @dataclass
 class OutputAccumulator:
-    """One output's running error and task metrics."""
+    """One output's running error and task metrics, and the metric its budget reads (``drop``:
+    against its own labels, ``y:<name>``, or the reference's values), for the candidate and
+    for the reference."""
 
     name: str
     matched: str
     spec: OutputKind | None  # None: guessed from the first batch
     reach: tuple[float, float] | None = None  # the real range the candidate's codes can hold
+    part_of: str | None = None  # the detections output this one is part of
     errors: ErrorAccumulator = field(default_factory=lambda: ErrorAccumulator(classify=False))
     task: Task | None = None
+    budget: tuple[TaskAccumulator, TaskAccumulator] | None = None  # candidate, reference
 
     def update(
         self,
@@ -61,21 +80,45 @@ class OutputAccumulator:
             integer = labels is not None and np.issubdtype(np.asarray(labels).dtype, np.integer)
             self.spec = with_threshold(self.spec or guess_kind(ref, integer), ref)
             self.task = task_for(self.spec)
+            kind, where = task_kind(labels), f"output {self.name}"
+            threshold = self.spec.threshold if self.spec.kind == FLAG else None
+            self.budget = (
+                TaskAccumulator(kind, output=where, threshold=_or(threshold, 0.5)),
+                TaskAccumulator(kind, output=where, threshold=_or(threshold, 0.5)),
+            )
+        candidate, reference = self.budget  # type: ignore[misc]
+        if candidate.kind == ACCURACY:
+            check_labels(labels, ref, f"output {self.name}")
+        candidate.update(cand, labels, ref)
+        reference.update(ref, labels, ref)
         self.errors.update([ref], [cand])
-        box_output = self.task.spec.boxes
-        boxes = None
-        if box_output is not None:
-            if box_output not in outputs[0]:
-                raise DataError(f"boxes={box_output}: no such output (have {sorted(outputs[0])})")
-            boxes = (outputs[0][box_output], outputs[1][box_output])
-        self.task.update(ref, cand, labels, boxes)
+        spec = self.task.spec
+        for option, named in (
+            ("boxes", spec.boxes),
+            ("classes", spec.classes),
+            ("count", spec.count),
+        ):
+            if named is not None and named not in outputs[0]:
+                raise DataError(f"{option}={named}: no such output (have {sorted(outputs[0])})")
+        self.task.update(ref, cand, labels, (dict(outputs[0]), dict(outputs[1])))
 
     def result(self) -> OutputResult:
         metrics: dict[str, Any] = {k: v for k, v in self.errors.metrics().items() if v is not None}
         if self.task is not None:
             metrics.update(self.task.values())
+        if self.budget is not None:
+            candidate, reference = self.budget
+            ref_value = 0.0 if candidate.kind == MSE_VS_REFERENCE else reference.value
+            metrics["task_metric"] = candidate.kind
+            metrics["task_value"] = candidate.value
+            metrics["reference_task_value"] = ref_value
+            metrics["drop"] = drop(
+                candidate.kind, ref_value, candidate.value, reference.reference_power
+            )
         if self.reach is not None:
             metrics["reachable_min"], metrics["reachable_max"] = self.reach
+        if self.part_of is not None:
+            metrics["part_of"] = self.part_of
         kind = self.spec.kind if self.spec else "none"
         return OutputResult(self.name, self.matched, kind, metrics)
 
@@ -116,27 +159,39 @@ class OutputsAccumulator:
         measures: Measures,
         reach: Sequence[tuple[float, float] | None] = (),
     ) -> OutputsAccumulator:
-        kinds, user = measures.kinds, measures.user
+        kinds, user = {**postprocess_kinds(names), **measures.kinds}, measures.user
         unknown = sorted(set(kinds) - set(names))
         if unknown:
             raise DataError(f"--metric names output(s) {unknown}: the model has {list(names)}")
+        # a detector's boxes, classes and count are measured through its detections: plain
+        # values on their own, and out of the default budget
+        parts = {
+            part: name
+            for name, spec in kinds.items()
+            if spec.kind == DETECTIONS
+            for part in (spec.boxes, spec.classes, spec.count)
+            if part is not None
+        }
+        kinds = {**{part: OutputKind(REGRESSION) for part in parts}, **kinds}
         ranges = list(reach) or [None] * len(names)
         return cls(
             [
-                OutputAccumulator(n, m, kinds.get(n), r)
+                OutputAccumulator(n, m, kinds.get(n), r, part_of=parts.get(n))
                 for n, m, r in zip(names, matched, ranges, strict=True)
             ],
             UserAccumulator(user, names) if user is not None else None,
         )
 
-    def update(self, ref: list[np.ndarray], cand: list[np.ndarray], labels: Any) -> None:
+    def update(
+        self, ref: list[np.ndarray], cand: list[np.ndarray], labels: Mapping[str, np.ndarray]
+    ) -> None:
+        """One batch; ``labels`` by output name (``y`` is the first output's)."""
         names = [o.name for o in self.outputs]
         by_name = (dict(zip(names, ref, strict=True)), dict(zip(names, cand, strict=True)))
         for k, output in enumerate(self.outputs):
-            own = labels if k == 0 else None  # labels (y) belong to the first output
-            output.update(ref[k], cand[k], own, by_name)
+            output.update(ref[k], cand[k], labels.get(output.name), by_name)
         if self.user is not None:
-            self.user.update(ref, cand, labels)
+            self.user.update(ref, cand, labels.get(names[0]) if names else None)
 
     def results(self) -> tuple[OutputResult, ...]:
         return tuple(o.result() for o in self.outputs)
@@ -153,6 +208,10 @@ def headline(outputs: Sequence[OutputResult]) -> dict[str, float | None]:
         "agreement": min(agreements) if agreements else None,
         **{k: worst.metrics.get(k) for k in HEADLINE},
     }
+
+
+def _or(value: float | None, default: float) -> float:
+    return default if value is None else value
 
 
 def _sqnr(output: OutputResult) -> float:

@@ -20,6 +20,7 @@ from liteparity import __version__
 from liteparity.convert.candidates import Candidate
 from liteparity.data.prepare import PreparedData
 from liteparity.files import write_atomic
+from liteparity.measure.outputs import Measures
 from liteparity.reference.base import Source
 from liteparity.results.check import CandidateResult, Metric, ReferenceResult
 
@@ -138,17 +139,26 @@ class _Resume:
     cache: Any
     conversion_key: str
     data_key: str
+    #: whether finished results may be served (not with a user's metric function: its code
+    #: is not part of any key, and a changed function must not get stale numbers)
+    reuse_results: bool = True
 
     @classmethod
-    def open(cls, source: Source, prepared: PreparedData, settings: Any) -> _Resume | None:
+    def open(
+        cls, source: Source, prepared: PreparedData, settings: Any, measures: Measures
+    ) -> _Resume | None:
         """The cache for ``source`` and ``prepared``; ``settings`` is anything else that
-        changes a conversion (legacy settings, graph inputs and outputs), as one value."""
+        changes a conversion (legacy settings, graph inputs and outputs), as one value;
+        ``measures`` (the ``--metric`` kinds chosen per output) is part of a result's key."""
         if not Path(source.path).exists():
             return None  # an in-memory model has nothing stable to key on
         model = file_fingerprint(source.path)
         calibration = batches_fingerprint(prepared.calibration()) if prepared.calibration else None
-        dataset = prepared.binding.dataset
-        data = rows_fingerprint(prepared.binding.columns, prepared.eval_rows, dataset.labels)
+        dataset, rows = prepared.binding.dataset, prepared.eval_rows
+        data = rows_fingerprint(prepared.binding.columns, rows, dataset.labels)
+        per_output = sorted(dataset.output_labels.items())
+        labels = fingerprint(*(part for name, y in per_output for part in (name, y[rows])))
+        kinds = sorted((name, repr(kind)) for name, kind in measures.kinds.items())
         return cls(
             Cache(cache_dir() / "runs"),
             fingerprint(
@@ -157,7 +167,8 @@ class _Resume:
                 settings,
                 versions(),
             ),
-            fingerprint(model, data, versions()),
+            fingerprint(model, data, labels, kinds, versions()),
+            reuse_results=measures.user is None,
         )
 
     def model_key(self, recipe: str) -> str:
@@ -178,6 +189,8 @@ class _Resume:
         """The results kept for ``candidates`` (and the reference's, under ""). With a hook, a
         candidate counts as finished only when the hook takes back what it kept."""
         out: dict[str, Any] = {}
+        if not self.reuse_results:
+            return out
         for c in candidates:
             if c.content is None or not (stored := self.cache.result(self._result_key(c))):
                 continue
@@ -199,6 +212,8 @@ class _Resume:
         reference: ReferenceResult | None,
         hook: Hook | None = None,
     ) -> None:
+        if not self.reuse_results:
+            return
         for c, r in zip(candidates, results, strict=True):
             if c.content is None or r.error is not None:
                 continue

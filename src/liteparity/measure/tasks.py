@@ -11,8 +11,10 @@ from typing import Any
 import numpy as np
 
 from liteparity.errors import InternalError
+from liteparity.measure.detections import Detections, Related, corner_iou
 from liteparity.measure.kinds import (
     CLASSES,
+    DETECTIONS,
     FLAG,
     LANDMARKS,
     MASK,
@@ -29,8 +31,6 @@ MAX_CONFUSION_CLASSES = 32
 UserMetric = Callable[[Mapping[str, np.ndarray], Mapping[str, np.ndarray], Any], Mapping[str, Any]]
 
 
-#: The reference's and the candidate's box output, for detection scores.
-Boxes = tuple[np.ndarray, np.ndarray] | None
 
 
 def _ratio(part: float, whole: float) -> float | None:
@@ -53,7 +53,11 @@ class ClassScores:
     per_class: np.ndarray | None = None  # [correct, seen] per label
 
     def update(
-        self, ref: np.ndarray, cand: np.ndarray, labels: np.ndarray | None, boxes: Boxes = None
+        self,
+        ref: np.ndarray,
+        cand: np.ndarray,
+        labels: np.ndarray | None,
+        related: Related | None = None,
     ) -> None:
         r, c = ref.reshape(len(ref), -1), cand.reshape(len(cand), -1)
         ref_top, cand_top = r.argmax(axis=1), c.argmax(axis=1)
@@ -115,7 +119,11 @@ class Decisions:
     ious: list[float] = field(default_factory=list)
 
     def update(
-        self, ref: np.ndarray, cand: np.ndarray, labels: np.ndarray | None, boxes: Boxes = None
+        self,
+        ref: np.ndarray,
+        cand: np.ndarray,
+        labels: np.ndarray | None,
+        related: Related | None = None,
     ) -> None:
         t = self.spec.threshold
         r = ref.reshape(len(ref), -1) > t
@@ -129,7 +137,8 @@ class Decisions:
         self.both += int(np.sum(r & c))
         self.appeared += int(np.sum(~r.any(axis=1) & c.any(axis=1)))
         self.vanished += int(np.sum(r.any(axis=1) & ~c.any(axis=1)))
-        if boxes is not None:
+        if self.spec.boxes is not None and related is not None:
+            boxes = (related[0][self.spec.boxes], related[1][self.spec.boxes])
             scores = ref.reshape(len(ref), -1)
             anchors = scores.shape[1]
             for i in np.flatnonzero(r.any(axis=1)):
@@ -162,11 +171,12 @@ class Decisions:
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> float:
     """IoU of two boxes given as (cx, cy, w, h); 1 for two empty boxes."""
-    a_lo, a_hi = a[:2] - np.abs(a[2:4]) / 2, a[:2] + np.abs(a[2:4]) / 2
-    b_lo, b_hi = b[:2] - np.abs(b[2:4]) / 2, b[:2] + np.abs(b[2:4]) / 2
-    inter = float(np.prod(np.clip(np.minimum(a_hi, b_hi) - np.maximum(a_lo, b_lo), 0, None)))
-    union = float(np.prod(a_hi - a_lo) + np.prod(b_hi - b_lo)) - inter
-    return inter / union if union > 0 else 1.0
+
+    def corners(box: np.ndarray) -> np.ndarray:
+        half = np.abs(box[2:4]) / 2
+        return np.concatenate([box[:2] - half, box[:2] + half])
+
+    return corner_iou(corners(a), corners(b))
 
 
 @dataclass
@@ -181,7 +191,11 @@ class Regression:
     distances: list[np.ndarray] = field(default_factory=list)
 
     def update(
-        self, ref: np.ndarray, cand: np.ndarray, labels: np.ndarray | None, boxes: Boxes = None
+        self,
+        ref: np.ndarray,
+        cand: np.ndarray,
+        labels: np.ndarray | None,
+        related: Related | None = None,
     ) -> None:
         diff = cand.reshape(len(cand), -1).astype(np.float64) - ref.reshape(len(ref), -1)
         self.count += diff.size
@@ -210,7 +224,11 @@ class Masks:
     ious: list[float] = field(default_factory=list)
 
     def update(
-        self, ref: np.ndarray, cand: np.ndarray, labels: np.ndarray | None, boxes: Boxes = None
+        self,
+        ref: np.ndarray,
+        cand: np.ndarray,
+        labels: np.ndarray | None,
+        related: Related | None = None,
     ) -> None:
         if ref.shape[-1] == 1:
             r, c = ref > self.spec.threshold, cand > self.spec.threshold
@@ -233,7 +251,7 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.sum(a & b)) / union if union else 1.0
 
 
-Task = ClassScores | Decisions | Regression | Masks
+Task = ClassScores | Decisions | Regression | Masks | Detections
 
 
 def task_for(spec: OutputKind) -> Task:
@@ -245,4 +263,6 @@ def task_for(spec: OutputKind) -> Task:
         return Masks(spec)
     if spec.kind in (REGRESSION, LANDMARKS):
         return Regression(spec)
+    if spec.kind == DETECTIONS:
+        return Detections(spec)
     raise InternalError(f"no task metric for the output kind {spec.kind!r}")

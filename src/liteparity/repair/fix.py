@@ -22,18 +22,29 @@ from liteparity.convert.converter import requantize
 from liteparity.convert.process import Converter
 from liteparity.convert.qat import quantization_aware
 from liteparity.convert.recipes import RECIPES
+from liteparity.data.binding import IOSpec
+from liteparity.data.datasets import OUTPUT_LABEL_PREFIX
 from liteparity.data.prepare import BATCH_ROWS, PreparedData, prepare_data
 from liteparity.errors import ConversionError, InternalError, InterpreterError, UsageError
 from liteparity.files import write_atomic
 from liteparity.layerwise.sensitivity import layer_sensitivity
-from liteparity.measure.evaluate import input_order
-from liteparity.measure.metrics import ErrorAccumulator, TaskAccumulator, drop, task_kind
+from liteparity.measure.decisions import decision_findings
+from liteparity.measure.evaluate import input_order, output_order
+from liteparity.measure.metrics import TaskAccumulator, task_kind
+from liteparity.measure.outputs import Measures, OutputsAccumulator
+from liteparity.plain import number
 from liteparity.progress import Progress, no_progress
 from liteparity.reference.base import Source
 from liteparity.reference.loader import load_spec
 from liteparity.repair.search import _confirm, _mark_pareto, _selective_search
 from liteparity.repair.variants import AEQVariants
-from liteparity.results.check import ACCURACY, MSE_VS_REFERENCE, Finding
+from liteparity.results.check import (
+    MSE_VS_REFERENCE,
+    Finding,
+    budgeted,
+    lost_outputs,
+    output_breaks,
+)
 from liteparity.results.fix import Budget, FixResult, Trial
 from liteparity.runtime.model_jobs import RunModel
 from liteparity.runtime.worker import Worker
@@ -51,24 +62,28 @@ SEARCH_SHARE = 0.5
 
 
 class _Bench:
-    """Measures candidate models on fixed, in-memory batches against cached references."""
+    """Measures candidate models on fixed, in-memory batches against cached references: every
+    output matched by name and measured on its own (``measure.outputs``), so the budget reads
+    each budgeted output's drop and agreement, as ``check``'s exit code does."""
 
     def __init__(
         self,
         worker: Worker,
         batches: list[list[np.ndarray]],
-        labels: list[np.ndarray | None],
+        labels: list[dict[str, np.ndarray]],
         references: list[list[np.ndarray]],
-        kind: str,
+        io: IOSpec,
         order: list[int],
+        budget: Budget,
     ) -> None:
         self.worker, self.batches, self.labels = worker, batches, labels
-        self.references, self.kind, self.order = references, kind, order
-        task = TaskAccumulator(kind)
+        self.references, self.io, self.order, self.budget = references, io, order, budget
+        first = io.output_names[0]
+        self.kind = task_kind(labels[0].get(first) if labels else None)
+        task = TaskAccumulator(self.kind)
         for ref, y in zip(references, labels, strict=True):
-            task.update(ref[0], y, ref[0])
-        self.reference_metric = 0.0 if kind == MSE_VS_REFERENCE else task.value
-        self.power = task.reference_power
+            task.update(ref[0], y.get(first), ref[0])
+        self.reference_metric = 0.0 if self.kind == MSE_VS_REFERENCE else task.value
 
     def measure(self, content: bytes) -> dict[str, Any]:
         try:
@@ -79,18 +94,29 @@ class _Bench:
             raise
 
     def _measure(self, content: bytes) -> dict[str, Any]:
-        self.worker.start(RunModel(content, latency=True)).get()
-        task = TaskAccumulator(self.kind)
-        errors = ErrorAccumulator(classify=True if self.kind == ACCURACY else None)
+        info = self.worker.start(RunModel(content, latency=True)).get()
+        names = self.io.output_names
+        outputs_order, _ = output_order(names, [o.name for o in info.outputs])
+        matched = [info.outputs[k].name for k in outputs_order]
+        reach = [info.output_ranges[k] for k in outputs_order] if info.output_ranges else []
+        measured = OutputsAccumulator.create(names, matched, Measures(), reach)
         for inputs, y, ref in zip(self.batches, self.labels, self.references, strict=True):
             out = self.worker.feed([inputs[i] for i in self.order]).get()
-            task.update(out[0], y, ref[0])
-            errors.update(ref, out)
-        value = task.value
+            measured.update(ref, [out[k] for k in outputs_order], y)
+        outputs = measured.results()
+        budget = self.budget
+        chosen = budgeted(outputs, budget.outputs)
+        drops = [d for o in chosen if (d := number(o.metrics.get("drop"))) is not None]
+        agreements = [o.agreement for o in chosen if o.agreement is not None]
+        lost = lost_outputs(decision_findings(outputs))
         return {
-            "metric": value,
-            "drop": drop(self.kind, self.reference_metric, value, self.power),
-            "agreement": errors.metrics()["agreement"],
+            "metric": outputs[0].metrics.get("task_value"),
+            "drop": max(drops, default=None),  # the worst budgeted output's
+            "agreement": min(agreements, default=None),
+            "lost": sorted(lost & {o.name for o in chosen}),
+            "broken": output_breaks(
+                outputs, budget.max_drop, budget.min_agreement, budget.outputs, lost
+            ),
             "latency_ms": self.worker.result().get().latency_ms,  # of the first sample fed
             "size_bytes": len(content),
         }
@@ -112,7 +138,7 @@ def fix(
     and data with keywords naming fields of ``ModelSpec``, ``DataSpec`` and ``FixOptions``
     (``fix("model.keras", data="eval.npz", max_drop=1.0, out="fixed.tflite")``)."""
     model, data, options = from_keywords("fix", model, data, options, FixOptions, keywords)
-    budget = Budget(options.max_drop, options.min_agreement)
+    budget = Budget(options.max_drop, options.min_agreement, options.budget_outputs)
     progress = progress or no_progress
     # Started first (its TensorFlow import overlaps with loading): a converter crash on one
     # recipe then skips that recipe instead of ending the process.
@@ -169,7 +195,6 @@ class _Search:
     ) -> None:
         self.converter, self.source, self.prepared = converter, source, prepared
         self.variants, self.budget, self.progress = variants, budget, progress
-        self.kind = task_kind(prepared.binding.dataset.labels)
         self.trials: list[Trial] = []
         self.contents: dict[str, bytes] = {}
         self.skipped: dict[str, str] = {}
@@ -201,13 +226,14 @@ class _Search:
         """A bench over ``rows`` with the reference's outputs cached (on the search bench's
         worker, renewed if a trial crashed the first one)."""
         batches, labels = [], []
-        for x, y in self.prepared.binding.batches(rows, BATCH_ROWS):
+        io = self.source.io
+        for x, y in self.prepared.binding.labelled_batches(rows, BATCH_ROWS, io.output_names):
             batches.append(x)
             labels.append(y)
         references = [self.source.predict(b) for b in batches]
         if worker is None:
             worker = self._bench().worker
-        return _Bench(worker, batches, labels, references, self.kind, self.order)
+        return _Bench(worker, batches, labels, references, io, self.order, self.budget)
 
     def _bench(self) -> _Bench:
         if self.bench is None:
@@ -224,7 +250,7 @@ class _Search:
             m["metric"],
             m["drop"],
             m["agreement"],
-            self.budget.met(m["drop"], m["agreement"]),
+            self.budget.met(m["drop"], m["agreement"], m["lost"]),
         )
         self.trials.append(t)
         self.contents[t.name] = content
@@ -312,10 +338,10 @@ class _Search:
         self.progress("explaining before and after", 0, 1)
         plain = self.contents.get("int8", self.contents[trials[0].name])
         before, after = _before_after(self.source, self.prepared, held_rows, plain, content)
-        numbers = {k: held[k] for k in ("metric", "drop", "agreement")}
+        numbers = {k: held.get(k) for k in ("metric", "drop", "agreement", "lost", "broken")}
         return FixResult(
             model=self.source.path,
-            metric_name=self.kind,
+            metric_name=self._bench().kind,
             reference_metric=self._bench().reference_metric,
             budget=self.budget,
             prefer=options.prefer,
@@ -340,7 +366,7 @@ def _held_out(bench: _Bench, content: bytes) -> dict[str, Any]:
     try:
         return bench.measure(content)
     except InterpreterError as exc:
-        return {"metric": None, "drop": None, "agreement": None, "error": str(exc)}
+        return {"metric": None, "drop": None, "agreement": None, "lost": [], "error": str(exc)}
 
 
 def _before_after(
@@ -355,10 +381,11 @@ def _before_after(
 
     from liteparity.diagnose.explain import explain
 
-    inputs, labels = prepared.binding.take(rows)
+    inputs, _ = prepared.binding.take(rows)
     arrays: dict[str, Any] = dict(zip(source.io.input_names, inputs, strict=True))
-    if labels is not None:
-        arrays["y"] = labels
+    names = source.io.output_names
+    for name, y in prepared.binding.dataset.labels_for(names).items():
+        arrays["y" if name == names[0] else f"{OUTPUT_LABEL_PREFIX}{name}"] = y[rows]
     with tempfile.TemporaryDirectory(prefix="liteparity-fix-") as tmp:
         paths = [Path(tmp) / "before.tflite", Path(tmp) / "after.tflite"]
         for path, content in zip(paths, (plain, winner), strict=True):

@@ -93,7 +93,7 @@ def _confirm(
     held = measure(first)
     broke: dict[str, dict[str, Any]] = {}
     winner = first
-    while met and not budget.met(held["drop"], held["agreement"]):
+    while met and not budget.met(held["drop"], held["agreement"], held.get("lost") or ()):
         broke[winner.name] = held
         winner, reason, met = _choose(trials, budget, prefer, skip=broke)
         if not met:  # every trial within the budget broke it on held-out data

@@ -53,6 +53,9 @@ def findings_view(result: CheckResult) -> Any:
             line = Text.assemble(
                 (f"[{f.severity.value}] ", STYLE[f.severity]), (f"{f.id}: ", "bold"), f.summary
             )
+            hurt = f.evidence.get("outputs")
+            if len(c.outputs) > 1 and hurt:  # which outputs it hurts, when there is a choice
+                line.append(f" (hurts {', '.join(map(str, hurt))})", style="dim")
             parts.append(Padding(line, (0, 0, 0, 2)))
             if f.severity is not Severity.INFO:  # info findings need no action
                 parts.append(Padding(Text(f"fix: {f.fix}", style="cyan"), (0, 0, 0, 4)))

@@ -8,19 +8,30 @@ from typing import Any
 from liteparity.report.table import _num
 from liteparity.results.check import CheckResult, OutputResult
 
-OUTPUT_COLUMNS = ("candidate", "output", "kind", "task", "agreement", "max|err|", "SQNR dB")
+OUTPUT_COLUMNS = (
+    "candidate",
+    "output",
+    "kind",
+    "task",
+    "drop",
+    "agreement",
+    "max|err|",
+    "SQNR dB",
+)
 
 
 def _task(o: OutputResult) -> str:
     """The task numbers of one output, by kind, in a few words."""
     m = o.metrics
     parts: list[str] = []
-    if o.kind in ("flag", "scores"):
+    if o.kind in ("flag", "scores", "detections"):
         parts.append(f"positives {m.get('reference_positives')}→{m.get('candidate_positives')}")
-        if o.kind == "scores":
+        if o.kind != "flag":
             parts.append(f"P {_num(m.get('precision'), '.2f')} R {_num(m.get('recall'), '.2f')}")
             if "top_box_iou" in m:
                 parts.append(f"top box IoU {_num(m.get('top_box_iou'), '.3f')}")
+            if "matched_iou_mean" in m:
+                parts.append(f"matched IoU {_num(m.get('matched_iou_mean'), '.3f')}")
     elif o.kind == "mask":
         mean, worst = _num(m.get("iou_mean"), ".3f"), _num(m.get("iou_worst"), ".3f")
         parts.append(f"IoU {mean} (worst {worst})")
@@ -37,6 +48,13 @@ def _task(o: OutputResult) -> str:
     return " · ".join(parts)
 
 
+def _drop(o: OutputResult) -> str:
+    """What ``--max-drop`` reads for this output: accuracy points, else % (of MSE)."""
+    value = _num(o.metrics.get("drop"), ".2f")
+    unit = " pt" if o.metrics.get("task_metric") == "accuracy" else " %"
+    return value if value == "–" else value + unit
+
+
 def output_cells(name: str, o: OutputResult) -> list[str]:
     matched = o.name if o.matched == o.name else f"{o.name} ← {o.matched}"
     return [
@@ -44,6 +62,7 @@ def output_cells(name: str, o: OutputResult) -> list[str]:
         matched,
         o.kind,
         _task(o),
+        _drop(o),
         _num(o.agreement, ".4f"),
         _num(o.metrics.get("max_abs_error")),
         _num(o.sqnr_db, ".1f"),

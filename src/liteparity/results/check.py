@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -79,16 +79,17 @@ class Metric:
         return {"name": self.name, "value": plain["value"], "special": special.get("value")}
 
 
-def non_finite_finding(share: float) -> Finding:
+def non_finite_finding(share: float, outputs: Sequence[str] | None = None) -> Finding:
     """The ``non-finite`` finding of a candidate whose outputs hold NaN or Inf (``share`` of
-    its output values): an error, whatever the other numbers say (they are NaN or mean
-    nothing), and it breaks any budget."""
+    its output values; ``outputs``: those that hold them, when known): an error, whatever the
+    other numbers say (they are NaN or mean nothing), and it breaks any budget."""
+    where = f" (output {', '.join(outputs)})" if outputs else ""
     return Finding(
         id="non-finite",
         severity=Severity.ERROR,
         verdict="NaN or Inf outputs",
-        summary=f"{share:.2%} of the candidate's output values are NaN or Inf",
-        evidence={"share": share},
+        summary=f"{share:.2%} of the candidate's output values are NaN or Inf{where}",
+        evidence={"share": share, **({"outputs": list(outputs)} if outputs else {})},
         fix="check the conversion recipe (float16 overflow, bad calibration ranges) and the "
         "model's numerics on this data",
     )
@@ -355,52 +356,84 @@ class CheckResult:
         self,
         max_drop: float | None = None,
         min_agreement: float | None = None,
-        outputs: Sequence[str] | None = None,
+        budget_outputs: Sequence[str] | None = None,
     ) -> list[str]:
         """Why each candidate breaks the budget, one line each (empty: all within budget).
-        ``--min-agreement`` applies to each output in ``outputs`` (default: every output with
-        a task metric that has an agreement) and names the broken one; a budgeted output with
-        a ``decision-lost`` finding breaks the budget too."""
+        ``--max-drop`` and ``--min-agreement`` apply to each output in ``budget_outputs``
+        (default: every output with a task metric), each against its own labels, and the line
+        names the broken output; a budgeted output with a ``decision-lost`` finding breaks
+        the budget too. A candidate measured without a reference has its headline only."""
         lines = []
         for c in self.candidates:
             if c.status != "measured":
                 continue
-            budget = max_drop is not None or min_agreement is not None
+            budget = max_drop is not None or min_agreement is not None or budget_outputs is not None
             if budget and c.non_finite_share:
                 lines.append(f"{c.name}: {c.non_finite_share:.2%} of its outputs are NaN or Inf")
             if budget and any(f.id == "unset-variables" for f in c.findings):
                 lines.append(f"{c.name}: it reads variables nothing sets (outputs undefined)")
-            if max_drop is not None and c.drop is not None and c.drop > max_drop:
-                unit = "accuracy points" if c.metric and c.metric.name == ACCURACY else "%"
-                lines.append(f"{c.name}: drop {c.drop:.2f} {unit} > --max-drop {max_drop}")
-            budget = max_drop is not None or min_agreement is not None or outputs is not None
-            lines += _output_violations(c, min_agreement, outputs, budget)
+            if not c.outputs:
+                headline = _headline_breaks(c, max_drop, min_agreement)
+                lines += [f"{c.name}: {line}" for line in headline]
+                continue
+            lost = lost_outputs(c.findings)
+            broken = output_breaks(c.outputs, max_drop, min_agreement, budget_outputs, lost)
+            lines += [f"{c.name}: {line}" for line in broken if budget]
         return lines
 
 
-def _output_violations(
-    c: CandidateResult, min_agreement: float | None, names: Sequence[str] | None, budget: bool
+def _headline_breaks(
+    c: CandidateResult, max_drop: float | None, min_agreement: float | None
 ) -> list[str]:
-    if not c.outputs:  # measured without a reference: the headline is all there is
-        if min_agreement is not None and c.agreement is not None and c.agreement < min_agreement:
-            return [f"{c.name}: agreement {c.agreement:.4f} < --min-agreement {min_agreement}"]
-        return []
-    known = [o.name for o in c.outputs]
+    lines = []
+    if max_drop is not None and c.drop is not None and c.drop > max_drop:
+        unit = "accuracy points" if c.metric and c.metric.name == ACCURACY else "%"
+        lines.append(f"drop {c.drop:.2f} {unit} > --max-drop {max_drop}")
+    if min_agreement is not None and c.agreement is not None and c.agreement < min_agreement:
+        lines.append(f"agreement {c.agreement:.4f} < --min-agreement {min_agreement}")
+    return lines
+
+
+def lost_outputs(findings: Sequence[Finding]) -> set[str]:
+    """The outputs named by ``decision-lost`` findings."""
+    return {str(f.evidence.get("output")) for f in findings if f.id == "decision-lost"}
+
+
+def budgeted(
+    outputs: Sequence[OutputResult], names: Sequence[str] | None
+) -> list[OutputResult]:
+    """The outputs a budget applies to: those ``names`` names, else every output with a task
+    metric of its own (not a detector's boxes, classes and count: their detections output
+    carries the task)."""
+    known = [o.name for o in outputs]
     unknown = sorted(set(names or ()) - set(known))
     if unknown:
         raise UsageError(f"--budget-output {', '.join(unknown)}: the model has outputs {known}")
-    budgeted = [o for o in c.outputs if names is None or o.name in names]
+    if names is not None:
+        return [o for o in outputs if o.name in names]
+    return [o for o in outputs if "part_of" not in o.metrics]
+
+
+def output_breaks(
+    outputs: Sequence[OutputResult],
+    max_drop: float | None,
+    min_agreement: float | None,
+    names: Sequence[str] | None = None,
+    lost: Collection[str] = (),
+) -> list[str]:
+    """How the budgeted outputs (``names``; default every output with a task metric) break
+    the budget, one line each naming the output (the name is left out for a model with one
+    output): its own drop (``--max-drop``), its agreement (``--min-agreement``), or its lost
+    decisions. What ``check``'s exit code and ``fix``'s search both read."""
     lines = []
-    if min_agreement is not None:
-        for o in budgeted:
-            if o.agreement is not None and o.agreement < min_agreement:
-                label = f"output {o.name} " if len(c.outputs) > 1 else ""
-                lines.append(
-                    f"{c.name}: {label}agreement {o.agreement:.4f} < --min-agreement "
-                    f"{min_agreement}"
-                )
-    lost = {f.evidence.get("output") for f in c.findings if f.id == "decision-lost"}
-    for o in budgeted:
-        if o.name in lost and budget:
-            lines.append(f"{c.name}: output {o.name} lost its decisions (decision-lost)")
+    for o in budgeted(outputs, names):
+        label = f"output {o.name} " if len(outputs) > 1 else ""
+        drop = number(o.metrics.get("drop"))
+        if max_drop is not None and drop is not None and drop > max_drop:
+            unit = "accuracy points" if o.metrics.get("task_metric") == ACCURACY else "%"
+            lines.append(f"{label}drop {drop:.2f} {unit} > --max-drop {max_drop}")
+        if min_agreement is not None and o.agreement is not None and o.agreement < min_agreement:
+            lines.append(f"{label}agreement {o.agreement:.4f} < --min-agreement {min_agreement}")
+        if o.name in lost:
+            lines.append(f"output {o.name} lost its decisions (decision-lost)")
     return lines

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,16 +14,25 @@ from liteparity.plain import json_number, strict_json
 
 @dataclass(frozen=True)
 class Budget:
-    """What the user accepts: points lost (accuracy, or % MSE) and top-1 agreement."""
+    """What the user accepts: points lost (accuracy, or % MSE) and agreement, for each output
+    in ``outputs`` on its own (None: every output with a task metric)."""
 
     max_drop: float | None = 1.0
     min_agreement: float | None = None
+    outputs: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.max_drop is None and self.min_agreement is None:
             raise UsageError("give a budget: --max-drop and/or --min-agreement")
 
-    def met(self, drop: float | None, agreement: float | None) -> bool:
+    def met(
+        self, drop: float | None, agreement: float | None, lost: Collection[str] = ()
+    ) -> bool:
+        """Whether the worst budgeted output's ``drop``, the lowest budgeted ``agreement``
+        and the budgeted outputs that ``lost`` their decisions (``decision-lost``) are
+        within the budget."""
+        if lost:
+            return False
         if self.max_drop is not None and (drop is None or drop > self.max_drop):
             return False
         return not (
@@ -92,7 +102,8 @@ class FixResult:
 
     @property
     def held_out_met(self) -> bool:
-        return self.budget.met(self.held_out.get("drop"), self.held_out.get("agreement"))
+        held = self.held_out
+        return self.budget.met(held.get("drop"), held.get("agreement"), held.get("lost") or ())
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -102,6 +113,7 @@ class FixResult:
             "budget": {
                 "max_drop": self.budget.max_drop,
                 "min_agreement": self.budget.min_agreement,
+                "outputs": list(self.budget.outputs) if self.budget.outputs else None,
             },
             "prefer": self.prefer,
             "winner": self.winner.to_dict(),
