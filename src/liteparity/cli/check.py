@@ -12,7 +12,15 @@ from typing import Annotated, Any
 import typer
 
 from liteparity.cli.groups import uses
-from liteparity.cli.options import data_options, model_options, output_options, split_names
+from liteparity.cli.options import (
+    Engine,
+    RayAddress,
+    Shards,
+    data_options,
+    model_options,
+    output_options,
+    split_names,
+)
 from liteparity.cli.output import Output, err, progress_bar, save
 from liteparity.errors import UsageError
 from liteparity.specs import CheckOptions, DataSpec, ModelSpec
@@ -91,6 +99,9 @@ def check_options(
             "landmarks, mask, scores; e.g. Identity=landmarks:dims=3). Repeatable.",
         ),
     ] = None,
+    engine: Engine = CheckOptions.engine,
+    ray_address: RayAddress = None,
+    shards: Shards = None,
 ) -> CheckOptions:
     """The options of check and explain → ``CheckOptions``."""
     from liteparity.convert.recipes import LegacySettings
@@ -110,6 +121,9 @@ def check_options(
         resume,
         qat_epochs,
         output_metrics=tuple(metric or ()),
+        engine=engine,
+        ray_address=ray_address,
+        shards=shards,
     )
 
 

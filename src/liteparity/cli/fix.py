@@ -8,7 +8,14 @@ from typing import Annotated
 import typer
 
 from liteparity.cli.groups import uses
-from liteparity.cli.options import data_options, model_options, output_options
+from liteparity.cli.options import (
+    Engine,
+    RayAddress,
+    Shards,
+    data_options,
+    model_options,
+    output_options,
+)
 from liteparity.cli.output import Output, err, progress_bar, wrote
 from liteparity.specs import DataSpec, FixOptions, ModelSpec
 
@@ -35,9 +42,22 @@ def fix_options(
     out: Annotated[
         Path | None, typer.Option(metavar="PATH", help="Write the chosen .tflite here.")
     ] = None,
+    engine: Engine = FixOptions.engine,
+    ray_address: RayAddress = None,
+    shards: Shards = None,
 ) -> FixOptions:
     """The options of fix → ``FixOptions``."""
-    return FixOptions(max_drop, min_agreement, prefer, integer_only, qat_epochs, out)
+    return FixOptions(
+        max_drop,
+        min_agreement,
+        prefer,
+        integer_only,
+        qat_epochs,
+        out,
+        engine=engine,
+        ray_address=ray_address,
+        shards=shards,
+    )
 
 
 @uses(model=model_options, data=data_options, options=fix_options, output=output_options)

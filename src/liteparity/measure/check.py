@@ -16,13 +16,14 @@ from typing import Any
 
 import numpy as np
 
+from liteparity._tf import debugging
 from liteparity.convert.candidates import Candidate, _read_candidate
 from liteparity.convert.process import Converter
 from liteparity.convert.produce import Producer
 from liteparity.convert.qat import quantization_aware
 from liteparity.convert.recipes import Recipe, resolve
 from liteparity.data.binding import Binding, IOSpec
-from liteparity.data.prepare import Calibration, _labelled, prepare_data
+from liteparity.data.prepare import BATCH_ROWS, Calibration, _labelled, prepare_data
 from liteparity.errors import DataError, LiteparityError, NotApplicable
 from liteparity.files import write_atomic
 from liteparity.measure.evaluate import Hook, _evaluate
@@ -33,6 +34,7 @@ from liteparity.reference.base import Source
 from liteparity.reference.loader import load_spec
 from liteparity.reference.tflite import TFLiteSource
 from liteparity.results.check import CandidateResult, CheckResult, ReferenceResult
+from liteparity.runtime.engine import Engine, open_engine
 from liteparity.specs import CheckOptions, DataSpec, ModelSpec, from_keywords
 
 
@@ -72,6 +74,7 @@ def run(
     """``check`` with an optional ``Hook``: the one pipeline behind check and explain."""
     progress = progress or no_progress
     measures = Measures.parse(options.output_metrics, options.metric)  # a typo fails first
+    engine = open_engine(options, debug=debugging())  # a missing Ray fails before any work
     candidates = list(options.candidates)
     # Started first: its TensorFlow import overlaps with loading the model and the data (with
     # ``resume``, only when a model is not in the cache).
@@ -115,14 +118,17 @@ def run(
             trained,
             options.qat_epochs,
         )
-        run_on = _Measured(reference_source, source.io, binding, eval_rows, progress, measures)
+        run_on = _Measured(
+            reference_source, source.io, binding, eval_rows, progress, measures, engine
+        )
         reference, results = run_on.candidates(
             [*converted, *user_files], resumed, hook, calibration, converter
         )
     finally:
         converter.close()
         source.close()
-    return CheckResult(reference, prepared.to_dict(), results)
+    described = engine.describe(len(eval_rows), BATCH_ROWS)
+    return CheckResult(reference, prepared.to_dict(), results, engine=described)
 
 
 @dataclass(frozen=True)
@@ -136,6 +142,7 @@ class _Measured:
     rows: np.ndarray
     progress: Progress
     measures: Measures
+    engine: Engine
 
     def candidates(
         self,
@@ -164,6 +171,7 @@ class _Measured:
                 self.progress,
                 hook,
                 self.measures,
+                self.engine,
             )
             if resumed:
                 resumed.keep(todo, results, reference, hook)

@@ -4,6 +4,7 @@ and fold the outputs into running metrics."""
 from __future__ import annotations
 
 import os
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -35,10 +36,10 @@ from liteparity.results.check import (
     ReferenceResult,
     non_finite_finding,
 )
-from liteparity.runtime.jobs import Reply
+from liteparity.runtime.engine import Engine, LocalEngine
+from liteparity.runtime.jobs import BaseWorker, Reply
 from liteparity.runtime.model_jobs import ModelInfo, RunModel
-from liteparity.runtime.shared import SharedInputs, SharedSlots
-from liteparity.runtime.worker import Worker
+from liteparity.runtime.shared import SharedInputs
 
 
 @dataclass
@@ -46,10 +47,11 @@ class _Run:
     """One candidate's worker and running statistics during evaluation."""
 
     candidate: Candidate
-    worker: Worker | None
+    worker: BaseWorker | None
     threads: int = 1
     info: ModelInfo | None = None
-    reply: Reply | None = None  # the candidate's start, then the batch in flight
+    #: the candidate's start, then the batches in flight, oldest first
+    replies: deque[Reply] = field(default_factory=deque)
     order: list[int] = field(default_factory=list)
     #: for each reference output, the index of the candidate output matched to it
     output_order: list[int] = field(default_factory=list)
@@ -140,7 +142,7 @@ def output_order(
     )
 
 
-def _start(candidate: Candidate, kind: str, threads: int, anatomy: bool) -> _Run:
+def _start(candidate: Candidate, kind: str, threads: int, anatomy: bool, engine: Engine) -> _Run:
     """Start loading the candidate in its worker (without waiting: they load at once)."""
     run = _Run(
         candidate,
@@ -154,16 +156,16 @@ def _start(candidate: Candidate, kind: str, threads: int, anatomy: bool) -> _Run
         return run
     if candidate.content is None:  # a candidate has its bytes or the error that kept them
         raise InternalError(f"candidate {candidate.name} has neither a model nor an error")
-    run.worker = Worker(candidate.name)
+    run.worker = engine.worker(candidate.name)
     job = RunModel(candidate.content, threads, tune=True, latency=True, anatomy=anatomy)
-    run.reply = run.worker.start(job)
+    run.replies.append(run.worker.start(job))
     return run
 
 
 def _loaded(run: _Run, io: IOSpec, measures: Measures) -> None:
     """Wait for the candidate's model and check that it fits the reference's inputs and
     outputs."""
-    info = run.info = run.reply.get()  # type: ignore[union-attr]
+    info = run.info = run.replies.popleft().get()
     run.order = input_order(io.input_names, [i.name for i in info.inputs])
     run.output_order, warning = output_order(io.output_names, [o.name for o in info.outputs])
     if warning:
@@ -182,9 +184,13 @@ def _evaluate(
     progress: Progress,
     hook: Hook | None = None,
     measures: Measures | None = None,
+    engine: Engine | None = None,
 ) -> tuple[ReferenceResult | None, tuple[CandidateResult, ...]]:
-    """Stream ``rows`` through the reference (if any) and every candidate. Workers get batch
-    k+1 before the main process folds batch k into the statistics, so they are never idle."""
+    """Stream ``rows`` through the reference (if any) and every candidate. Workers get the
+    next batches (``engine.ahead`` of them) before the main process folds batch k into the
+    statistics, so they are never idle; the folding is in order whatever the engine, so its
+    numbers are too."""
+    engine = engine or LocalEngine()
     kind = task_kind(binding.dataset.labels)
     if source is None and kind == MSE_VS_REFERENCE:
         kind = NO_TASK  # a lone model without labels: only findings, no task metric
@@ -193,34 +199,44 @@ def _evaluate(
     progress("starting interpreters", 0, total)
     batches = binding.batches(rows, BATCH_ROWS)
     first = next(batches)
-    current: tuple[list[np.ndarray], np.ndarray | None] | None = first
     if source is not None:
         source.warm_up(first[0])
-    # Candidates and the reference run at once: share the cores between them.
-    threads = max(1, (os.cpu_count() or 1) // (len(candidates) + 1))
+    # Candidates and the reference run at once here: share the cores between them (an
+    # actor on a cluster has its own).
+    local = max(1, (os.cpu_count() or 1) // (len(candidates) + 1))
+    threads = local if isinstance(engine, LocalEngine) else 1
     runs: list[_Run] = []
-    slots = SharedSlots()
+    store = engine.batches()
+    pending: deque[tuple[list[np.ndarray], np.ndarray | None, Any]] = deque()
+
+    def send(batch: tuple[list[np.ndarray], np.ndarray | None], wait: bool = False) -> None:
+        pending.append((*batch, store.put(batch[0])))
+        _submit(runs, pending[-1][2], wait)
+
+    def fill() -> None:
+        """Batches in flight up to the engine's ``ahead`` beyond the one read next."""
+        while len(pending) <= engine.ahead and (batch := next(batches, None)) is not None:
+            send(batch)
+
     try:
         for c in candidates:  # one by one: a failure leaves the started ones to `finally`
-            runs.append(_start(c, kind, threads, hook is not None and hook.anatomy))
+            runs.append(_start(c, kind, threads, hook is not None and hook.anatomy, engine))
         for run in runs:
             _guard(run, lambda r: _loaded(r, io, measures or Measures()))
         if hook is not None:
             hook.ready(runs)
-        shared = slots.put(first[0])
         # One candidate at a time on the first batch: each times batch sizes on it.
-        _submit(runs, shared, wait=True)
+        send(first, wait=True)
+        fill()
         done = 0
-        while current is not None:
-            inputs, labels = current
-            reference = source.predict(inputs, shared) if source is not None else None
+        while pending:
+            inputs, labels, shared = pending.popleft()
+            on_disk = shared if isinstance(shared, SharedInputs) else None
+            reference = source.predict(inputs, on_disk) if source is not None else None
             outputs = _collect(runs, reference)
             if kind == ACCURACY:
                 _check_labels(labels, reference, outputs)
-            current = next(batches, None)
-            if current is not None:
-                shared = slots.put(current[0])
-                _submit(runs, shared)
+            fill()  # after the collect: the batch's slot is free again
             _fold(reference_task, reference, outputs, labels)
             if hook is not None:
                 hook.batch(inputs, reference, outputs)
@@ -232,7 +248,7 @@ def _evaluate(
             progress("diagnosing", total, total)
             hook.finish(runs, binding, rows)
     finally:
-        slots.close()
+        store.close()
         for run in runs:
             if run.worker is not None:
                 run.worker.close()
@@ -300,11 +316,13 @@ def _guard(run: _Run, action: Callable[[_Run], None]) -> None:
             run.fail(exc)
 
 
-def _submit(runs: list[_Run], inputs: SharedInputs, wait: bool = False) -> None:
+def _submit(runs: list[_Run], inputs: Any, wait: bool = False) -> None:
+    """Send a batch (``SharedInputs`` or ``RayInputs``: the engine's) to every live run."""
+
     def feed(run: _Run) -> None:
-        run.reply = run.worker.feed(inputs.select(run.order))  # type: ignore[union-attr]
+        run.replies.append(run.worker.feed(inputs.select(run.order)))  # type: ignore[union-attr]
         if wait:
-            run.reply.get()
+            run.replies[-1].get()
 
     for run in runs:
         _guard(run, feed)
@@ -317,7 +335,7 @@ def _collect(
     outputs: list[tuple[_Run, list[np.ndarray]]] = []
 
     def receive(run: _Run) -> None:
-        out = run.reply.get()  # type: ignore[union-attr]
+        out = run.replies.popleft().get()
         out = [out[k] for k in run.output_order]  # in the reference's order, matched by name
         if reference is not None:
             _check_shapes(reference, out)
@@ -332,6 +350,7 @@ def _finish(run: _Run) -> None:
     """End the candidate's run: the batch size it ran at, and its latency."""
     summary = run.worker.result().get()  # type: ignore[union-attr]
     run.batch_size, run.latency_ms = summary.batch_size, summary.latency_ms
+    run.warnings.extend(run.worker.retried)  # type: ignore[union-attr]
 
 
 def _check_shapes(reference: list[np.ndarray], outputs: list[np.ndarray]) -> None:
