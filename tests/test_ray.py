@@ -5,6 +5,7 @@ retried elsewhere with the same numbers, and closing a busy worker cancelling it
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,10 @@ def cluster() -> Iterator[Any]:
     """Two Ray nodes on this machine (a head and a worker), joined by this process."""
     from ray.cluster_utils import Cluster
 
-    c = Cluster(initialize_head=True, head_node_args={**NODE, "include_dashboard": False})
+    # A lost node is noticed in a second or two, not the default half minute.
+    quick = {"health_check_period_ms": 500, "health_check_failure_threshold": 3}
+    head = {**NODE, "include_dashboard": False, "_system_config": quick}
+    c = Cluster(initialize_head=True, head_node_args=head)
     c.add_node(**NODE)
     c.wait_for_nodes()
     ray.init(address=c.address, log_to_driver=False, logging_level=logging.ERROR)
@@ -74,7 +78,7 @@ def test_check_on_ray_gives_the_local_numbers(
             "engine": "ray",
             "nodes": 2,
             "shards": shards,
-            "shard_rows": min(rows, -(-(-(-rows // 256)) // shards) * 256),
+            "shard_rows": min(rows, math.ceil(math.ceil(rows / 256) / shards) * 256),
         }
         assert remote.reference == local.reference
         for a, b in zip(local.candidates, remote.candidates, strict=True):
@@ -136,3 +140,58 @@ def test_closing_a_busy_worker_kills_its_actors(
     for actor in actors:
         with pytest.raises(ray.exceptions.RayActorError):
             ray.get(actor.call.remote("result", None), timeout=60)
+
+
+@pytest.mark.slow
+def test_explain_on_ray_gives_the_local_findings(
+    cluster: Any, outlier_cnn: Path, eval_npz: Path, cal_npz: Path
+) -> None:
+    """The planted outlier channel is found on Ray as here: the tensor statistics behind the
+    findings ran on the candidate's Ray worker."""
+    kwargs: dict[str, Any] = {"calibration_data": cal_npz, "recipes": ["int8"]}
+    local = liteparity.explain(outlier_cnn, data=eval_npz, **kwargs)
+    remote = liteparity.explain(outlier_cnn, data=eval_npz, **kwargs, **_engine(2))
+    assert [f.id for f in local.candidates[0].findings]  # the planted fault is named
+    _same(local.candidates[0].to_dict(), remote.candidates[0].to_dict())
+
+
+@pytest.mark.slow
+def test_fix_on_ray_tries_the_same_models_with_the_same_numbers(
+    cluster: Any, cnn: Path, eval_npz: Path, cal_npz: Path
+) -> None:
+    def numbers(result: Any) -> list[dict[str, Any]]:
+        return [{**t.to_dict(), "latency_ms": None, "pareto": None} for t in result.trials]
+
+    options = {"calibration_data": cal_npz, "max_drop": 0.0, "prefer": "size"}
+    local = liteparity.fix(cnn, data=eval_npz, **options)
+    remote = liteparity.fix(cnn, data=eval_npz, **options, **_engine(2))
+    assert numbers(remote) == numbers(local)
+    assert remote.held_out == local.held_out
+    assert [f.id for f in remote.after] == [f.id for f in local.after]
+    assert remote.engine is not None and remote.engine["nodes"] == 2
+
+
+@pytest.mark.slow
+def test_a_node_lost_mid_check_is_retried_with_the_local_numbers(
+    cluster: Any, cnn: Path, digits: Digits, int8_model: Path, tmp_path: Path
+) -> None:
+    """Last of the file: the cluster loses its worker node, then gets a new one."""
+    data = tmp_path / "big.npz"  # ten batches: most still to run when the node goes
+    np.savez(data, x=np.tile(digits.x_eval, (4, 1, 1, 1)), y=np.tile(digits.y_eval, 4))
+    kwargs: dict[str, Any] = {"recipes": ["float16"], "candidates": [int8_model]}
+    local = liteparity.check(cnn, data=data, **kwargs)
+    worker_node = next(iter(cluster.worker_nodes))
+
+    def lose_the_node(stage: str, done: int, total: int) -> None:
+        if stage == "evaluating" and worker_node in cluster.worker_nodes:
+            cluster.remove_node(worker_node)
+
+    try:
+        remote = liteparity.check(cnn, data=data, progress=lose_the_node, **kwargs, **_engine(2))
+    finally:
+        cluster.add_node(**NODE)
+        cluster.wait_for_nodes()
+    retried = [w for c in remote.candidates for w in c.warnings if "retried" in w]
+    assert retried, "no batch ran again: the node took nothing with it"
+    for a, b in zip(local.candidates, remote.candidates, strict=True):
+        _same(a.to_dict(), b.to_dict())

@@ -33,7 +33,11 @@ from liteparity.runtime.jobs import BaseWorker, Job, JobHost, check_job
 INSTALL = "--engine ray needs Ray, which is not installed: pip install 'liteparity[ray]'"
 
 #: Times one worker replaces a dead actor before it gives up on its model.
-RETRIES = 3
+RETRIES = 5
+
+
+#: Idle actors by the Ray job (this process's connection) they belong to.
+_IDLE: dict[str, list[Any]] = {}
 
 
 def _ray() -> Any:
@@ -101,7 +105,8 @@ class RayEngine:
         self.ray, self.shards, self.nodes = ray, shards, nodes
         self.ahead = shards
         self._actor = ray.remote(JobActor).options(scheduling_strategy="SPREAD", max_restarts=0)
-        self._idle: list[Any] = []
+        # kept between runs of this process on this cluster (a new connection: new actors)
+        self._idle = _IDLE.setdefault(ray.get_runtime_context().get_job_id(), [])
 
     @classmethod
     def connect(cls, address: str | None, shards: int | None, debug: bool) -> RayEngine:
@@ -222,21 +227,14 @@ class RayWorker(BaseWorker):
 
     def _answer(self, sent: _Sent, i: int, doing: str) -> tuple[str, Any]:
         """Actor ``sent.actors[i]``'s answer, its batch run again on a new actor if it died."""
-        exceptions = self._ray.exceptions
-        lost = (exceptions.RayActorError, exceptions.ObjectLostError)
         while True:
             try:
                 answer: tuple[str, Any] = self._ray.get(sent.refs[i])
                 return answer
-            except lost as exc:
-                if len(self.retried) >= RETRIES:
-                    raise InterpreterError(
-                        f"{self.kind} lost on Ray {RETRIES + 1} times while {doing}: "
-                        f"{errors.first_line(exc)}"
-                    ) from None
+            except self._lost as exc:
                 k = sent.actors[i]
-                self._replace(k)
-                self.retried.append(f"shard {k} of {self.name}: actor lost while {doing}, retried")
+                self._fault(exc, f"shard {k} of {self.name}: actor lost while {doing}")
+                self._replace(k, doing)
                 sent.refs[i] = self._call(k, sent.message)
                 # this actor's later calls were sent to the dead one: send them again
                 for later in self._sent:
@@ -244,13 +242,40 @@ class RayWorker(BaseWorker):
                         if other == k:
                             later.refs[j] = self._call(k, later.message)
 
-    def _replace(self, k: int) -> None:
-        """A new actor for shard ``k``, running the current job (its start answer is read
-        so that a job that cannot start says so here)."""
-        self._engine.release(self._actors[k], idle=False)
-        self._actors[k] = self._engine.actor()
-        if self._job is not None:
-            self._ray.get(self._actors[k].call.remote("start", self._job_ref))
+    @property
+    def _lost(self) -> tuple[type[Exception], ...]:
+        exceptions = self._ray.exceptions
+        return (
+            exceptions.RayActorError,  # its process or node died
+            exceptions.ActorUnavailableError,  # its node is going: the call may never answer
+            exceptions.ObjectLostError,
+        )
+
+    def _fault(self, exc: Exception, what: str) -> None:
+        """Note a lost actor, or give up on the model after ``RETRIES``."""
+        if len(self.retried) >= RETRIES:
+            raise InterpreterError(
+                f"{self.kind} lost on Ray {RETRIES + 1} times, last {what}: "
+                f"{errors.first_line(exc)}"
+            ) from None
+        self.retried.append(f"{what}, retried")
+
+    def _replace(self, k: int, doing: str) -> None:
+        """A new actor for shard ``k``, running the current job (its start is waited for: a
+        job that cannot start says so here, a new actor on a dying node is replaced too)."""
+        while True:
+            self._engine.release(self._actors[k], idle=False)
+            self._actors[k] = self._engine.actor()
+            if self._job is None:
+                return
+            try:
+                status, value = self._ray.get(self._actors[k].call.remote("start", self._job_ref))
+            except self._lost as exc:
+                self._fault(exc, f"shard {k} of {self.name}: new actor lost while {doing}")
+                continue
+            if status != "ok":
+                raise getattr(errors, status, InterpreterError)(value)
+            return
 
     def close(self) -> None:
         busy = bool(self._sent)
