@@ -120,7 +120,8 @@ class CheckOptions(EngineOptions):
     an earlier run, and the epochs of the ``qat`` recipe. ``output_metrics`` picks the kind of
     an output (``"OUTPUT=KIND[:options]"``, see ``liteparity.measure.kinds``) where the output
     cannot say it; ``metric`` is a user callable ``metric(reference_outputs,
-    candidate_outputs, labels) -> dict`` (outputs by name), run on every batch and averaged."""
+    candidate_outputs, labels) -> dict`` (outputs by name), run on every batch and averaged.
+    Where the candidates run: ``EngineOptions``."""
 
     recipes: tuple[str, ...] | None = None
     candidates: tuple[PathLike, ...] = ()
@@ -168,7 +169,7 @@ class FixOptions(EngineOptions):
     """``fix``'s budget (``max_drop`` accuracy points or % MSE, ``min_agreement``), what it
     prefers among the models that meet it (``size`` or ``latency``), whether only integer
     models qualify, the epochs of quantization-aware fine-tuning to try (0: none), and where
-    to write the winner (``out``)."""
+    to write the winner (``out``). Where the trials run: ``EngineOptions``."""
 
     max_drop: float | None = 1.0
     min_agreement: float | None = None

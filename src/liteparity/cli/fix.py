@@ -93,6 +93,8 @@ def fix(model: ModelSpec, data: DataSpec, options: FixOptions, output: Output) -
         top = findings[0] if findings else None
         words = f"{top.verdict} — {top.summary}" if top else "no issues found"
         output.console.print(f"{label}: {words}", highlight=False)
+    for line in (result.engine or {}).get("retried", []):  # a lost Ray actor's batches
+        output.console.print(f"engine: {line}", highlight=False)
     if result.out:
         wrote(result.out)
     output.save_json(result.to_json)

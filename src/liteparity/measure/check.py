@@ -2,9 +2,10 @@
 candidate on the same batches as the reference, and measure the gap.
 
 Pipeline: load the source → read and split the data → convert each recipe (calibrating on the
-calibration rows) → start one worker process per candidate → stream the evaluation rows batch
-by batch (reference outputs computed once per batch, shared by every candidate) → finish the
-running statistics into one ``CandidateResult`` per candidate.
+calibration rows) → start one worker per candidate (a process, or Ray actors:
+``runtime.engine``) → stream the evaluation rows batch by batch (reference outputs computed
+once per batch, shared by every candidate) → finish the running statistics into one
+``CandidateResult`` per candidate.
 """
 
 from __future__ import annotations
