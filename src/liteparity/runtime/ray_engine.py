@@ -207,8 +207,10 @@ class RayWorker(BaseWorker):
         if verb == "feed":
             targets = [self._turn % len(self._actors) if self._spread else 0]
             self._turn += 1
-        else:  # start and result go to every actor of the job; actor 0 answers
+        elif verb == "start":  # every actor of the job; actor 0 answers
             targets = list(range(len(self._actors) if self._spread else 1))
+        else:  # the result: actor 0's, which got the first batch (the others' are dropped)
+            targets = [0]
         sent = _Sent(targets, message, [])
         sent.refs = [self._call(k, message) for k in targets]
         self._sent.append(sent)
