@@ -26,6 +26,11 @@ from liteparity.errors import ConversionError, InternalError, first_line
 DEBUG_ENV = "LITEPARITY_DEBUG"
 
 
+def debugging() -> bool:
+    """Whether ``--debug`` asked for the logs of what liteparity runs (TensorFlow, Ray)."""
+    return bool(os.environ.get(DEBUG_ENV))
+
+
 def import_tensorflow() -> Any:
     """TensorFlow, imported on first use (it costs seconds) with its C++ chatter hushed: its
     absl start-up lines (oneDNN, CUDA, CPU features, and the device set-up's cuInit error on
@@ -33,7 +38,7 @@ def import_tensorflow() -> Any:
     ``TF_CPP_MIN_LOG_LEVEL`` cannot reach them, so the import and the device listing run with
     descriptor 2 silenced unless ``LITEPARITY_DEBUG`` is set. Import errors still raise."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if "tensorflow" in sys.modules or os.environ.get(DEBUG_ENV):
+    if "tensorflow" in sys.modules or debugging():
         import tensorflow as tf
 
         return tf

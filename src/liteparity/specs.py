@@ -84,8 +84,36 @@ class DataSpec:
             raise UsageError(f"--scale must be a positive number, got {self.scale}")
 
 
+#: Where evaluations run: this machine's worker processes, or a Ray cluster.
+ENGINES = ("local", "ray")
+
+
+@dataclass(frozen=True, kw_only=True)
+class EngineOptions:
+    """Where a verb's evaluations run (``check``, ``explain``, ``fix``): ``engine`` ``local``
+    (a worker process per model on this machine) or ``ray`` (actors on the Ray cluster at
+    ``ray_address``: ``auto``, ``ray://host:10001``, or None to join the one this process
+    already joined, else start one here); ``shards`` is how many actors share each model's
+    rows on Ray (default: one per CPU of the cluster)."""
+
+    engine: str = "local"
+    ray_address: str | None = None
+    shards: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise UsageError(f"--engine {self.engine!r}: expected local or ray")
+        if self.engine != "ray" and (self.ray_address is not None or self.shards is not None):
+            raise UsageError("--ray-address and --shards need --engine ray")
+        if self.ray_address is not None and not (
+            isinstance(self.ray_address, str) and self.ray_address.strip()
+        ):
+            raise UsageError(f"--ray-address must name a cluster, got {self.ray_address!r}")
+        _count("--shards", self.shards, 1)
+
+
 @dataclass(frozen=True)
-class CheckOptions:
+class CheckOptions(EngineOptions):
     """What ``check`` and ``explain`` compare: ``recipes`` to convert (``None``: every recipe
     that applies, unless ``candidates`` are given; ``()``: none), ``candidates`` (.tflite files
     you have), TF1 ``legacy`` settings, where to save converted models, whether to ``resume``
@@ -95,7 +123,8 @@ class CheckOptions:
     such as ``"4GB"``, ``"512MB"``; default: half the machine's memory). ``output_metrics``
     picks the kind of an output (``"OUTPUT=KIND[:options]"``, see ``liteparity.measure.kinds``)
     where the output cannot say it; ``metric`` is a user callable ``metric(reference_outputs,
-    candidate_outputs, labels) -> dict`` (outputs by name), run on every batch and averaged."""
+    candidate_outputs, labels) -> dict`` (outputs by name), run on every batch and averaged.
+    Where the candidates run: ``EngineOptions``."""
 
     recipes: tuple[str, ...] | None = None
     candidates: tuple[PathLike, ...] = ()
@@ -109,6 +138,7 @@ class CheckOptions:
     memory_limit: int | str | None = None
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         _set(self, "recipes", _names("--recipes", self.recipes))
         _count("--batch-size", self.batch_size, 1)
         if self.memory_limit is not None:
@@ -143,12 +173,13 @@ class LocateOptions:
 
 
 @dataclass(frozen=True)
-class FixOptions:
+class FixOptions(EngineOptions):
     """``fix``'s budget (``max_drop`` accuracy points or % MSE, ``min_agreement``), what it
     prefers among the models that meet it (``size`` or ``latency``), whether only integer
     models qualify, the epochs of quantization-aware fine-tuning to try (0: none), and where
     to write the winner (``out``). The budget applies to each output in ``budget_outputs``
-    on its own (default: every output with a task metric), as ``check``'s does."""
+    on its own (default: every output with a task metric), as ``check``'s does. Where the
+    trials run: ``EngineOptions``."""
 
     max_drop: float | None = 1.0
     min_agreement: float | None = None
@@ -159,6 +190,7 @@ class FixOptions:
     budget_outputs: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         for option, value in (
             ("--max-drop", self.max_drop),
             ("--min-agreement", self.min_agreement),

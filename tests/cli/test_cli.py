@@ -21,9 +21,11 @@ def invoke(*args: str):
 
 
 def test_help_and_light_modules_do_not_import_tensorflow() -> None:
+    """Nor Ray: only ``--engine ray`` imports it."""
     code = (
         "import sys\n"
         "import liteparity, liteparity.runtime.litemodel, liteparity.runtime.worker\n"
+        "import liteparity.runtime.engine\n"
         "import liteparity.qparams\n"
         "from typer.testing import CliRunner\n"
         "from liteparity.cli.app import app\n"
@@ -31,7 +33,8 @@ def test_help_and_light_modules_do_not_import_tensorflow() -> None:
         "assert r.exit_code == 0, r.output\n"
         "r = CliRunner().invoke(app, ['qparams', '--mean', '0', '--std', '255'])\n"
         "assert r.exit_code == 0, r.output\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')))\n"
+        "heavy = ('tensorflow', 'keras', 'ray')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

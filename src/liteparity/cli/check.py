@@ -14,6 +14,9 @@ import typer
 from liteparity.cli.groups import uses
 from liteparity.cli.options import (
     BudgetOutputs,
+    Engine,
+    RayAddress,
+    Shards,
     data_options,
     model_options,
     output_options,
@@ -112,6 +115,9 @@ def check_options(
             "(default: half the machine's memory).",
         ),
     ] = None,
+    engine: Engine = CheckOptions.engine,
+    ray_address: RayAddress = None,
+    shards: Shards = None,
 ) -> CheckOptions:
     """The options of check and explain → ``CheckOptions``."""
     from liteparity.convert.recipes import LegacySettings
@@ -133,6 +139,9 @@ def check_options(
         output_metrics=tuple(metric or ()),
         batch_size=batch_size,
         memory_limit=memory_limit,
+        engine=engine,
+        ray_address=ray_address,
+        shards=shards,
     )
 
 

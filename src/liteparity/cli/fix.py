@@ -10,6 +10,9 @@ import typer
 from liteparity.cli.groups import uses
 from liteparity.cli.options import (
     BudgetOutputs,
+    Engine,
+    RayAddress,
+    Shards,
     data_options,
     model_options,
     output_options,
@@ -42,6 +45,9 @@ def fix_options(
         Path | None, typer.Option(metavar="PATH", help="Write the chosen .tflite here.")
     ] = None,
     budget_output: BudgetOutputs = None,
+    engine: Engine = FixOptions.engine,
+    ray_address: RayAddress = None,
+    shards: Shards = None,
 ) -> FixOptions:
     """The options of fix → ``FixOptions``."""
     return FixOptions(
@@ -52,6 +58,9 @@ def fix_options(
         qat_epochs,
         out,
         budget_outputs=split_names(budget_output),
+        engine=engine,
+        ray_address=ray_address,
+        shards=shards,
     )
 
 
@@ -88,6 +97,8 @@ def fix(model: ModelSpec, data: DataSpec, options: FixOptions, output: Output) -
         top = findings[0] if findings else None
         words = f"{top.verdict} — {top.summary}" if top else "no issues found"
         output.console.print(f"{label}: {words}", highlight=False)
+    for line in (result.engine or {}).get("retried", []):  # a lost Ray actor's batches
+        output.console.print(f"engine: {line}", highlight=False)
     if result.out:
         wrote(result.out)
     output.save_json(result.to_json)

@@ -16,6 +16,7 @@ from liteparity.specs import DataSpec, ModelSpec
 
 #: The --help panels of the groups' options.
 MODEL, DATA, OUTPUT = "Model options", "Data options", "Output options"
+ENGINE = "Engine options"
 
 Model = Annotated[
     str,
@@ -94,6 +95,28 @@ Scale = Annotated[
 ]
 LabelColumn = Annotated[
     int | None, typer.Option(rich_help_panel=DATA, help="CSV: column holding the label (-1: last).")
+]
+
+Engine = Annotated[
+    str,
+    typer.Option(
+        rich_help_panel=ENGINE,
+        help="Where the models run: local (worker processes) or ray (a Ray cluster).",
+    ),
+]
+RayAddress = Annotated[
+    str | None,
+    typer.Option(
+        rich_help_panel=ENGINE,
+        help="--engine ray: the cluster (auto, ray://HOST:10001; default: start one here).",
+    ),
+]
+Shards = Annotated[
+    int | None,
+    typer.Option(
+        rich_help_panel=ENGINE,
+        help="--engine ray: actors sharing each model's rows (default: one per cluster CPU).",
+    ),
 ]
 
 JsonPath = Annotated[

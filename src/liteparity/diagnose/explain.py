@@ -45,6 +45,7 @@ from liteparity.runtime.anatomy import (
     is_float_compute,
     quantized_activations,
 )
+from liteparity.runtime.jobs import BaseWorker
 from liteparity.runtime.worker import Worker
 from liteparity.specs import CheckOptions, DataSpec, ModelSpec, from_keywords
 
@@ -316,7 +317,7 @@ class _Gathering:
 
     def _tensor_stats(
         self,
-        worker: Worker,
+        worker: BaseWorker,
         job: CollectTensorStats,
         batches: list[list[np.ndarray]],
         order: list[int] | None = None,

@@ -2,9 +2,10 @@
 candidate on the same batches as the reference, and measure the gap.
 
 Pipeline: load the source → read and split the data → convert each recipe (calibrating on the
-calibration rows) → start one worker process per candidate → stream the evaluation rows batch
-by batch (reference outputs computed once per batch, shared by every candidate) → finish the
-running statistics into one ``CandidateResult`` per candidate.
+calibration rows) → start one worker per candidate (a process, or Ray actors:
+``runtime.engine``) → stream the evaluation rows batch by batch (reference outputs computed
+once per batch, shared by every candidate) → finish the running statistics into one
+``CandidateResult`` per candidate.
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ from typing import Any
 
 import numpy as np
 
+from liteparity._tf import debugging
 from liteparity.convert.candidates import Candidate, _read_candidate
 from liteparity.convert.process import Converter
 from liteparity.convert.produce import Producer
 from liteparity.convert.qat import quantization_aware
 from liteparity.convert.recipes import Recipe, resolve
 from liteparity.data.binding import Binding, IOSpec
-from liteparity.data.prepare import Calibration, _labelled, prepare_data
+from liteparity.data.prepare import BATCH_ROWS, Calibration, _labelled, prepare_data
 from liteparity.errors import DataError, LiteparityError, NotApplicable, OutputError
 from liteparity.files import write_atomic
 from liteparity.measure.evaluate import Batching, Hook, _evaluate
@@ -33,6 +35,7 @@ from liteparity.reference.base import Source
 from liteparity.reference.loader import load_spec
 from liteparity.reference.tflite import TFLiteSource
 from liteparity.results.check import CandidateResult, CheckResult, ReferenceResult
+from liteparity.runtime.engine import Engine, open_engine
 from liteparity.specs import CheckOptions, DataSpec, ModelSpec, from_keywords
 
 
@@ -72,6 +75,7 @@ def run(
     """``check`` with an optional ``Hook``: the one pipeline behind check and explain."""
     progress = progress or no_progress
     measures = Measures.parse(options.output_metrics, options.metric)  # a typo fails first
+    engine = open_engine(options, debug=debugging())  # a missing Ray fails before any work
     candidates = list(options.candidates)
     # Started first: its TensorFlow import overlaps with loading the model and the data (with
     # ``resume``, only when a model is not in the cache).
@@ -118,7 +122,7 @@ def run(
         limit = options.memory_limit  # bytes: ``CheckOptions`` read the text
         batching = Batching(options.batch_size, int(limit) if limit is not None else None)
         run_on = _Measured(
-            reference_source, source.io, binding, eval_rows, progress, measures, batching
+            reference_source, source.io, binding, eval_rows, progress, measures, batching, engine
         )
         reference, results = run_on.candidates(
             [*converted, *user_files], resumed, hook, calibration, converter
@@ -126,7 +130,8 @@ def run(
     finally:
         converter.close()
         source.close()
-    return CheckResult(reference, prepared.to_dict(), results)
+    described = engine.describe(len(eval_rows), BATCH_ROWS)
+    return CheckResult(reference, prepared.to_dict(), results, engine=described)
 
 
 @dataclass(frozen=True)
@@ -141,6 +146,7 @@ class _Measured:
     progress: Progress
     measures: Measures
     batching: Batching
+    engine: Engine
 
     def candidates(
         self,
@@ -170,6 +176,7 @@ class _Measured:
                 hook,
                 self.measures,
                 self.batching,
+                self.engine,
             )
             if resumed:
                 resumed.keep(todo, results, reference, hook)

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -47,11 +48,11 @@ from liteparity.results.check import (
     non_finite_finding,
     unset_variables_finding,
 )
-from liteparity.runtime.jobs import Reply
+from liteparity.runtime.engine import Engine, LocalEngine
+from liteparity.runtime.jobs import BaseWorker, Reply
 from liteparity.runtime.memory import default_memory_limit, resident_bytes, rows_within
 from liteparity.runtime.model_jobs import ModelInfo, RunModel
-from liteparity.runtime.shared import SHARED_SLOTS, SharedInputs, SharedSlots
-from liteparity.runtime.worker import Worker
+from liteparity.runtime.shared import SHARED_SLOTS, SharedInputs
 
 
 @dataclass
@@ -59,10 +60,11 @@ class _Run:
     """One candidate's worker and running statistics during evaluation."""
 
     candidate: Candidate
-    worker: Worker | None
+    worker: BaseWorker | None
     threads: int = 1
     info: ModelInfo | None = None
-    reply: Reply | None = None  # the candidate's start, then the batch in flight
+    #: the candidate's start, then the batches in flight, oldest first
+    replies: deque[Reply] = field(default_factory=deque)
     order: list[int] = field(default_factory=list)
     #: for each reference output, the index of the candidate output matched to it
     output_order: list[int] = field(default_factory=list)
@@ -196,7 +198,12 @@ def output_order(
 
 
 def _start(
-    candidate: Candidate, kind: str, threads: int, anatomy: bool, batch_size: int | None
+    candidate: Candidate,
+    kind: str,
+    threads: int,
+    anatomy: bool,
+    batch_size: int | None,
+    engine: Engine,
 ) -> _Run:
     """Start loading the candidate in its worker (without waiting: they load at once)."""
     run = _Run(
@@ -211,18 +218,18 @@ def _start(
         return run
     if candidate.content is None:  # a candidate has its bytes or the error that kept them
         raise InternalError(f"candidate {candidate.name} has neither a model nor an error")
-    run.worker = Worker(candidate.name)
+    run.worker = engine.worker(candidate.name)
     job = RunModel(
         candidate.content, threads, tune=True, latency=True, anatomy=anatomy, batch_size=batch_size
     )
-    run.reply = run.worker.start(job)
+    run.replies.append(run.worker.start(job))
     return run
 
 
 def _loaded(run: _Run, io: IOSpec, measures: Measures) -> None:
     """Wait for the candidate's model and check that it fits the reference's inputs and
     outputs."""
-    info = run.info = run.reply.get()  # type: ignore[union-attr]
+    info = run.info = run.replies.popleft().get()
     run.order = input_order(io.input_names, [i.name for i in info.inputs])
     run.output_order, warning = output_order(io.output_names, [o.name for o in info.outputs])
     if warning:
@@ -258,11 +265,14 @@ def _evaluate(
     hook: Hook | None = None,
     measures: Measures | None = None,
     batching: Batching | None = None,
+    engine: Engine | None = None,
 ) -> tuple[ReferenceResult | None, tuple[CandidateResult, ...]]:
     """Stream ``rows`` through the reference (if any) and every candidate, in blocks that
-    ``batching`` sizes. Workers get block k+1 before the main process folds block k into the
-    statistics, so they are never idle."""
+    ``batching`` sizes. Workers get the next blocks (``engine.ahead`` of them) before the main
+    process folds block k into the statistics, so they are never idle; the folding is in
+    order whatever the engine, so its numbers are too."""
     batching = batching or Batching()
+    engine = engine or LocalEngine()
     first = io.output_names[0] if io.output_names else ""
     kind = task_kind(binding.dataset.labels_for(io.output_names).get(first))
     if source is None and kind == MSE_VS_REFERENCE:
@@ -270,21 +280,35 @@ def _evaluate(
     reference_task = TaskAccumulator(kind)
     total = len(rows)
     progress("starting interpreters", 0, total)
-    # Candidates and the reference run at once: share the cores between them.
-    threads = max(1, (os.cpu_count() or 1) // (len(candidates) + 1))
+    # Candidates and the reference run at once here: share the cores between them (an
+    # actor on a cluster has its own).
+    local = max(1, (os.cpu_count() or 1) // (len(candidates) + 1))
+    threads = local if isinstance(engine, LocalEngine) else 1
     runs: list[_Run] = []
-    slots = SharedSlots()
+    store = engine.batches()
+    Batch = tuple[list[np.ndarray], dict[str, np.ndarray]]
+    pending: deque[tuple[list[np.ndarray], dict[str, np.ndarray], Any]] = deque()
+    batches: Iterator[Batch] = iter(())
+
+    def send(batch: Batch, wait: bool = False) -> None:
+        pending.append((*batch, store.put(batch[0])))
+        _submit(runs, pending[-1][2], wait)
+
+    def fill() -> None:
+        """Blocks in flight up to the engine's ``ahead`` beyond the one read next."""
+        while len(pending) <= engine.ahead and (batch := next(batches, None)) is not None:
+            send(batch)
+
     try:
         for c in candidates:  # one by one: a failure leaves the started ones to `finally`
             anatomy = hook is not None and hook.anatomy
-            runs.append(_start(c, kind, threads, anatomy, batching.batch_size))
+            runs.append(_start(c, kind, threads, anatomy, batching.batch_size, engine))
         for run in runs:
             _guard(run, lambda r: _loaded(r, io, measures or Measures()))
         batches = binding.labelled_batches(
             rows, batching.rows(source, binding, runs), io.output_names
         )
         first_batch = next(batches)
-        current: tuple[list[np.ndarray], dict[str, np.ndarray]] | None = first_batch
         data = spans([first_batch[0]])
         for run in runs:
             if run.info is not None:
@@ -293,22 +317,20 @@ def _evaluate(
             source.warm_up(first_batch[0])
         if hook is not None:
             hook.ready(runs)
-        shared = slots.put(first_batch[0])
-        # One candidate at a time on the first batch: each times batch sizes on it.
-        _submit(runs, shared, wait=True)
+        # One candidate at a time on the first block: each times batch sizes on it.
+        send(first_batch, wait=True)
+        fill()
         done = 0
-        while current is not None:
-            inputs, labels = current
-            reference = source.predict(inputs, shared) if source is not None else None
+        while pending:
+            inputs, labels, shared = pending.popleft()
+            on_disk = shared if isinstance(shared, SharedInputs) else None
+            reference = source.predict(inputs, on_disk) if source is not None else None
             if reference is not None:
                 _check_rows(io, reference, len(inputs[0]))
             outputs = _collect(runs, reference)
             if kind == ACCURACY:
                 _check_labels(labels.get(first), reference, outputs)
-            current = next(batches, None)
-            if current is not None:
-                shared = slots.put(current[0])
-                _submit(runs, shared)
+            fill()  # after the collect: the block's slot is free again
             _fold(reference_task, reference, outputs, labels, first)
             if hook is not None:
                 hook.batch(inputs, reference, outputs)
@@ -320,7 +342,7 @@ def _evaluate(
             progress("diagnosing", total, total)
             hook.finish(runs, binding, rows)
     finally:
-        slots.close()
+        store.close()
         for run in runs:
             if run.worker is not None:
                 run.worker.close()
@@ -391,11 +413,13 @@ def _guard(run: _Run, action: Callable[[_Run], None]) -> None:
             run.fail(exc)
 
 
-def _submit(runs: list[_Run], inputs: SharedInputs, wait: bool = False) -> None:
+def _submit(runs: list[_Run], inputs: Any, wait: bool = False) -> None:
+    """Send a batch (``SharedInputs`` or ``RayInputs``: the engine's) to every live run."""
+
     def feed(run: _Run) -> None:
-        run.reply = run.worker.feed(inputs.select(run.order))  # type: ignore[union-attr]
+        run.replies.append(run.worker.feed(inputs.select(run.order)))  # type: ignore[union-attr]
         if wait:
-            run.reply.get()
+            run.replies[-1].get()
 
     for run in runs:
         _guard(run, feed)
@@ -408,7 +432,7 @@ def _collect(
     outputs: list[tuple[_Run, list[np.ndarray]]] = []
 
     def receive(run: _Run) -> None:
-        out = run.reply.get()  # type: ignore[union-attr]
+        out = run.replies.popleft().get()
         out = [out[k] for k in run.output_order]  # in the reference's order, matched by name
         if reference is not None:
             _check_shapes(reference, out)
@@ -423,6 +447,7 @@ def _finish(run: _Run) -> None:
     """End the candidate's run: the batch size it ran at, and its latency."""
     summary = run.worker.result().get()  # type: ignore[union-attr]
     run.batch_size, run.latency_ms = summary.batch_size, summary.latency_ms
+    run.warnings.extend(run.worker.retried)  # type: ignore[union-attr]
 
 
 def _check_rows(io: IOSpec, reference: list[np.ndarray], samples: int) -> None:

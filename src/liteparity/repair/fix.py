@@ -11,6 +11,7 @@ split; the winner is measured again on a disjoint held-out split.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from liteparity._tf import debugging
 from liteparity.convert.converter import requantize
 from liteparity.convert.process import Converter
 from liteparity.convert.qat import quantization_aware
@@ -46,9 +48,10 @@ from liteparity.results.check import (
     output_breaks,
 )
 from liteparity.results.fix import Budget, FixResult, Trial
+from liteparity.runtime.engine import Engine, open_engine
+from liteparity.runtime.jobs import BaseWorker
 from liteparity.runtime.model_jobs import RunModel
-from liteparity.runtime.worker import Worker
-from liteparity.specs import DataSpec, FixOptions, ModelSpec, from_keywords
+from liteparity.specs import DataSpec, EngineOptions, FixOptions, ModelSpec, from_keywords
 
 #: Recipes tried as they are, smallest first; ``int8-per-tensor`` is int8 with one weight
 #: scale per tensor instead of per output channel (some accelerators accept only that).
@@ -62,13 +65,15 @@ SEARCH_SHARE = 0.5
 
 
 class _Bench:
-    """Measures candidate models on fixed, in-memory batches against cached references: every
+    """Measures candidate models on fixed, in-memory batches against cached references, on
+    the run's engine (with Ray, each trial's batches spread over the cluster's actors): every
     output matched by name and measured on its own (``measure.outputs``), so the budget reads
     each budgeted output's drop and agreement, as ``check``'s exit code does."""
 
     def __init__(
         self,
-        worker: Worker,
+        engine: Engine,
+        worker: BaseWorker,
         batches: list[list[np.ndarray]],
         labels: list[dict[str, np.ndarray]],
         references: list[list[np.ndarray]],
@@ -76,7 +81,7 @@ class _Bench:
         order: list[int],
         budget: Budget,
     ) -> None:
-        self.worker, self.batches, self.labels = worker, batches, labels
+        self.engine, self.worker, self.batches, self.labels = engine, worker, batches, labels
         self.references, self.io, self.order, self.budget = references, io, order, budget
         first = io.output_names[0]
         self.kind = task_kind(labels[0].get(first) if labels else None)
@@ -90,7 +95,7 @@ class _Bench:
             return self._measure(content)
         except InterpreterError:  # a crashed worker cannot measure the next model: renew it
             self.worker.close()
-            self.worker = Worker("fix")
+            self.worker = self.engine.worker("fix")
             raise
 
     def _measure(self, content: bytes) -> dict[str, Any]:
@@ -100,8 +105,9 @@ class _Bench:
         matched = [info.outputs[k].name for k in outputs_order]
         reach = [info.output_ranges[k] for k in outputs_order] if info.output_ranges else []
         measured = OutputsAccumulator.create(names, matched, Measures(), reach)
-        for inputs, y, ref in zip(self.batches, self.labels, self.references, strict=True):
-            out = self.worker.feed([inputs[i] for i in self.order]).get()
+        ordered = ([inputs[i] for i in self.order] for inputs in self.batches)
+        values = self.engine.stream(self.worker, ordered)
+        for out, y, ref in zip(values, self.labels, self.references, strict=True):
             measured.update(ref, [out[k] for k in outputs_order], y)
         outputs = measured.results()
         budget = self.budget
@@ -140,6 +146,7 @@ def fix(
     model, data, options = from_keywords("fix", model, data, options, FixOptions, keywords)
     budget = Budget(options.max_drop, options.min_agreement, options.budget_outputs)
     progress = progress or no_progress
+    engine = open_engine(options, debug=debugging())  # a missing Ray fails before any work
     # Started first (its TensorFlow import overlaps with loading): a converter crash on one
     # recipe then skips that recipe instead of ending the process.
     converter = Converter(model)
@@ -148,20 +155,23 @@ def fix(
     except BaseException:
         converter.close()
         raise
-    worker = Worker("fix")
+    worker = engine.worker("fix")
     search: _Search | None = None
     try:
         prepared = prepare_data(source, data, True)
         search_rows, held_rows = _split(prepared.eval_rows, data.seed)
         # A float .tflite's variants are ai-edge-quantizer recipes (repair.variants).
         variants = None if source.convertible else AEQVariants(source, prepared, progress)
-        search = _Search(converter, source, prepared, variants, budget, progress)
+        search = _Search(converter, source, prepared, variants, budget, progress, engine)
         search.start(worker, search_rows)
         search.plain(options.integer_only)
         converter.close()  # every conversion is done: free its process (it holds the model)
         search.qat(options.qat_epochs, search_rows)
         search_trials = search.selective()
         result = search.conclude(held_rows, options, search_trials, len(search_rows))
+        described = engine.describe(len(search_rows), BATCH_ROWS)
+        retried = search.bench.worker.retried if search.bench is not None else []
+        result = dataclasses.replace(result, engine={**described, "retried": retried})
     finally:
         converter.close()
         worker.close()
@@ -192,8 +202,10 @@ class _Search:
         variants: AEQVariants | None,
         budget: Budget,
         progress: Progress,
+        engine: Engine,
     ) -> None:
         self.converter, self.source, self.prepared = converter, source, prepared
+        self.engine = engine
         self.variants, self.budget, self.progress = variants, budget, progress
         self.trials: list[Trial] = []
         self.contents: dict[str, bytes] = {}
@@ -202,7 +214,7 @@ class _Search:
         self.order: list[int] = []
         self.bench: _Bench | None = None
 
-    def start(self, worker: Worker, rows: np.ndarray) -> None:
+    def start(self, worker: BaseWorker, rows: np.ndarray) -> None:
         """Calibrate once (TF sources), learn the model's input order, cache the references."""
         if self.variants is None:
             try:
@@ -222,7 +234,7 @@ class _Search:
         self.order = input_order(self.source.io.input_names, [i.name for i in first.get().inputs])
         self.bench = self.bench_for(rows, worker)
 
-    def bench_for(self, rows: np.ndarray, worker: Worker | None = None) -> _Bench:
+    def bench_for(self, rows: np.ndarray, worker: BaseWorker | None = None) -> _Bench:
         """A bench over ``rows`` with the reference's outputs cached (on the search bench's
         worker, renewed if a trial crashed the first one)."""
         batches, labels = [], []
@@ -233,7 +245,9 @@ class _Search:
         references = [self.source.predict(b) for b in batches]
         if worker is None:
             worker = self._bench().worker
-        return _Bench(worker, batches, labels, references, io, self.order, self.budget)
+        return _Bench(
+            self.engine, worker, batches, labels, references, io, self.order, self.budget
+        )
 
     def _bench(self) -> _Bench:
         if self.bench is None:
@@ -337,7 +351,9 @@ class _Search:
         written = str(write_atomic(Path(options.out), content)) if options.out else None
         self.progress("explaining before and after", 0, 1)
         plain = self.contents.get("int8", self.contents[trials[0].name])
-        before, after = _before_after(self.source, self.prepared, held_rows, plain, content)
+        before, after = _before_after(
+            self.source, self.prepared, held_rows, (plain, content), options
+        )
         numbers = {k: held.get(k) for k in ("metric", "drop", "agreement", "lost", "broken")}
         return FixResult(
             model=self.source.path,
@@ -373,10 +389,11 @@ def _before_after(
     source: Source,
     prepared: PreparedData,
     rows: np.ndarray,
-    plain: bytes,
-    winner: bytes,
+    models: tuple[bytes, bytes],
+    engine: EngineOptions,
 ) -> tuple[tuple[Finding, ...], tuple[Finding, ...]]:
-    """``explain``'s findings for plain int8 and for the winner, on the held-out rows."""
+    """``explain``'s findings for plain int8 and for the winner (``models``), on the held-out
+    rows, on the run's engine."""
     import tempfile
 
     from liteparity.diagnose.explain import explain
@@ -388,7 +405,8 @@ def _before_after(
         arrays["y" if name == names[0] else f"{OUTPUT_LABEL_PREFIX}{name}"] = y[rows]
     with tempfile.TemporaryDirectory(prefix="liteparity-fix-") as tmp:
         paths = [Path(tmp) / "before.tflite", Path(tmp) / "after.tflite"]
-        for path, content in zip(paths, (plain, winner), strict=True):
+        for path, content in zip(paths, models, strict=True):
             path.write_bytes(content)
-        result = explain(source, data=arrays, recipes=[], candidates=paths)
+        where = {f.name: getattr(engine, f.name) for f in dataclasses.fields(EngineOptions)}
+        result = explain(source, data=arrays, recipes=[], candidates=paths, **where)
     return result.candidates[0].findings, result.candidates[1].findings

@@ -296,11 +296,14 @@ class CheckResult:
     data: dict[str, Any]
     candidates: tuple[CandidateResult, ...]
     noise_floor: dict[str, Any] | None = None  # set by ``explain``
+    #: where the candidates ran: engine, nodes, shards (actors per candidate), shard_rows
+    engine: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         doc = {
             "reference": self.reference.to_dict() if self.reference else None,
             "data": self.data,
+            "engine": self.engine,
             "candidates": [c.to_dict() for c in self.candidates],
         }
         if self.noise_floor is not None:

@@ -99,6 +99,8 @@ class FixResult:
     before: tuple[Any, ...] = ()
     after: tuple[Any, ...] = ()
     skipped: dict[str, str] = field(default_factory=dict)  # recipe → why it failed
+    #: where the trials ran: engine, nodes, shards, shard_rows, and what a fault retried
+    engine: dict[str, Any] | None = None
 
     @property
     def held_out_met(self) -> bool:
@@ -108,6 +110,7 @@ class FixResult:
     def to_dict(self) -> dict[str, Any]:
         return {
             "model": self.model,
+            "engine": self.engine,
             "metric": self.metric_name,
             "reference_metric": self.reference_metric,
             "budget": {

@@ -67,6 +67,11 @@ class Job:
     #: What the job does, for the line a crash becomes ("... while comparing layers").
     doing = "running a job"
 
+    #: Each feed's value depends on its batch alone and ``result`` on the first batch fed: an
+    #: engine may spread the feeds over several copies of the job (``RunModel``) and ask the
+    #: copy that got the first batch for the result.
+    independent_feeds = False
+
     def start(self) -> Any:
         raise NotImplementedError
 
@@ -168,6 +173,8 @@ class BaseWorker:
         self._waiting: deque[Reply] = deque()
         self._doing = "running a job"
         self._fed = 0
+        #: What an engine ran again after a fault (a lost node): one line each, for the result.
+        self.retried: list[str] = []
 
     def start(self, job: Job, doing: str | None = None) -> Reply:
         """Start ``job`` (without waiting): the reply is its ``start()``'s info. ``doing``

@@ -82,6 +82,7 @@ class RunModel(Job):
     _sample: list[np.ndarray] | None = state()
 
     doing = "running the model"
+    independent_feeds = True
 
     def start(self) -> ModelInfo:
         model = LiteModel(

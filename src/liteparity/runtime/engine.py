@@ -1,0 +1,76 @@
+"""Engines: where the models of an evaluation run. ``local`` (a worker process per model on
+this machine, batches in shared memory) or ``ray`` (``runtime.ray_engine``: actors on a Ray
+cluster, each model's batches spread over several actors). The evaluation loop and ``fix``
+ask an engine for workers and for batches; the numbers do not depend on which one runs them,
+because every batch is the same and the statistics are folded in the caller, in order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+
+from liteparity.runtime.jobs import BaseWorker
+from liteparity.runtime.shared import SharedSlots
+from liteparity.runtime.worker import Worker
+from liteparity.specs import EngineOptions
+
+
+class Batches(Protocol):
+    """Where an engine's batches wait for its workers (``put`` answers what ``feed`` takes:
+    ``SharedInputs`` or ``ray_engine.RayInputs``, both with ``select(order)``)."""
+
+    def put(self, inputs: Sequence[np.ndarray]) -> Any: ...
+
+    def close(self) -> None: ...
+
+
+class Engine(Protocol):
+    name: str
+    #: Batches (from ``batches``) a caller may send to a worker beyond the one it reads next.
+    ahead: int
+
+    def worker(self, name: str) -> BaseWorker: ...
+
+    def batches(self) -> Batches: ...
+
+    def stream(self, worker: BaseWorker, batches: Iterable[Sequence[np.ndarray]]) -> Iterator[Any]:
+        """Each batch's value from ``worker``'s running job, in order (batches of arrays)."""
+        ...
+
+    def describe(self, rows: int, batch_rows: int) -> dict[str, Any]:
+        """What the JSON records about the run's engine."""
+        ...
+
+
+class LocalEngine:
+    """A worker process per model on this machine; batch k+1 is sent while k is folded."""
+
+    name = "local"
+    ahead = 1
+
+    def worker(self, name: str) -> BaseWorker:
+        return Worker(name)
+
+    def batches(self) -> Batches:
+        return SharedSlots(self.ahead + 1)
+
+    def stream(self, worker: BaseWorker, batches: Iterable[Sequence[np.ndarray]]) -> Iterator[Any]:
+        """One batch at a time: two large arrays crossing in a process's socket would wait
+        for each other forever."""
+        for batch in batches:
+            yield worker.feed(batch).get()
+
+    def describe(self, rows: int, batch_rows: int) -> dict[str, Any]:
+        return {"engine": self.name, "nodes": 1, "shards": 1, "shard_rows": rows}
+
+
+def open_engine(options: EngineOptions, debug: bool = False) -> Engine:
+    """The engine ``options`` ask for; Ray is imported (and joined) only here, only then."""
+    if options.engine == "ray":
+        from liteparity.runtime.ray_engine import RayEngine
+
+        return RayEngine.connect(options.ray_address, options.shards, debug)
+    return LocalEngine()
