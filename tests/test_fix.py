@@ -136,7 +136,7 @@ def test_compare_qat_gives_both_distributions(digits: Digits, keras2_h5, models_
             str(data),
             "--resamples",
             "12",
-            "--batch-size",
+            "--resample-size",
             "50",
             "--json",
             str(out),
@@ -150,6 +150,7 @@ def test_compare_qat_gives_both_distributions(digits: Digits, keras2_h5, models_
         assert len(values) == 12 and all(0.0 <= v <= 1.0 for v in values)
     assert doc["summary"]["qat"]["mean"] > 0.7 and doc["summary"]["copied"]["mean"] > 0.7
     assert doc["train_samples"] + doc["eval_samples"] == len(digits.x_eval)
+    assert doc["resample_size"] == 50
 
 
 def test_check_recipe_qat_fine_tunes_on_the_labelled_calibration_rows(
