@@ -286,7 +286,8 @@ class _Search:
                 [[b[i] for i in bench.order] for b in bench.batches],
                 bench.references,
                 self.source.layer_names(),
-            )
+                stop=False,  # the search may need every group, not only the top two
+            ).ranking
             groups = [(s.layer, s.keep_float) for s in ranking if s.share_removed > 0]
             _selective_search(
                 groups, lambda names: requantize(quantized, names), self.trial, self.budget
