@@ -93,7 +93,7 @@ class Converter:
         self._separate = isinstance(model.model, str | os.PathLike)
         # A .tflite source is quantized by ai-edge-quantizer, never by TF's converter: no
         # process importing TensorFlow (seconds of a core) unless a conversion is asked for.
-        tflite = self._separate and os.fspath(model.model).lower().endswith(".tflite")
+        tflite = self._separate and str(model.model).lower().endswith(".tflite")
         if start and self._separate and not tflite:
             self._process = ConverterProcess("converter")
 
