@@ -89,6 +89,9 @@ def test_stops_once_decided_and_names_what_it_skipped(monkeypatch: pytest.Monkey
     assert set(run.skipped) == {f"g{k}" for k in range(count)} - measured
     assert run.skipped == tuple(sorted(run.skipped, key=lambda g: -prior["t" + g[1:]]))
     assert "left out" in (run.note() or "")
+    kept = dict(run.variants)  # the two most sensitive groups' models, for fix to reuse
+    assert len(kept) == 2 and kept[("t3",)] == FLOAT
+    assert all(c == INT8 for k, c in kept.items() if k != ("t3",))
     full = layer_sensitivity(FLOAT, [[X]], make=make, pool=_pool(), prior=prior, stop=False)
     assert full.stopped == "complete" and len(full.ranking) == count
     assert full.ranking[:2] == run.ranking[:2]

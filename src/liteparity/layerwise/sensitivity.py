@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -144,6 +144,9 @@ class SensitivityRun:
     stopped: str = "complete"  # "complete", "decided" (stopping rule) or "time" (cap)
     seconds: float = 0.0
     cap_seconds: float = 0.0  # the time cap it ran under
+    #: the variant models of the most sensitive groups, by the tensor names kept in
+    #: float: ``fix``'s search asks for them again
+    variants: tuple[tuple[tuple[str, ...], bytes], ...] = field(default=(), repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -173,6 +176,9 @@ class SensitivityRun:
 #: The stopping rule never stops before this many groups are measured: on small models the
 #: whole experiment costs less than deciding when to stop would save.
 MIN_MEASURED = 8
+
+#: Variant models kept for reuse (``SensitivityRun.variants``): the most sensitive groups'.
+REUSED = 2
 
 #: The experiment stops sending variants after this long, whatever is left (the groups
 #: most likely to matter go first); it reports what it skipped.
@@ -267,11 +273,19 @@ def layer_sensitivity(
         errors: dict[int, float] = {}
         busy: list[tuple[int, Reply] | None] = [None] * len(workers)
 
+        contents: dict[int, bytes] = {}  # in flight
+        kept: list[tuple[float, tuple[str, ...], bytes]] = []  # the REUSED best so far
+
         def collect(w: int) -> None:
             pending = busy[w]
             if pending is not None:
-                errors[pending[0]] = pending[1].get()
+                k = pending[0]
+                errors[k] = pending[1].get()
                 busy[w] = None
+                if k:  # the lowest error with the group in float: the most sensitive
+                    kept.append((errors[k], tuple(variants[k][1]), contents.pop(k)))
+                    kept.sort(key=lambda item: item[0])
+                    del kept[REUSED:]
 
         stopped, sent = "complete", len(variants)
         for k, (_, keep) in enumerate(variants):
@@ -286,7 +300,7 @@ def layer_sensitivity(
             if progress is not None:
                 progress("sensitivity per layer", k, len(variants))
             # Quantized here while the workers measure the previous variants.
-            content = build(keep)
+            content = contents[k] = build(keep)
             w = k % len(workers)
             collect(w)
             workers[w].start(MeasureVariant(content, outputs=chosen))
@@ -312,6 +326,7 @@ def layer_sensitivity(
         stopped if sent < len(variants) else "complete",
         time.perf_counter() - started,
         seconds,
+        tuple((names, content) for _, names, content in kept),
     )
 
 
