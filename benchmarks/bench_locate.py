@@ -121,6 +121,10 @@ def main() -> None:
         seconds = {"start": ours_s[-1] - sum(seconds.values()), **seconds}
         for key, value in seconds.items():
             parts.setdefault(key, []).append(value)
+        print(
+            f"  pair {len(ours_s)}: debugger {theirs_s[-1]:.2f} s, locate {ours_s[-1]:.2f} s",
+            flush=True,
+        )
     ratio = statistics.median(t / o for t, o in zip(theirs_s, ours_s, strict=True))
 
     theirs = json.loads(theirs_json.read_text())
