@@ -59,7 +59,9 @@ def main() -> None:
         calibrated = convert(
             source, RECIPES["int8"], calibration_from([[cal]]), calibrate_only=True
         )
-    ranking = sensitivity.layer_sensitivity(calibrated, [[x]], [[reference]], source.layer_names())
+    ranking = sensitivity.layer_sensitivity(
+        calibrated, [[x]], [[reference]], source.layer_names(), stop=False
+    ).ranking
     groups = [(s.layer, s.keep_float) for s in ranking]
     budget = Budget(args.max_drop)
     count = {"n": 0}

@@ -253,3 +253,27 @@ def test_missing_ai_edge_quantizer_gives_the_install_line() -> None:
     assert done.stdout.strip() == (
         "quantizing a .tflite needs ai-edge-quantizer: pip install 'ai-edge-quantizer==0.10.*'"
     )
+
+
+def test_locating_a_tflite_sources_int8_imports_no_tensorflow(tmp_path) -> None:
+    """ai-edge-quantizer makes a .tflite's int8: neither this process nor a converter
+    process imports TensorFlow (seconds of a core on a run that may take less)."""
+    from tests.unit import tiny
+
+    model = tmp_path / "tiny.tflite"
+    model.write_bytes(tiny.float_model())
+    data = tmp_path / "x.npy"
+    np.save(data, tiny.grid_inputs(64))
+    done = _python(
+        "import json, sys\n"
+        "from liteparity.convert import process\n"
+        "started = []\n"
+        "process.ConverterProcess.__init__ = lambda self, name: started.append(name)\n"
+        "from liteparity import locate\n"
+        f"result = locate({str(model)!r}, data={str(data)!r}, recipe='int8')\n"
+        "assert result.layers, result\n"
+        "tf = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras'))\n"
+        "print(json.dumps([started, tf]))\n"
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[[], []]"

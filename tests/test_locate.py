@@ -226,3 +226,32 @@ def test_layers_ranked_by_their_effect_on_one_named_output(
     assert max(s["share_removed"] for s in share.values()) > 0
     with pytest.raises(UsageError, match="--rank-output nope"):
         locate(two_by_two, data=data, recipe="int8", max_samples=20, rank_output="nope")
+
+
+def test_parallel_variants_equal_serial_and_the_float_tflite_reference_equals_keras(
+    outlier_cnn: Path, digits: Digits
+) -> None:
+    """The experiment on the outlier CNN: on two process workers reading shared memory,
+    every variant's error equals, to the bit, one in-process worker's (a plain serial loop);
+    against the float32 .tflite instead of Keras every share moves by < 1e-4."""
+    from liteparity.convert.converter import convert
+    from liteparity.convert.recipes import RECIPES
+    from liteparity.data.prepare import calibration_from
+    from liteparity.layerwise.sensitivity import layer_sensitivity
+    from liteparity.reference.keras import KerasSource
+    from liteparity.runtime.jobs import InProcessWorker
+
+    source = KerasSource(str(outlier_cnn))
+    x = digits.x_eval[:200]
+    calibrated = convert(
+        source, RECIPES["int8"], calibration_from([[digits.x_cal]]), calibrate_only=True
+    )
+    parallel = layer_sensitivity(calibrated, [[x]], stop=False)
+    serial = layer_sensitivity(calibrated, [[x]], stop=False, pool=[InProcessWorker()])
+    assert parallel.ranking == serial.ranking and len(parallel.ranking) >= 4
+    keras = layer_sensitivity(calibrated, [[x]], [source.predict([x])], stop=False)
+    shares = {s.layer: s.share_removed for s in keras.ranking}
+    assert shares.keys() == {s.layer for s in parallel.ranking}
+    for s in parallel.ranking:
+        assert s.share_removed == pytest.approx(shares[s.layer], abs=1e-4), s.layer
+    assert parallel.ranking[0].share_removed > 0.5

@@ -249,7 +249,7 @@ def test_sensitivity_of_aeq_int8_by_re_quantization(face_all, face_data) -> None
     try:
         twin, make = aeq_int8_variants(source, calibration_from([[FACE.photos(8, offset=12)]]))
         references = [source.predict([x_eval])]
-        ranking = layer_sensitivity(twin, [[x_eval]], references, make=make)
+        ranking = layer_sensitivity(twin, [[x_eval]], references, make=make).ranking
     finally:
         source.close()
     int8 = next(c for c in face_all.candidates if c.name == "int8")

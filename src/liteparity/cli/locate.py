@@ -75,6 +75,9 @@ def locate(
             f"({jump.op}, tensor {jump.tensor_name!r}).",
             highlight=False,
         )
+    note = (result.sensitivity_run or {}).get("note")
+    if note:
+        output.console.print(f"[dim]{note}[/]", highlight=False)
     if result.unmatched:
         output.console.print(
             f"[dim]{len(result.unmatched)} tensor(s) not produced by a Keras layer: "

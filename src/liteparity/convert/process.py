@@ -84,13 +84,17 @@ class Converter:
     """Converts recipes of one model in a converter process: started at construction (so its
     start overlaps the caller's work), reused for every recipe, restarted after a crash.
     Without ``start`` the process starts on the first conversion. Close it (or use it as a
-    context manager) when the run ends."""
+    context manager) when the run ends. For a ``.tflite`` file it starts only when asked to
+    convert."""
 
     def __init__(self, model: ModelSpec, *, start: bool = True) -> None:
         self._model = model
         self._process: ConverterProcess | None = None
         self._separate = isinstance(model.model, str | os.PathLike)
-        if start and self._separate:
+        # A .tflite source is quantized by ai-edge-quantizer, never by TF's converter: no
+        # process importing TensorFlow (seconds of a core) unless a conversion is asked for.
+        tflite = self._separate and str(model.model).lower().endswith(".tflite")
+        if start and self._separate and not tflite:
             self._process = ConverterProcess("converter")
 
     def convert(

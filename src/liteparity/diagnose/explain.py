@@ -305,13 +305,16 @@ class _Gathering:
                 calibrated, make = aeq_int8_variants(self._source, self._calibration)
             if calibrated is None:
                 return ()
-            references = [self._source.predict(b) for b in batches]
             ordered = [[b[i] for i in int8[0].order] for b in batches]
-            return tuple(
-                layer_sensitivity(
-                    calibrated, ordered, references, self._layers, self._progress, make=make
-                )
-            )
+            return layer_sensitivity(
+                calibrated,
+                ordered,
+                None,  # the float model's outputs: equal to the reference's up to rounding
+                self._layers,
+                self._progress,
+                self._source.io.output_names,
+                make=make,
+            ).ranking
         except LiteparityError:
             return ()
 

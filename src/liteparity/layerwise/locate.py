@@ -27,7 +27,7 @@ from liteparity.data.binding import Binding, sample_rows
 from liteparity.data.prepare import BATCH_ROWS, PreparedData, prepare_data
 from liteparity.errors import UsageError
 from liteparity.layerwise.probe import LayerStats, ProbeLayers, Target
-from liteparity.layerwise.sensitivity import LayerSensitivity, layer_sensitivity
+from liteparity.layerwise.sensitivity import LayerSensitivity, SensitivityRun, layer_sensitivity
 from liteparity.measure.evaluate import input_order
 from liteparity.measure.stats import ErrorStats
 from liteparity.progress import Progress, no_progress
@@ -102,11 +102,23 @@ def locate(
         picked = prepared.eval_rows[
             sample_rows(len(prepared.eval_rows), SENSITIVITY_SAMPLES, data.seed)
         ]
-        ranking = (
-            _ranking(source, prepared, picked, order, calibrated, layer_names, options, progress)
+        run = (
+            _ranking(
+                source,
+                prepared,
+                picked,
+                order,
+                calibrated,
+                layer_names,
+                options,
+                progress,
+                pool,
+                stats,
+            )
             if calibrated is not None and options.with_sensitivity
-            else []
+            else None
         )
+        ranking = list(run.ranking) if run is not None else []
         timings["sensitivity"] = time.perf_counter() - clock
         clock = time.perf_counter()
         conversion, aliases = conversion_by_layer(
@@ -128,6 +140,7 @@ def locate(
         unmatched if layer_names else (),
         tuple(s.to_dict() for s in ranking),
         timings,
+        run.to_dict() if run is not None else None,
     )
 
 
@@ -169,21 +182,37 @@ def _ranking(
     layer_names: frozenset[str],
     options: LocateOptions,
     progress: Progress,
-) -> list[LayerSensitivity]:
-    """The sensitivity experiment on the picked rows: each layer group kept in float."""
+    pool: list[Worker],
+    stats: dict[str, LayerStats],
+) -> SensitivityRun:
+    """The sensitivity experiment on the picked rows: each layer group kept in float, on the
+    probe workers, against the float32 model (the calibrated one), the groups whose ops
+    added the most noise first."""
     progress("sensitivity per layer", 0, 0)
     batches = [x for x, _ in prepared.binding.batches(picked, BATCH_ROWS)]
-    references = [source.predict(b) for b in batches]
     ordered = [[b[i] for i in order] for b in batches]
     return layer_sensitivity(
         calibrated,
         ordered,
-        references,
+        None,
         layer_names,
         progress,
         source.io.output_names,
         options.rank_output,
+        pool=pool,
+        prior=local_noise(stats),
     )
+
+
+def local_noise(stats: dict[str, LayerStats]) -> dict[str, float]:
+    """Each tensor's local error power relative to its signal (``10^(−SQNR/10)``): the noise
+    its own quantization adds, by tensor name."""
+    out = {}
+    for name, s in stats.items():
+        sqnr = s.local.to_dict().get("sqnr_db") if s.local.num_elements else None
+        if isinstance(sqnr, float):
+            out[name] = 10.0 ** (-sqnr / 10.0) if math.isfinite(sqnr) else 0.0
+    return out
 
 
 def _build(

@@ -9,8 +9,10 @@ its output is quantized again for the next op. Each variant is measured in a wor
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
+import os
+import time
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -22,9 +24,10 @@ from liteparity.measure.metrics import ErrorAccumulator
 from liteparity.plain import json_number, number
 from liteparity.reference.names import label
 from liteparity.runtime.anatomy import RANGE_PRESERVING_OPS, Anatomy
-from liteparity.runtime.jobs import Job, Reply, state
+from liteparity.runtime.jobs import BaseWorker, Job, Reply, state
 from liteparity.runtime.litemodel import LiteModel
 from liteparity.runtime.model_jobs import RunModel
+from liteparity.runtime.shared import SharedInputs, SharedSlots
 from liteparity.runtime.worker import Worker
 
 #: Ops that only compute shapes: never worth keeping in float.
@@ -130,56 +133,223 @@ class MeasureVariant(Job):
         return float(acc.sum_sq_err / acc.values) if acc.values else 0.0
 
 
+@dataclass(frozen=True)
+class SensitivityRun:
+    """What the experiment found and what it cost: the groups measured, most sensitive
+    first; the ones left unmeasured (by the stopping rule or the time cap) and why."""
+
+    ranking: tuple[LayerSensitivity, ...]
+    groups: int  # layer groups in the model
+    skipped: tuple[str, ...] = ()  # groups not measured, most promising first
+    stopped: str = "complete"  # "complete", "decided" (stopping rule) or "time" (cap)
+    seconds: float = 0.0
+    cap_seconds: float = 0.0  # the time cap it ran under
+    #: the variant models of the most sensitive groups, by the tensor names kept in
+    #: float: ``fix``'s search asks for them again
+    variants: tuple[tuple[tuple[str, ...], bytes], ...] = field(default=(), repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "groups": self.groups,
+            "measured": len(self.ranking),
+            "stopped": self.stopped,
+            "skipped": list(self.skipped),
+            "seconds": json_number(self.seconds),
+            "note": self.note(),
+        }
+
+    def note(self) -> str | None:
+        """One line for the terminal when groups were left unmeasured."""
+        if not self.skipped:
+            return None
+        why = {
+            "decided": "no group left could change the top two (see README, Sensitivity)",
+            "time": f"the {self.cap_seconds:g} s cap was reached (the groups whose ops added "
+            "the least noise go last)",
+        }[self.stopped]
+        return (
+            f"sensitivity: {len(self.ranking)} of {self.groups} layer groups measured in "
+            f"{self.seconds:.1f} s, {len(self.skipped)} left out: {why}"
+        )
+
+
+#: The stopping rule never stops before this many groups are measured: on small models the
+#: whole experiment costs less than deciding when to stop would save.
+MIN_MEASURED = 8
+
+#: Variant models kept for reuse (``SensitivityRun.variants``): the most sensitive groups'.
+REUSED = 2
+
+#: The experiment stops sending variants after this long, whatever is left (the groups
+#: most likely to matter go first); it reports what it skipped.
+SENSITIVITY_SECONDS = 120.0
+
+
+def ranked_groups(
+    found: Sequence[tuple[str, list[str]]], prior: Mapping[str, float] | None
+) -> list[tuple[str, list[str]]]:
+    """The groups in the order to measure them: by ``prior`` (a per-tensor error already
+    measured, larger worse), summed over each group's tensors, highest first; groups it
+    does not score keep their execution order, after the scored ones. No prior: execution
+    order."""
+    if not prior:
+        return list(found)
+    score = [sum(prior.get(name, 0.0) for name in keep) for _, keep in found]
+    order = sorted(range(len(found)), key=lambda k: (-score[k], k))
+    return [found[k] for k in order]
+
+
+def decided(shares: Sequence[float], measured: int, total: int) -> bool:
+    """Whether the groups not yet measured can no longer change the top two of the ranking
+    (what the findings report: the most sensitive group and the next one).
+
+    The model: each group's quantization adds its own part to the output's squared error
+    (independent rounding noise adds in power), and keeping the group in float removes that
+    part, so the shares of all groups sum to about 1 and the groups not measured can remove
+    at most ``1 − Σ measured shares`` between them. The answer is decided when that rest is
+    at most the second largest share measured, and at least ``MIN_MEASURED`` groups (or
+    all) were measured. Where the noise of two groups adds up coherently the shares sum to
+    more than 1 and the rule may stop early: the prior puts the likely groups first."""
+    if measured >= total:
+        return True
+    if measured < MIN_MEASURED or len(shares) < 2:
+        return False
+    top = sorted(shares, reverse=True)
+    return max(0.0, 1.0 - sum(top)) <= top[1]
+
+
 def layer_sensitivity(
     calibrated: bytes,
     batches: Sequence[list[np.ndarray]],
-    references: Sequence[list[np.ndarray]],
+    references: Sequence[list[np.ndarray]] | None = None,
     layers: Collection[str] = (),
     progress: Callable[[str, int, int], None] | None = None,
     reference_names: Sequence[str] = (),
     output: str | None = None,
     make: Callable[[list[str]], bytes] | None = None,
-) -> list[LayerSensitivity]:
+    *,
+    pool: Sequence[BaseWorker] = (),
+    prior: Mapping[str, float] | None = None,
+    stop: bool = True,
+    seconds: float = SENSITIVITY_SECONDS,
+) -> SensitivityRun:
     """For every group, the output MSE against the reference with that group in float; most
     sensitive first. ``batches`` are inputs in the model's order; ``references`` are the
     reference's outputs, named ``reference_names`` (matched to the model's by name) and, with
     ``output``, only that one output is compared: layers ranked by their effect on it.
-    ``progress(stage, done, total)`` hears of each variant (one per layer group: ~0.2 s each
-    on MobileNetV2). ``make(names)`` builds the quantized model with the ops writing ``names``
-    kept in float: by default a re-quantization of ``calibrated``; for ai-edge-quantizer's
-    int8, its recipe with those ops excluded, ``calibrated`` being then the float model the
-    groups come from."""
+    ``references=None``: the outputs of ``calibrated`` itself, the float32 model (it differs
+    from Keras by float rounding, ~1e-6). ``make(names)`` builds the quantized model with the
+    ops writing ``names`` kept in float: by default a re-quantization of ``calibrated``; for
+    ai-edge-quantizer's int8, its recipe with those ops excluded, ``calibrated`` being then
+    the float model the groups come from.
+
+    Variants are measured in parallel on ``pool`` (default: workers of its own, one per
+    core), each reading the batch from shared memory; groups go in the order of ``prior``
+    (``ranked_groups``) and, with ``stop``, no more are sent once ``decided`` or after
+    ``seconds``. ``progress(stage, done, total)`` hears of each variant."""
+    started = time.perf_counter()
     build = make or (lambda keep: requantize(calibrated, keep))
     if not batches:
-        return []
-    with Worker("sensitivity") as worker:
-        info = worker.start(RunModel(calibrated, anatomy=True)).get()
-        anatomy = info.anatomy
-        chosen, references = _compared(
-            reference_names, [o.name for o in info.outputs], references, output
-        )
-        variants = [("", []), *groups(anatomy, layers)]
-        errors: list[float] = []
-        measured: Reply | None = None
+        return SensitivityRun((), 0)
+    own = [] if pool else [Worker(f"sensitivity {i}") for i in range(_cores())]
+    workers = list(pool) or own
+    slots = SharedSlots(len(batches))
+    try:
+        info = workers[0].start(RunModel(calibrated, anatomy=True)).get()
+        names = [o.name for o in info.outputs]
+        if references is None:
+            shared = [slots.put(b, k) for k, b in enumerate(batches)]
+            floats = _float_outputs(workers, calibrated, shared)
+            reference_names = reference_names or names
+            order, _ = output_order(reference_names, names)
+            references = [[out[i] for i in order] for out in floats]
+        chosen, references = _compared(reference_names, names, references, output)
+        shared = [
+            slots.put([*inputs, *ref], k)
+            for k, (inputs, ref) in enumerate(zip(batches, references, strict=True))
+        ]
+        found = groups(info.anatomy, layers)
+        variants = [("", []), *ranked_groups(found, prior)]
+        errors: dict[int, float] = {}
+        busy: list[tuple[int, Reply] | None] = [None] * len(workers)
+
+        contents: dict[int, bytes] = {}  # in flight
+        kept: list[tuple[float, tuple[str, ...], bytes]] = []  # the REUSED best so far
+
+        def collect(w: int) -> None:
+            pending = busy[w]
+            if pending is not None:
+                k = pending[0]
+                errors[k] = pending[1].get()
+                busy[w] = None
+                if k:  # the lowest error with the group in float: the most sensitive
+                    kept.append((errors[k], tuple(variants[k][1]), contents.pop(k)))
+                    kept.sort(key=lambda item: item[0])
+                    del kept[REUSED:]
+
+        stopped, sent = "complete", len(variants)
         for k, (_, keep) in enumerate(variants):
+            if stop and k > 1 and 0 in errors:
+                shares = [_share(errors[0], errors[j]) for j in errors if j]
+                if decided(shares, len(shares), len(found)):
+                    stopped, sent = "decided", k
+                    break
+                if time.perf_counter() - started > seconds:
+                    stopped, sent = "time", k
+                    break
             if progress is not None:
                 progress("sensitivity per layer", k, len(variants))
-            # Quantized here while the worker still measures the previous variant: on large
-            # models each takes ~0.1-0.2 s, so the two overlap instead of adding up.
-            content = build(keep)
-            if measured is not None:
-                errors.append(measured.get())
-            worker.start(MeasureVariant(content, outputs=chosen))
-            for inputs, reference in zip(batches, references, strict=True):
-                worker.feed([*inputs, *reference])  # answers nothing: sent without waiting
-            measured = worker.result()
-        errors.append(measured.get())  # type: ignore[union-attr]
+            # Quantized here while the workers measure the previous variants.
+            content = contents[k] = build(keep)
+            w = k % len(workers)
+            collect(w)
+            workers[w].start(MeasureVariant(content, outputs=chosen))
+            for batch in shared:
+                workers[w].feed(batch)  # answers nothing: sent without waiting
+            busy[w] = (k, workers[w].result())
+        for w in range(len(workers)):
+            collect(w)
+    finally:
+        slots.close()
+        for worker in own:
+            worker.close()
     base = errors[0]
-    found = [
-        LayerSensitivity(name, tuple(keep), base, mse)
-        for (name, keep), mse in zip(variants[1:], errors[1:], strict=True)
+    ranking = [
+        LayerSensitivity(name, tuple(keep), base, errors[k])
+        for k, (name, keep) in enumerate(variants)
+        if k and k in errors
     ]
-    return sorted(found, key=lambda s: -s.share_removed)
+    return SensitivityRun(
+        tuple(sorted(ranking, key=lambda s: -s.share_removed)),
+        len(found),
+        tuple(name for name, _ in variants[sent:]),
+        stopped if sent < len(variants) else "complete",
+        time.perf_counter() - started,
+        seconds,
+        tuple((names, content) for _, names, content in kept),
+    )
+
+
+def _share(base: float, kept: float) -> float:
+    return LayerSensitivity("", (), base, kept).share_removed
+
+
+def _cores() -> int:
+    return max(1, min(os.cpu_count() or 1, 8))
+
+
+def _float_outputs(
+    workers: Sequence[BaseWorker], content: bytes, shared: Sequence[SharedInputs]
+) -> list[list[np.ndarray]]:
+    """The float model's outputs for each shared batch, the batches spread over the
+    workers."""
+    for worker in workers:
+        worker.start(RunModel(content))
+    replies = [workers[k % len(workers)].feed(batch) for k, batch in enumerate(shared)]
+    outputs: list[list[np.ndarray]] = [reply.get() for reply in replies]
+    for worker in workers:
+        worker.result().get()
+    return outputs
 
 
 def _compared(

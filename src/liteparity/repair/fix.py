@@ -321,16 +321,20 @@ class _Search:
             _selective_search(groups, self.variants.int8, self.trial, self.budget)
         elif self.calibrated is not None:
             quantized = self.calibrated
-            ranking = layer_sensitivity(
+            run = layer_sensitivity(
                 quantized,
                 [[b[i] for i in bench.order] for b in bench.batches],
                 bench.references,
                 self.source.layer_names(),
+                stop=False,  # the search may need every group, not only the top two
             )
-            groups = [(s.layer, s.keep_float) for s in ranking if s.share_removed > 0]
-            _selective_search(
-                groups, lambda names: requantize(quantized, names), self.trial, self.budget
-            )
+            groups = [(s.layer, s.keep_float) for s in run.ranking if s.share_removed > 0]
+            reuse = dict(run.variants)  # the search starts with the most sensitive groups
+
+            def build(names: list[str]) -> bytes:
+                return reuse.get(tuple(names)) or requantize(quantized, names)
+
+            _selective_search(groups, build, self.trial, self.budget)
         return len(self.trials) - before
 
     def conclude(

@@ -18,6 +18,7 @@ from liteparity.convert.produce import Producer
 from liteparity.convert.recipes import aeq_stable, resolve
 from liteparity.data.prepare import PreparedData
 from liteparity.errors import ConversionError, InterpreterError
+from liteparity.layerwise.sensitivity import REUSED
 from liteparity.progress import Progress
 from liteparity.reference.base import Source
 
@@ -46,6 +47,9 @@ class AEQVariants:
             source, prepared.calibration, prepared.calibration_batches, progress=progress
         )
         self._progress = progress
+        #: the int8 variants of the groups ``ranking`` found least harmful in float, which
+        #: the search asks for again (AEQ takes seconds per variant)
+        self._kept: dict[tuple[str, ...], bytes] = {}
 
     def names(self, integer_only: bool) -> tuple[str, ...]:
         return INTEGER if integer_only else PLAIN
@@ -61,7 +65,8 @@ class AEQVariants:
 
     def int8(self, float_ops: list[str]) -> bytes:
         """AEQ's int8 with the ops writing ``float_ops`` kept in float."""
-        return self.producer.make(aeq_stable("int8"), float_ops)
+        kept = self._kept.get(tuple(float_ops))
+        return kept if kept is not None else self.producer.make(aeq_stable("int8"), float_ops)
 
     def ranking(
         self, measure: Callable[[bytes], dict[str, Any]], int8_drop: float
@@ -73,11 +78,16 @@ class AEQVariants:
         for done, name in enumerate(groups):
             self._progress("sensitivity per op group", done, len(groups))
             try:
-                result = measure(self.int8([name]))
+                content = self.int8([name])
+                result = measure(content)
             except (ConversionError, InterpreterError):
                 continue
             if result["drop"] is not None and result["drop"] < int8_drop:
                 drops.append((result["drop"], name))
+                best = sorted(drops)[:REUSED]
+                if (result["drop"], name) in best:
+                    self._kept[(name,)] = content
+                self._kept = {(n,): self._kept[(n,)] for _, n in best if (n,) in self._kept}
         self._progress("sensitivity per op group", len(groups), len(groups))
         return [(name, (name,)) for _, name in sorted(drops)]
 

@@ -65,6 +65,9 @@ class LocateResult:
     unmatched: tuple[str, ...] = ()
     sensitivity: tuple[dict[str, Any], ...] = ()
     seconds: dict[str, float] = field(default_factory=dict)
+    #: what the sensitivity experiment measured and left out, its stopping reason and cost
+    #: (``SensitivityRun.to_dict``); None when it did not run
+    sensitivity_run: dict[str, Any] | None = None
 
     @property
     def first_jump(self) -> LayerRecord | None:
@@ -91,6 +94,7 @@ class LocateResult:
             "unmatched_tensors": list(self.unmatched),
             "sensitivity": list(self.sensitivity),
             "seconds": self.seconds,
+            "sensitivity_run": self.sensitivity_run,
         }
 
     def to_json(self, indent: int | None = 2) -> str:
