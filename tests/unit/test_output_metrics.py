@@ -14,9 +14,10 @@ from liteparity.measure.decisions import decision_findings
 from liteparity.measure.detections import Detections
 from liteparity.measure.evaluate import output_order
 from liteparity.measure.kinds import OutputKind, guess_kind, parse_kind, postprocess_kinds
+from liteparity.measure.metrics import TaskAccumulator, check_labels, classes
 from liteparity.measure.outputs import Measures, OutputsAccumulator, headline
-from liteparity.measure.tasks import Decisions, Masks, Regression
-from liteparity.results.check import CandidateResult, CheckResult, OutputResult
+from liteparity.measure.tasks import Decisions, Masks, Regression, task_for
+from liteparity.results.check import ACCURACY, CandidateResult, CheckResult, OutputResult
 from liteparity.results.fix import Budget
 
 
@@ -130,6 +131,23 @@ def test_regression_errors_by_hand_and_a_nan_is_never_hidden() -> None:
     acc.update(ref, np.full_like(ref, np.nan), None)
     acc.update(ref, ref, None)  # a later clean batch does not wash the NaN out
     assert np.isnan(acc.values()["max_error"]) and np.isnan(acc.values()["mae"])
+
+
+def test_an_integer_output_is_ids_compared_exactly_and_its_own_class() -> None:
+    """An argmax inside the model (class ids) is neither a flag at a threshold nor a regression."""
+    ref = np.array([3, 7, 0, 9], np.int32)
+    cand = np.array([3, 1, 0, 9], np.int32)
+    assert guess_kind(ref, integer_labels=True).kind == "ids"
+    assert guess_kind(ref.astype(bool), integer_labels=False).kind == "ids"
+    acc = task_for(guess_kind(ref, False))
+    acc.update(ref, cand, None)
+    acc.update(np.array([[1, 2], [3, 4]]), np.array([[1, 2], [3, 5]]), None)
+    assert acc.values() == {"agreement": 4 / 6, "equal_share": 6 / 8}
+    assert classes(cand).tolist() == [3, 1, 0, 9]  # the ids, not "> 0.5"
+    check_labels(np.array([3, 7, 0, 9]), ref)  # any id can be a class: no 2-class refusal
+    accuracy = TaskAccumulator(ACCURACY)
+    accuracy.update(cand, np.array([3, 7, 0, 8]), ref)
+    assert accuracy.value == 0.5
 
 
 def test_the_headline_is_the_worst_output() -> None:

@@ -3,7 +3,8 @@
 The kind is read from the output where the output says it (one unit: a binary flag; H×W×C: a
 segmentation mask; N×1: per-anchor detection scores; rows of probabilities summing to 1, or an
 output with integer labels: class scores; the four outputs of ``TFLite_Detection_PostProcess``,
-by their names: detections) and is a plain regression otherwise; the user names it where the
+by their names: detections; an integer output, such as an argmax's class ids or a count:
+ids, compared exactly) and is a plain regression otherwise; the user names it where the
 output cannot say (``--metric OUTPUT=KIND[:options]``, e.g. ``landmarks:dims=3``,
 ``scores:threshold=0,boxes=regressors``, ``classes:top=5``,
 ``detections:boxes=B,classes=C,count=N``).
@@ -21,7 +22,7 @@ import numpy as np
 
 from liteparity.errors import UsageError
 
-CLASSES, FLAG, REGRESSION, LANDMARKS, MASK, SCORES, DETECTIONS = (
+CLASSES, FLAG, REGRESSION, LANDMARKS, MASK, SCORES, DETECTIONS, IDS = (
     "classes",
     "flag",
     "regression",
@@ -29,8 +30,9 @@ CLASSES, FLAG, REGRESSION, LANDMARKS, MASK, SCORES, DETECTIONS = (
     "mask",
     "scores",
     "detections",
+    "ids",
 )
-KINDS = (CLASSES, FLAG, REGRESSION, LANDMARKS, MASK, SCORES, DETECTIONS)
+KINDS = (CLASSES, FLAG, REGRESSION, LANDMARKS, MASK, SCORES, DETECTIONS, IDS)
 
 #: Kinds whose values are decisions at a threshold (``decision-lost`` watches them).
 DECISIONS = (FLAG, SCORES, MASK, DETECTIONS)
@@ -103,6 +105,8 @@ def postprocess_kinds(names: Sequence[str]) -> dict[str, OutputKind]:
 
 def guess_kind(reference: np.ndarray, integer_labels: bool) -> OutputKind:
     """The kind a batch of the reference's output (batch first) says it is."""
+    if is_integer(reference):  # ids (an argmax, a count): no threshold, no scores to rank
+        return OutputKind(IDS)
     shape = reference.shape[1:]
     width = int(np.prod(shape)) if shape else 1
     probabilities = reference.size > 0 and reference.min() >= 0 and reference.max() <= 1
@@ -119,6 +123,11 @@ def guess_kind(reference: np.ndarray, integer_labels: bool) -> OutputKind:
     if len(shape) == 1 and probabilities and np.allclose(rows.sum(axis=1), 1, atol=1e-3):
         return OutputKind(CLASSES)
     return OutputKind(REGRESSION)
+
+
+def is_integer(values: np.ndarray) -> bool:
+    """Whether an output holds integers (or booleans) by its type: ids, not scores."""
+    return bool(np.issubdtype(values.dtype, np.integer) or values.dtype == np.bool_)
 
 
 def with_threshold(spec: OutputKind, reference: np.ndarray) -> OutputKind:

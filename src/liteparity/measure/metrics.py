@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from liteparity.errors import DataError, InternalError
+from liteparity.measure.kinds import is_integer
 from liteparity.results.check import ACCURACY, MSE, MSE_VS_REFERENCE, NO_TASK
 
 #: Errors kept per candidate for the report's histogram (memory stays bounded).
@@ -30,8 +31,11 @@ def task_kind(labels: np.ndarray | None) -> str:
 
 def classes(output: np.ndarray, threshold: float = 0.5) -> np.ndarray:
     """Top-1 class per sample: argmax over the last axis, or ``> threshold`` for one unit
-    (0.5 for a sigmoid, 0 for a logit)."""
+    (0.5 for a sigmoid, 0 for a logit); one integer unit is the class id itself (an argmax
+    inside the model)."""
     flat = output.reshape(len(output), -1)
+    if flat.shape[1] == 1 and is_integer(flat):
+        return flat[:, 0].astype(np.int64)
     if flat.shape[1] == 1:
         return (flat[:, 0] > threshold).astype(np.int64)
     return np.asarray(flat.argmax(axis=1))
@@ -44,6 +48,8 @@ def check_labels(
     if labels is None or not len(labels):
         return
     width = output.reshape(len(output), -1).shape[1]
+    if width == 1 and is_integer(output):  # class ids: any id can be a class
+        return
     classes_ = 2 if width == 1 else width
     low, high = int(np.min(labels)), int(np.max(labels))
     if low < 0 or high >= classes_:

@@ -16,6 +16,7 @@ from liteparity.measure.kinds import (
     CLASSES,
     DETECTIONS,
     FLAG,
+    IDS,
     LANDMARKS,
     MASK,
     REGRESSION,
@@ -251,7 +252,38 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.sum(a & b)) / union if union else 1.0
 
 
-Task = ClassScores | Decisions | Regression | Masks | Detections
+@dataclass
+class Ids:
+    """Integer outputs (an argmax's class ids, a count, token ids) compared exactly: the share
+    of samples whose every value is the reference's (``agreement``) and of values alike."""
+
+    spec: OutputKind
+    samples: int = 0
+    agree: int = 0
+    equal: int = 0
+    values_seen: int = 0
+
+    def update(
+        self,
+        ref: np.ndarray,
+        cand: np.ndarray,
+        labels: np.ndarray | None,
+        related: Related | None = None,
+    ) -> None:
+        same = cand.reshape(len(cand), -1) == ref.reshape(len(ref), -1)
+        self.samples += len(same)
+        self.agree += int(np.sum(same.all(axis=1)))
+        self.equal += int(np.sum(same))
+        self.values_seen += same.size
+
+    def values(self) -> dict[str, Any]:
+        return {
+            "agreement": _ratio(self.agree, self.samples),
+            "equal_share": _ratio(self.equal, self.values_seen),
+        }
+
+
+Task = ClassScores | Decisions | Regression | Masks | Detections | Ids
 
 
 def task_for(spec: OutputKind) -> Task:
@@ -265,4 +297,6 @@ def task_for(spec: OutputKind) -> Task:
         return Regression(spec)
     if spec.kind == DETECTIONS:
         return Detections(spec)
+    if spec.kind == IDS:
+        return Ids(spec)
     raise InternalError(f"no task metric for the output kind {spec.kind!r}")

@@ -40,6 +40,8 @@ def _task(o: OutputResult) -> str:
         if "point_distance_mean" in m:
             distance, p95 = _num(m["point_distance_mean"]), _num(m.get("point_distance_p95"))
             parts.append(f"point dist {distance} (p95 {p95})")
+    elif o.kind == "ids":
+        parts.append(f"values alike {_num(m.get('equal_share'), '.4f')}")
     elif o.kind == "classes":
         top = [k for k in m if k.startswith("top") and k not in ("top1_accuracy", "top_box_iou")]
         if "top1_accuracy" in m:
