@@ -55,7 +55,8 @@ def check_labels(
     if low < 0 or high >= classes_:
         raise DataError(
             f"labels range over [{low}, {high}] but {name} has {classes_} "
-            f"classes: expected class ids 0..{classes_ - 1} (one id per sample)"
+            f"classes: expected class ids 0..{classes_ - 1} (one id per sample; labels for "
+            "another output go in the .npz as y:<output name>)"
         )
 
 
