@@ -319,3 +319,32 @@ def test_token_ids_stay_integers_and_fixed_batch_is_explained(
     explained = liteparity.explain(token_model, data=data, calibration_data=data, recipes=["int8"])
     assert explained.candidates[0].error is None
     assert explained.noise_floor is not None
+
+
+def test_inputs_of_different_shapes_are_calibrated_each_with_its_own(
+    digits: Digits, tmp_path: Path
+) -> None:
+    """Inputs ``zimage`` (8×8×1) and ``profile`` (16) in that order: the converter's signature
+    sorts them, and calibration samples given as a list fed the profile to the convolution
+    (every calibrated recipe failed to convert)."""
+    import keras
+
+    from liteparity._tf import import_tensorflow
+
+    import_tensorflow()
+    keras.utils.set_random_seed(0)
+    image, profile = keras.Input((8, 8, 1), name="zimage"), keras.Input((16,), name="profile")
+    h = keras.layers.Flatten()(keras.layers.Conv2D(4, 3, activation="relu")(image))
+    joint = keras.layers.Concatenate()([h, keras.layers.Dense(8, activation="relu")(profile)])
+    model = keras.Model(
+        [image, profile], [keras.layers.Dense(10)(joint), keras.layers.Dense(1)(profile)]
+    )
+    path = tmp_path / "shapes.keras"
+    model.save(path)
+
+    def fed(x: np.ndarray) -> Feeds:
+        return {"zimage": x, "profile": np.concatenate([x.mean(1)[..., 0], x.mean(2)[..., 0]], 1)}
+
+    feeds = fed(digits.x_eval[:EVAL])
+    result = run_cell(path, feeds, digits.y_eval[:EVAL], fed(digits.x_cal), tmp_path, ["int8"])
+    assert assert_cell(result, feeds, keras_truth(path)(feeds), ("int8",)) == ["int8"]
