@@ -68,7 +68,7 @@ def convert(
                 tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
             ]
         if recipe.needs_calibration:
-            converter.representative_dataset = calibration
+            converter.representative_dataset = _by_name(source, calibration)
         if recipe.io_type != "float32":
             converter.inference_input_type = getattr(tf, recipe.io_type)
             converter.inference_output_type = getattr(tf, recipe.io_type)
@@ -93,6 +93,17 @@ def convert(
         if _NO_KERNEL.search(message):
             raise NotApplicable(f"recipe {recipe.name} does not apply: {message}") from exc
         raise ConversionError(f"recipe {recipe.name}: the converter failed: {message}") from exc
+
+
+def _by_name(source: Source, calibration: Calibration | None) -> Any:
+    """The calibration samples as the converter must take them. A list is fed in the order
+    of the converter's signature (inputs sorted by name), not the model's: a Keras model with
+    inputs ``zimage, profile`` got each one's values in the other (a shape error, or with
+    same-shaped inputs, silently swapped ranges). By name, each reaches its own input."""
+    names = source.io.input_names
+    if calibration is None or len(names) < 2 or not source.calibrates_by_name:
+        return calibration
+    return lambda: (dict(zip(names, sample, strict=True)) for sample in calibration())
 
 
 def converter_message(exc: BaseException) -> str:

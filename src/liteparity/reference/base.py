@@ -20,6 +20,9 @@ class Source:
 
     format: str = ""
     convertible: bool = True
+    #: Whether the converter's calibrator takes samples by input name (its signature's keys
+    #: are ``io.input_names``): it takes a list in the signature's order, not the model's.
+    calibrates_by_name: bool = False
 
     def __init__(self, path: str) -> None:
         self.path = path

@@ -14,7 +14,8 @@ from liteparity._tf import import_tensorflow
 
 class GraphRunner:
     """Runs a frozen ``GraphDef`` in a TF1 session, batched, or one sample at a time when
-    the graph has batch 1 baked into a reshape."""
+    the graph has batch 1 baked in: into an input's shape (a Keras ``Input(batch_size=1)``,
+    which the session refuses to feed more rows) or into a reshape (found on the first run)."""
 
     def __init__(
         self, graph_def: Any, inputs: list[str], outputs: list[str], dtype: Any = None
@@ -27,7 +28,7 @@ class GraphRunner:
         self.inputs = [self._graph.get_tensor_by_name(_tensor(n)) for n in inputs]
         self.outputs = [self._graph.get_tensor_by_name(_tensor(n)) for n in outputs]
         self._dtype = dtype
-        self._per_sample = False
+        self._per_sample = any(t.shape.rank and t.shape[0] == 1 for t in self.inputs)
 
     def predict(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
         if self._dtype is not None:

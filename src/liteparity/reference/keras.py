@@ -24,6 +24,7 @@ class KerasSource(Source):
     """A Keras 3 ``.keras`` file."""
 
     format = "keras"
+    calibrates_by_name = True
 
     def __init__(self, path: str, *, unsafe: bool = False, model: Any = None) -> None:
         super().__init__(path)
