@@ -2,9 +2,10 @@
 
 Library errors (``LiteparityError``) become one red line and their exit code here, and nowhere
 else; ``--debug`` shows the traceback. Exit codes: 0 fine, 1 a budget is broken, 2 bad input
-or a candidate that could not be measured, 3 a bug in liteparity (``InternalError``: the
-traceback is printed), 130 interrupted. The command modules import only typer and the option
-groups at the top, so ``liteparity --help`` stays fast.
+or a candidate that could not be measured, 3 a bug in liteparity (``InternalError``, or any
+exception that is not liteparity's own: the traceback is printed), 130 interrupted. The command
+modules import only typer and the option groups at the top, so ``liteparity --help`` stays
+fast.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import traceback
 from collections.abc import Callable
 from typing import Annotated, Any
 
+import click
 import typer
 
 from liteparity import __version__
@@ -30,7 +32,7 @@ from liteparity.cli.groups import parameters, with_signature
 from liteparity.cli.locate import locate
 from liteparity.cli.output import console, err
 from liteparity.cli.qparams import qparams
-from liteparity.errors import InternalError, LiteparityError
+from liteparity.errors import InternalError, LiteparityError, first_line
 
 app = typer.Typer(
     name="liteparity",
@@ -76,9 +78,14 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             if debug:
                 raise
             _fail(str(exc), exc.exit_code)
-        except InternalError as exc:
+        except (typer.Exit, typer.Abort, click.exceptions.Exit, click.ClickException):
+            raise  # the command's own exit (a broken budget: 1) and typer's usage errors
+        except Exception as exc:  # any other exception is a bug: exit 3, never 1
             err.print(traceback.format_exc(), end="", markup=False, highlight=False, soft_wrap=True)
-            _fail(f"internal error (a bug in liteparity, please report it): {exc}", exc.exit_code)
+            _fail(
+                f"internal error (a bug in liteparity, please report it): {first_line(exc)}",
+                InternalError.exit_code,
+            )
         except KeyboardInterrupt as exc:
             code = 128 + signal.SIGTERM if isinstance(exc, Terminated) else 130
             _fail("interrupted; no partial output was written", code)
