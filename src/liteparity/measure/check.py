@@ -9,6 +9,7 @@ running statistics into one ``CandidateResult`` per candidate.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ from liteparity.reference.loader import load_spec
 from liteparity.reference.tflite import TFLiteSource
 from liteparity.results.check import CandidateResult, CheckResult, ReferenceResult
 from liteparity.specs import CheckOptions, DataSpec, ModelSpec, from_keywords
+from liteparity.timings import recording, stage
 
 
 def check(
@@ -70,14 +72,26 @@ def run(
     progress: Progress | None = None,
 ) -> CheckResult:
     """``check`` with an optional ``Hook``: the one pipeline behind check and explain."""
-    progress = progress or no_progress
+    with recording() as timings:
+        result = _run(model, data, options, hook, progress or no_progress)
+    return dataclasses.replace(result, timings=timings.to_dict())
+
+
+def _run(
+    model: ModelSpec,
+    data: DataSpec,
+    options: CheckOptions,
+    hook: Hook | None,
+    progress: Progress,
+) -> CheckResult:
     measures = Measures.parse(options.output_metrics, options.metric)  # a typo fails first
     candidates = list(options.candidates)
     # Started first: its TensorFlow import overlaps with loading the model and the data (with
     # ``resume``, only when a model is not in the cache).
     converter = Converter(model, start=_converts(model, options) and not options.resume)
     try:
-        source = load_spec(model)
+        with stage("load"):
+            source = load_spec(model)
     except BaseException:
         converter.close()
         raise
@@ -90,12 +104,15 @@ def run(
         recipe_names = list(options.recipes) if options.recipes is not None else default
         chosen = resolve(recipe_names, source, options.legacy)
         user_files = [_read_candidate(path) for path in candidates]
-        prepared = prepare_data(
-            source, data, any(r.needs_calibration or r.needs_training for r in chosen)
-        )
+        with stage("data"):
+            prepared = prepare_data(
+                source, data, any(r.needs_calibration or r.needs_training for r in chosen)
+            )
         binding, eval_rows, calibration = prepared.binding, prepared.eval_rows, prepared.calibration
         settings = (options.legacy, model.inputs, model.outputs, model.input_shapes)
         resumed = _Resume.open(source, prepared, settings) if options.resume else None
+        if resumed:
+            converter.keep_calibrated(resumed.cache, resumed.model_key("calibrated"))
         trained = _labelled(prepared) if any(r.needs_training for r in chosen) else None
         producer = Producer(
             source,
@@ -203,7 +220,8 @@ def _convert_all(
                         )
                     content = quantization_aware(producer.source, *trained, epochs)
                 else:
-                    content = producer.make(recipe)
+                    with stage("convert"):
+                        content = producer.make(recipe)
             except LiteparityError as exc:
                 # With ``all``, a recipe the model cannot take is a fact about the model; one
                 # the user named is a failure.

@@ -268,6 +268,8 @@ class CheckResult:
     data: dict[str, Any]
     candidates: tuple[CandidateResult, ...]
     noise_floor: dict[str, Any] | None = None  # set by ``explain``
+    #: seconds per stage of the run and its wall time (``liteparity.timings``)
+    timings: dict[str, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         doc = {
@@ -277,6 +279,8 @@ class CheckResult:
         }
         if self.noise_floor is not None:
             doc["noise_floor"] = self.noise_floor
+        if self.timings is not None:
+            doc["timings"] = self.timings
         return doc
 
     def to_json(self, indent: int | None = 2) -> str:
