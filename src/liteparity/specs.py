@@ -92,7 +92,9 @@ class CheckOptions:
     an earlier run, and the epochs of the ``qat`` recipe. ``output_metrics`` picks the kind of
     an output (``"OUTPUT=KIND[:options]"``, see ``liteparity.measure.kinds``) where the output
     cannot say it; ``metric`` is a user callable ``metric(reference_outputs,
-    candidate_outputs, labels) -> dict`` (outputs by name), run on every batch and averaged."""
+    candidate_outputs, labels) -> dict`` (outputs by name), run on every batch and averaged.
+    ``max_samples_slow`` measures a slow candidate (one sample costs it 10× the fastest
+    candidate's) on its first N rows only, with the confidence interval of its metric."""
 
     recipes: tuple[str, ...] | None = None
     candidates: tuple[PathLike, ...] = ()
@@ -102,8 +104,10 @@ class CheckOptions:
     qat_epochs: int = 1
     output_metrics: tuple[str, ...] = ()
     metric: Callable[..., Mapping[str, Any]] | None = None
+    max_samples_slow: int | None = None
 
     def __post_init__(self) -> None:
+        _count("--max-samples-slow", self.max_samples_slow, 1)
         _set(self, "recipes", _names("--recipes", self.recipes))
         _set(self, "candidates", _paths("--candidate", self.candidates))
         _count("--qat-epochs", self.qat_epochs, 1)

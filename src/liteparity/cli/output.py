@@ -5,7 +5,8 @@ there is something to render."""
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ class Output:
 
     json: Path | None = None
     report: Path | None = None
+    profile: bool = False  # ``--profile``: one line of where the time went
 
     @property
     def console(self) -> Console:
@@ -39,6 +41,11 @@ class Output:
         from liteparity.report.terminal import render
 
         self.console.print(render(result))
+
+    def show_profile(self, timings: Mapping[str, float] | None) -> None:
+        """With ``--profile``, the run's seconds per stage in one line on standard error."""
+        if self.profile and timings:
+            err.print("time: " + " · ".join(f"{k} {v:.1f}s" for k, v in timings.items()))
 
     def save_json(self, text: Callable[[], str]) -> None:
         """Write ``text()`` where ``--json`` says, if it was given."""
@@ -68,9 +75,36 @@ def wrote(path: str | Path) -> None:
     err.print(f"wrote {path}")
 
 
+#: Without a terminal, a progress line at least this often (seconds) while a stage runs.
+LINE_EVERY_S = 60.0
+
+
+class ProgressLines:
+    """Progress for logs (CI): without a terminal a bar shows nothing, and a long run looked
+    dead. One line per stage on standard error, and one at least every ``LINE_EVERY_S``
+    seconds while a stage runs, each with the time since the start."""
+
+    def __init__(self, write: Callable[[str], None], every_s: float = LINE_EVERY_S) -> None:
+        self._write, self._every = write, every_s
+        self._began = self._last = time.monotonic()
+        self._stage: str | None = None
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        now = time.monotonic()
+        if stage == self._stage and now - self._last < self._every:
+            return
+        self._stage, self._last = stage, now
+        count = f" {done}/{total}" if total else ""
+        self._write(f"liteparity [{now - self._began:6.0f}s] {stage}{count}")
+
+
 @contextmanager
 def progress_bar() -> Iterator[Callable[[str, int, int], None]]:
-    """A rich progress bar fed by the library's ``progress(stage, done, total)`` callback."""
+    """A rich progress bar fed by the library's ``progress(stage, done, total)`` callback;
+    ``ProgressLines`` when standard error is not a terminal."""
+    if not err.is_terminal:
+        yield ProgressLines(lambda line: print(line, file=sys.stderr, flush=True))
+        return
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,

@@ -132,7 +132,15 @@ def _run(
             trained,
             options.qat_epochs,
         )
-        run_on = _Measured(reference_source, source.io, binding, eval_rows, progress, measures)
+        run_on = _Measured(
+            reference_source,
+            source.io,
+            binding,
+            eval_rows,
+            progress,
+            measures,
+            options.max_samples_slow,
+        )
         reference, results = run_on.candidates(
             [*converted, *user_files], resumed, hook, calibration, converter
         )
@@ -153,6 +161,7 @@ class _Measured:
     rows: np.ndarray
     progress: Progress
     measures: Measures
+    max_samples_slow: int | None = None
 
     def candidates(
         self,
@@ -181,6 +190,7 @@ class _Measured:
                 self.progress,
                 hook,
                 self.measures,
+                self.max_samples_slow,
             )
             if resumed:
                 resumed.keep(todo, results, reference, hook)

@@ -39,6 +39,12 @@ from liteparity.runtime.jobs import Reply
 from liteparity.runtime.model_jobs import ModelInfo, RunModel
 from liteparity.runtime.shared import SharedInputs, SharedSlots
 from liteparity.runtime.worker import Worker
+from liteparity.timings import stage
+
+#: A candidate is slow when one sample costs it at least this many times what it costs the
+#: fastest candidate (int16x8's reference kernels: ~90× int8 on ResNet50); ``--max-samples-slow``
+#: caps the rows of slow candidates only.
+SLOW_FACTOR = 10.0
 
 
 @dataclass
@@ -60,6 +66,12 @@ class _Run:
     batch_size: int | None = None
     latency_ms: float | None = None
     error: str | None = None
+    #: at most this many rows (a slow candidate under ``--max-samples-slow``), else None
+    limit: int | None = None
+    seen: int = 0  # rows fed so far
+    in_flight: int = 0  # rows of the batch it is running now
+    #: the reference's task metric on the same (capped) rows
+    reference_task: TaskAccumulator | None = None
 
     def fail(self, exc: Exception) -> None:
         self.error = str(exc)
@@ -155,7 +167,7 @@ def _start(candidate: Candidate, kind: str, threads: int, anatomy: bool) -> _Run
     if candidate.content is None:  # a candidate has its bytes or the error that kept them
         raise InternalError(f"candidate {candidate.name} has neither a model nor an error")
     run.worker = Worker(candidate.name)
-    job = RunModel(candidate.content, threads, tune=True, latency=True, anatomy=anatomy)
+    job = RunModel(candidate.content, threads, tune=True, latency=True, anatomy=anatomy, cost=True)
     run.reply = run.worker.start(job)
     return run
 
@@ -182,9 +194,11 @@ def _evaluate(
     progress: Progress,
     hook: Hook | None = None,
     measures: Measures | None = None,
+    max_samples_slow: int | None = None,
 ) -> tuple[ReferenceResult | None, tuple[CandidateResult, ...]]:
     """Stream ``rows`` through the reference (if any) and every candidate. Workers get batch
-    k+1 before the main process folds batch k into the statistics, so they are never idle."""
+    k+1 before the main process folds batch k into the statistics, so they are never idle.
+    Slow candidates stop after ``max_samples_slow`` rows (``cap_slow``)."""
     kind = task_kind(binding.dataset.labels)
     if source is None and kind == MSE_VS_REFERENCE:
         kind = NO_TASK  # a lone model without labels: only findings, no task metric
@@ -192,51 +206,103 @@ def _evaluate(
     total = len(rows)
     progress("starting interpreters", 0, total)
     batches = binding.batches(rows, BATCH_ROWS)
-    first = next(batches)
+    with stage("data"):
+        first = next(batches)
     current: tuple[list[np.ndarray], np.ndarray | None] | None = first
     if source is not None:
-        source.warm_up(first[0])
+        with stage("reference"):
+            source.warm_up(first[0])
     # Candidates and the reference run at once: share the cores between them.
     threads = max(1, (os.cpu_count() or 1) // (len(candidates) + 1))
     runs: list[_Run] = []
     slots = SharedSlots()
     try:
-        for c in candidates:  # one by one: a failure leaves the started ones to `finally`
-            runs.append(_start(c, kind, threads, hook is not None and hook.anatomy))
-        for run in runs:
-            _guard(run, lambda r: _loaded(r, io, measures or Measures()))
+        with stage("candidates"):
+            for c in candidates:  # one by one: a failure leaves the started ones to `finally`
+                runs.append(_start(c, kind, threads, hook is not None and hook.anatomy))
+            for run in runs:
+                _guard(run, lambda r: _loaded(r, io, measures or Measures()))
+            cap_slow(runs, max_samples_slow, total, kind)
         if hook is not None:
             hook.ready(runs)
-        shared = slots.put(first[0])
+        with stage("data"):
+            shared = slots.put(first[0])
+        evaluating = f"evaluating{estimate(runs, total)}"
+        progress(evaluating, 0, total)
         # One candidate at a time on the first batch: each times batch sizes on it.
-        _submit(runs, shared, wait=True)
+        with stage("candidates"):
+            _submit(runs, shared, wait=True)
         done = 0
         while current is not None:
             inputs, labels = current
-            reference = source.predict(inputs, shared) if source is not None else None
-            outputs = _collect(runs, reference)
+            with stage("reference"):
+                reference = source.predict(inputs, shared) if source is not None else None
+            with stage("candidates"):
+                outputs = _collect(runs, reference)
             if kind == ACCURACY:
                 _check_labels(labels, reference, outputs)
-            current = next(batches, None)
+            with stage("data"):
+                current = next(batches, None)
+                if current is not None:
+                    shared = slots.put(current[0])
             if current is not None:
-                shared = slots.put(current[0])
-                _submit(runs, shared)
-            _fold(reference_task, reference, outputs, labels)
+                with stage("candidates"):
+                    _submit(runs, shared)
+            with stage("metrics"):
+                _fold(reference_task, reference, outputs, labels)
             if hook is not None:
-                hook.batch(inputs, reference, outputs)
+                with stage("diagnose"):
+                    whole = [(r, out) for r, out in outputs if len(out[0]) == len(inputs[0])]
+                    hook.batch(inputs, reference, whole)
             done += len(inputs[0])
-            progress("evaluating", done, total)
-        for run in runs:  # one at a time: parallel runs would disturb each other's timing
-            _guard(run, _finish)
+            progress(evaluating, done, total)
+        with stage("candidates"):
+            for run in runs:  # one at a time: parallel runs would disturb each other's timing
+                _guard(run, _finish)
         if hook is not None:
             progress("diagnosing", total, total)
-            hook.finish(runs, binding, rows)
+            with stage("diagnose"):
+                hook.finish(runs, binding, rows)
     finally:
         slots.close()
         for run in runs:
             if run.worker is not None:
                 run.worker.close()
     return _results(source, runs, kind, reference_task)
+
+
+def slow(costs: Sequence[float | None]) -> list[bool]:
+    """Which of the candidates whose per-sample ``costs`` (ms) are given are slow: at least
+    ``SLOW_FACTOR`` times the fastest one's. Unmeasured costs are not slow."""
+    known = [c for c in costs if c is not None and c > 0]
+    if not known:
+        return [False] * len(costs)
+    fastest = min(known)
+    return [c is not None and c >= SLOW_FACTOR * fastest for c in costs]
+
+
+def cap_slow(runs: list[_Run], limit: int | None, total: int, kind: str) -> None:
+    """Measure the slow candidates on their first ``limit`` rows only (``--max-samples-slow``),
+    against the reference on those same rows."""
+    if limit is None or limit >= total:
+        return
+    live = [r for r in runs if r.info is not None and r.worker is not None]
+    for run, is_slow in zip(live, slow([r.info.sample_ms for r in live]), strict=True):  # type: ignore[union-attr]
+        if is_slow:
+            run.limit, run.reference_task = limit, TaskAccumulator(kind)
+
+
+def estimate(runs: list[_Run], total: int) -> str:
+    """`` (~2m10s)``: how long the candidates will take, from their measured per-sample costs
+    (they share the cores), or "" when a cost is unknown."""
+    costs = [r.info.sample_ms for r in runs if r.info is not None and r.worker is not None]
+    if not costs or any(c is None for c in costs):
+        return ""
+    rows = [min(total, r.limit or total) for r in runs if r.info is not None and r.worker]
+    each = [c * n / 1000 for c, n in zip(costs, rows, strict=True)]  # type: ignore[operator]
+    seconds = max(max(each), sum(each) / (os.cpu_count() or 1))
+    minutes, secs = divmod(round(seconds), 60)
+    return f" (~{minutes}m{secs:02d}s)" if minutes else f" (~{secs}s)"
 
 
 def _check_labels(
@@ -260,13 +326,19 @@ def _fold(
     """One batch into the reference's task metric and every run's running statistics."""
     if reference is not None:
         reference_task.update(reference[0], labels, reference[0])
-    for run, out in outputs:
-        if reference is not None:
-            run.errors.update(reference, out)
+    for run, full in outputs:
+        rows = len(full[0])  # fewer than the batch's when the run's cap falls inside it
+        out = full
+        ref = [r[:rows] for r in reference] if reference is not None else None
+        lab = labels[:rows] if labels is not None else None
+        if ref is not None:
+            run.errors.update(ref, out)
+            if run.reference_task is not None:
+                run.reference_task.update(ref[0], lab, ref[0])
         if run.task is not None:
-            run.task.update(out[0], labels, out[0] if reference is None else reference[0])
-        if reference is not None and run.outputs is not None:
-            run.outputs.update(reference, out, labels)
+            run.task.update(out[0], lab, out[0] if ref is None else ref[0])
+        if ref is not None and run.outputs is not None:
+            run.outputs.update(ref, out, lab)
 
 
 def _results(
@@ -301,8 +373,17 @@ def _guard(run: _Run, action: Callable[[_Run], None]) -> None:
 
 
 def _submit(runs: list[_Run], inputs: SharedInputs, wait: bool = False) -> None:
+    """Feed the batch to every live run (only up to its ``limit`` rows)."""
+    rows = inputs.arrays[0][1][0]
+
     def feed(run: _Run) -> None:
-        run.reply = run.worker.feed(inputs.select(run.order))  # type: ignore[union-attr]
+        take = rows if run.limit is None else min(rows, run.limit - run.seen)
+        run.in_flight = max(0, take)
+        if not run.in_flight:
+            return
+        batch = inputs.select(run.order)
+        run.reply = run.worker.feed(batch if take == rows else batch.head(take))  # type: ignore[union-attr]
+        run.seen += take
         if wait:
             run.reply.get()
 
@@ -317,10 +398,12 @@ def _collect(
     outputs: list[tuple[_Run, list[np.ndarray]]] = []
 
     def receive(run: _Run) -> None:
+        if not run.in_flight:  # capped: it has all its rows
+            return
         out = run.reply.get()  # type: ignore[union-attr]
         out = [out[k] for k in run.output_order]  # in the reference's order, matched by name
         if reference is not None:
-            _check_shapes(reference, out)
+            _check_shapes([r[: run.in_flight] for r in reference], out)
         outputs.append((run, out))
 
     for run in runs:
@@ -358,6 +441,11 @@ def candidate_result(
     share = metrics["non_finite_share"]
     measured: dict[str, Any] = {**metrics, **headline(outputs)} if outputs else dict(metrics)
     value = run.task.value if run.task else None
+    interval = None
+    if run.reference_task is not None and reference is not None:  # capped: the same rows
+        reference = 0.0 if kind == MSE_VS_REFERENCE else run.reference_task.value
+        power = run.reference_task.reference_power
+        interval = run.task.interval() if run.task else None
     delta = value - reference if value is not None and reference is not None else None
     return CandidateResult(
         name=c.name,
@@ -365,7 +453,7 @@ def candidate_result(
         path=c.path,
         size_bytes=size,
         latency_ms=run.latency_ms,
-        metric=Metric(kind, value),
+        metric=Metric(kind, value, interval),
         metric_delta=delta,
         drop=drop(kind, reference, value, power),
         batch_size=run.batch_size,
@@ -375,5 +463,6 @@ def candidate_result(
         findings=((non_finite_finding(share),) if share else ()) + decision_findings(outputs),
         warnings=tuple(run.warnings),
         user_metrics=run.outputs.user.values() if run.outputs and run.outputs.user else {},
+        samples=run.seen if run.limit is not None else None,
         **measured,
     )

@@ -62,16 +62,28 @@ class Metric:
 
     name: str
     value: float | None
+    #: its 95% confidence interval, given when it was measured on a sample of the rows
+    #: (``--max-samples-slow``)
+    interval: tuple[float, float] | None = None
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Metric:
-        return cls(d["name"], number(d.get("special") or d["value"]))
+        interval = d.get("interval")
+        return cls(
+            d["name"],
+            number(d.get("special") or d["value"]),
+            (interval[0], interval[1]) if interval else None,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """``value`` is a number or ``null``; ``special`` is ``"nan"``/``"inf"`` when the
-        value is not finite (NaN outputs under an MSE), else ``null``."""
+        value is not finite (NaN outputs under an MSE), else ``null``; ``interval`` only
+        when there is one."""
         plain, special = split_special({"value": self.value})
-        return {"name": self.name, "value": plain["value"], "special": special.get("value")}
+        doc = {"name": self.name, "value": plain["value"], "special": special.get("value")}
+        if self.interval is not None:
+            doc["interval"] = list(self.interval)
+        return doc
 
 
 def non_finite_finding(share: float) -> Finding:
@@ -184,6 +196,10 @@ class CandidateResult:
     #: for reports only (not in the JSON): a sample of errors, the metric of each batch
     error_sample: tuple[float, ...] = field(default=(), repr=False)
     batch_metrics: tuple[float, ...] = field(default=(), repr=False)
+    #: the rows it was measured on when fewer than the run's (a slow candidate capped by
+    #: ``--max-samples-slow``; its numbers and the reference's it is compared with are on the
+    #: first ``samples`` rows); None: every row
+    samples: int | None = None
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CandidateResult:
@@ -205,6 +221,7 @@ class CandidateResult:
             outputs=tuple(OutputResult.from_dict(o) for o in d.get("outputs", [])),
             warnings=tuple(d.get("warnings", [])),
             user_metrics=plain_metrics(d.get("user_metrics", {}), number),
+            samples=d.get("samples"),
             **measured,
         )
 
@@ -235,6 +252,7 @@ class CandidateResult:
             "warnings": list(self.warnings),
             "user_metrics": plain_metrics(self.user_metrics, json_number),
             "not_applicable": self.not_applicable,
+            "samples": self.samples,
         }
 
 

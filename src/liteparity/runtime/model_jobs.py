@@ -3,11 +3,12 @@ latency measurements and, on request, its anatomy) and read chosen tensors (``Re
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
 
-from liteparity.errors import InterpreterError
+from liteparity.errors import InterpreterError, LiteparityError
 from liteparity.runtime.anatomy import Anatomy, output_quantization
 from liteparity.runtime.jobs import Job, state
 from liteparity.runtime.litemodel import LiteModel, TensorInfo
@@ -27,6 +28,24 @@ def _output_ranges(model: LiteModel) -> tuple[tuple[float, float] | None, ...]:
     return tuple(ranges)
 
 
+def _sample_ms(model: LiteModel) -> float | None:
+    """Milliseconds one sample of zeros costs (the better of two runs: the first allocates).
+    Kernels cost the same on any values, so this is known before any data is read. None for
+    inputs with a free dimension or a type zeros cannot stand for."""
+    if any(-1 in i.shape[1:] for i in model.inputs):
+        return None
+    zeros = [np.zeros((1, *i.shape[1:]), np.float32) for i in model.inputs]
+    best = float("inf")
+    try:
+        for _ in range(2):
+            start = time.perf_counter()
+            model.run(zeros)
+            best = min(best, time.perf_counter() - start)
+    except LiteparityError:  # every invoke starts from fresh state: nothing to undo
+        return None
+    return best * 1000
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     """What ``RunModel.start`` reports: the model's inputs and outputs (and its anatomy)."""
@@ -36,6 +55,8 @@ class ModelInfo:
     anatomy: Anatomy | None = None
     #: per output, the real range its codes can hold (None: a float output)
     output_ranges: tuple[tuple[float, float] | None, ...] = ()
+    #: milliseconds one sample costs (``RunModel.cost``; None: not measured)
+    sample_ms: float | None = None
 
 
 @dataclass(frozen=True)
@@ -53,7 +74,9 @@ class RunModel(Job):
 
     ``tune``: the first batch fed also picks the fastest batch size (timed: feed it to one
     worker at a time). ``latency``: ``result`` times single-sample runs of the first sample
-    fed. ``anatomy``: ``start`` also reads the model's tensors and ops."""
+    fed. ``anatomy``: ``start`` also reads the model's tensors and ops. ``cost``: ``start``
+    also times one sample (``sample_ms``), so a run knows how long it will take before the
+    first batch."""
 
     content: bytes
     threads: int = 1
@@ -61,6 +84,7 @@ class RunModel(Job):
     latency: bool = False
     anatomy: bool = False
     builtin_kernels: bool = False  # LiteRT's builtin kernels only (see ``LiteModel``)
+    cost: bool = False
     _model: LiteModel = state()
     _sample: list[np.ndarray] | None = state()
 
@@ -72,7 +96,13 @@ class RunModel(Job):
         )
         self.keep(_model=model, _sample=None)
         anatomy = model.anatomy() if self.anatomy else None
-        return ModelInfo(tuple(model.inputs), tuple(model.outputs), anatomy, _output_ranges(model))
+        return ModelInfo(
+            tuple(model.inputs),
+            tuple(model.outputs),
+            anatomy,
+            _output_ranges(model),
+            _sample_ms(model) if self.cost else None,
+        )
 
     def feed(self, batch: list[np.ndarray]) -> list[np.ndarray]:
         first = self._sample is None

@@ -22,6 +22,12 @@ class SharedInputs:
         """The same batch with its inputs in another model's order."""
         return SharedInputs(self.path, tuple(self.arrays[i] for i in order))
 
+    def head(self, rows: int) -> SharedInputs:
+        """The batch's first ``rows`` rows (rows are contiguous: same offsets, shorter)."""
+        return SharedInputs(
+            self.path, tuple((at, (rows, *shape[1:]), dt) for at, shape, dt in self.arrays)
+        )
+
 
 class SharedSlots:
     """Memory-mapped files that take turns holding input batches: batch k+1 is written while
