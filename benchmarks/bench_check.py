@@ -169,8 +169,10 @@ def main() -> None:
         floor, out = _timed([sys.executable, str(work / "floor.py"), *paths])
         details["floor"] = json.loads(out.splitlines()[-1])
         floor -= details["floor"]["tuning (not in the floor)"]
+        print(f"  floor {floor:.1f}s: {details['floor']}", flush=True)
         plain, out = _timed([sys.executable, str(work / "plain.py"), *paths, ",".join(RECIPES)])
         details["plain"] = json.loads(out.splitlines()[-1])
+        print(f"  plain {plain:.1f}s: {details['plain']}", flush=True)
         ours, _ = _timed(
             [
                 sys.executable, "-m", "liteparity", "check", paths[0],
