@@ -102,7 +102,7 @@ for name, content in models.items():
     times[key] = times.get(key, 0) + time.perf_counter() - t0
     t = time.perf_counter(); run(content, min(costs, key=costs.get))
     times["run " + name] = time.perf_counter() - t
-print(json.dumps(times))
+print("RESULT " + json.dumps(times))
 """
 )
 
@@ -118,7 +118,7 @@ times["reference"] = time.perf_counter() - t
 for name, content in models.items():
     t = time.perf_counter(); run(content, 1)
     times["run " + name] = time.perf_counter() - t
-print(json.dumps(times))
+print("RESULT " + json.dumps(times))
 """
 )
 
@@ -130,6 +130,13 @@ def _timed(cmd: list[str]) -> tuple[float, str]:
     if done.returncode not in (0, 1):
         sys.exit(f"{cmd[:3]} failed ({done.returncode}):\n{done.stderr[-2000:]}")
     return seconds, done.stdout
+
+
+def _result(stdout: str) -> dict[str, float]:
+    """The times a side printed (TensorFlow's C++ may print on standard output too)."""
+    line = next(ln for ln in reversed(stdout.splitlines()) if ln.startswith("RESULT "))
+    times: dict[str, float] = json.loads(line[len("RESULT ") :])
+    return times
 
 
 def main() -> None:
@@ -167,11 +174,11 @@ def main() -> None:
     details: dict[str, dict[str, float]] = {}
     for _ in range(args.rounds):
         floor, out = _timed([sys.executable, str(work / "floor.py"), *paths])
-        details["floor"] = json.loads(out.splitlines()[-1])
+        details["floor"] = _result(out)
         floor -= details["floor"]["tuning (not in the floor)"]
         print(f"  floor {floor:.1f}s: {details['floor']}", flush=True)
         plain, out = _timed([sys.executable, str(work / "plain.py"), *paths, ",".join(RECIPES)])
-        details["plain"] = json.loads(out.splitlines()[-1])
+        details["plain"] = _result(out)
         print(f"  plain {plain:.1f}s: {details['plain']}", flush=True)
         ours, _ = _timed(
             [
