@@ -45,7 +45,8 @@ class Output:
     def show_profile(self, timings: Mapping[str, float] | None) -> None:
         """With ``--profile``, the run's seconds per stage in one line on standard error."""
         if self.profile and timings:
-            err.print("time: " + " · ".join(f"{k} {v:.1f}s" for k, v in timings.items()))
+            line = "time: " + " · ".join(f"{k} {v:.1f}s" for k, v in timings.items())
+            err.print(line, soft_wrap=True, highlight=False)
 
     def save_json(self, text: Callable[[], str]) -> None:
         """Write ``text()`` where ``--json`` says, if it was given."""
