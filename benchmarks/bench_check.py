@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -59,8 +60,13 @@ def converter(name):
         c.inference_input_type = c.inference_output_type = getattr(tf, name[:-3])
     return c
 def run(content, batch, data=None):
+    # the candidate on the data; False when LiteRT refuses it (liteparity's row: an error)
     data = ev if data is None else data
     it = Interpreter(model_content=content, num_threads=2)
+    try:
+        it.allocate_tensors()
+    except RuntimeError:
+        return False
     inp, out = it.get_input_details()[0], it.get_output_details()[0]
     scale, zero = inp["quantization"]
     for start in range(0, len(data), batch):
@@ -73,6 +79,7 @@ def run(content, batch, data=None):
         it.set_tensor(inp["index"], x)
         it.invoke()
         it.get_tensor(out["index"])
+    return True
 """
 
 _FLOOR = (
@@ -96,10 +103,15 @@ times["reference"] = time.perf_counter() - t
 for name, content in models.items():
     t0 = time.perf_counter(); costs = {}
     for batch in (1, 16, 64):  # the best batch size, timed on a part of the data (not counted)
-        t = time.perf_counter(); run(content, batch, ev[:64])
+        t = time.perf_counter()
+        if not run(content, batch, ev[:64]):
+            break
         costs[batch] = time.perf_counter() - t
     key = "tuning (not in the floor)"
     times[key] = times.get(key, 0) + time.perf_counter() - t0
+    if not costs:
+        times["run " + name] = "refused by LiteRT"
+        continue
     t = time.perf_counter(); run(content, min(costs, key=costs.get))
     times["run " + name] = time.perf_counter() - t
 print("RESULT " + json.dumps(times))
@@ -132,10 +144,10 @@ def _timed(cmd: list[str]) -> tuple[float, str]:
     return seconds, done.stdout
 
 
-def _result(stdout: str) -> dict[str, float]:
+def _result(stdout: str) -> dict[str, Any]:
     """The times a side printed (TensorFlow's C++ may print on standard output too)."""
     line = next(ln for ln in reversed(stdout.splitlines()) if ln.startswith("RESULT "))
-    times: dict[str, float] = json.loads(line[len("RESULT ") :])
+    times: dict[str, Any] = json.loads(line[len("RESULT ") :])
     return times
 
 
@@ -171,7 +183,7 @@ def main() -> None:
     (work / "plain.py").write_text(_PLAIN)
 
     rows: list[dict[str, float]] = []
-    details: dict[str, dict[str, float]] = {}
+    details: dict[str, dict[str, Any]] = {}
     for _ in range(args.rounds):
         floor, out = _timed([sys.executable, str(work / "floor.py"), *paths])
         details["floor"] = _result(out)
@@ -202,7 +214,8 @@ def main() -> None:
     over_plain = statistics.median(r["liteparity"] / r["plain"] for r in rows)
     print(f"liteparity / floor: {over_floor:.2f}×   liteparity / plain: {over_plain:.2f}×")
     for side, times in details.items():
-        print(f"{side:<11} (last round): " + ", ".join(f"{k} {v:.2f}" for k, v in times.items()))
+        shown = (f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in times.items())
+        print(f"{side:<11} (last round): " + ", ".join(shown))
 
 
 if __name__ == "__main__":
