@@ -26,3 +26,15 @@ def test_a_line_per_stage_and_one_a_minute_within_a_stage(monkeypatch: pytest.Mo
         "liteparity [   141s] evaluating (~3m20s) 600/1000",
         "liteparity [   201s] evaluating (~3m20s) 900/1000",
     ]
+    del lines[:]
+    now[0] += 59.0  # a slow batch: no progress call for minutes, the timer's ticks write
+    progress.tick()
+    now[0] += 1.0
+    progress.tick()
+    progress.tick()
+    now[0] += 60.0
+    progress.tick()
+    assert lines == [
+        "liteparity [   261s] evaluating (~3m20s) 900/1000",
+        "liteparity [   321s] evaluating (~3m20s) 900/1000",
+    ]

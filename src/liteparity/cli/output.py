@@ -5,6 +5,7 @@ there is something to render."""
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -82,19 +83,33 @@ LINE_EVERY_S = 60.0
 
 class ProgressLines:
     """Progress for logs (CI): without a terminal a bar shows nothing, and a long run looked
-    dead. One line per stage on standard error, and one at least every ``LINE_EVERY_S``
-    seconds while a stage runs, each with the time since the start."""
+    dead. One line per stage on standard error, and, while a stage runs, one at least every
+    ``LINE_EVERY_S`` seconds (``tick``, called by a timer thread: a batch of a slow candidate
+    can take minutes between two progress calls), each with the time since the start."""
 
     def __init__(self, write: Callable[[str], None], every_s: float = LINE_EVERY_S) -> None:
         self._write, self._every = write, every_s
         self._began = self._last = time.monotonic()
-        self._stage: str | None = None
+        self._state: tuple[str, int, int] | None = None
+        self._lock = threading.Lock()
 
     def __call__(self, stage: str, done: int, total: int) -> None:
-        now = time.monotonic()
-        if stage == self._stage and now - self._last < self._every:
-            return
-        self._stage, self._last = stage, now
+        with self._lock:
+            same = self._state is not None and self._state[0] == stage
+            self._state = (stage, done, total)
+            if not same or time.monotonic() - self._last >= self._every:
+                self._line()
+
+    def tick(self) -> None:
+        """A line for the current stage if none was written for ``LINE_EVERY_S``."""
+        with self._lock:
+            if self._state is not None and time.monotonic() - self._last >= self._every:
+                self._line()
+
+    def _line(self) -> None:
+        assert self._state is not None
+        stage, done, total = self._state
+        self._last = now = time.monotonic()
         count = f" {done}/{total}" if total else ""
         self._write(f"liteparity [{now - self._began:6.0f}s] {stage}{count}")
 
@@ -104,7 +119,20 @@ def progress_bar() -> Iterator[Callable[[str, int, int], None]]:
     """A rich progress bar fed by the library's ``progress(stage, done, total)`` callback;
     ``ProgressLines`` when standard error is not a terminal."""
     if not err.is_terminal:
-        yield ProgressLines(lambda line: print(line, file=sys.stderr, flush=True))
+        lines = ProgressLines(lambda line: print(line, file=sys.stderr, flush=True))
+        stop = threading.Event()
+
+        def ticking() -> None:
+            while not stop.wait(1.0):
+                lines.tick()
+
+        timer = threading.Thread(target=ticking, name="liteparity-progress", daemon=True)
+        timer.start()
+        try:
+            yield lines
+        finally:
+            stop.set()
+            timer.join()
         return
     from rich.progress import (
         BarColumn,
