@@ -236,3 +236,76 @@ def test_cosine_of_a_silent_candidate_is_zero() -> None:
     both = ErrorAccumulator(classify=False)
     both.update([np.zeros((4, 3))], [np.zeros((4, 3))])
     assert both.metrics()["cosine"] == 1.0
+
+
+def test_timings_name_the_stages_and_add_up_to_at_most_the_wall_time(check_all) -> None:
+    import json
+
+    timings = json.loads(check_all.to_json())["timings"]
+    assert {"load", "data", "convert", "calibrate", "reference", "candidates"} <= set(timings)
+    stages = sum(v for k, v in timings.items() if k != "total")
+    assert all(v >= 0 for v in timings.values())
+    assert timings["convert"] > 0 and timings["calibrate"] > 0  # int8 and int16x8 calibrate
+    # exclusive stages: never more than the wall time, and they cover most of it
+    assert 0.5 * timings["total"] <= stages <= timings["total"] + 0.01
+
+
+def test_a_slow_candidate_capped_is_measured_on_its_first_rows_with_an_interval(
+    cnn: Path, digits: Digits, tmp_path: Path, monkeypatch
+) -> None:
+    """With every candidate counted as slow, each is measured on its first 70 rows (a cap
+    inside the first batch), against the reference on those rows: its accuracy, the
+    reference's and the delta equal independent loops over those rows, the interval is
+    Wilson's, the JSON and the table say it, and --resume does not keep it."""
+    import json
+
+    from scipy import stats
+
+    from liteparity.measure import evaluate
+    from liteparity.report.terminal import render
+
+    monkeypatch.setattr(evaluate, "SLOW_FACTOR", 1.0)  # every candidate ≥ 1× the fastest
+    monkeypatch.setenv("LITEPARITY_CACHE", str(tmp_path / "cache"))
+    x, y = digits.x_eval[:300], digits.y_eval[:300]
+    data = tmp_path / "eval.npz"
+    np.savez(data, x=x, y=y)
+    result = liteparity.check(
+        cnn,
+        data=data,
+        calibration_data=digits.x_cal,
+        recipes=["float32", "int8"],
+        max_samples_slow=70,
+        save_dir=tmp_path,
+        resume=True,
+    )
+    reference = np.mean(classes(liteparity_keras(cnn, x[:70])) == y[:70])
+    for c in result.candidates:
+        assert c.samples == 70
+        ours = oracle_outputs(tmp_path / f"{c.name}.tflite", x[:70])
+        correct = int(np.sum(classes(ours) == y[:70]))
+        assert c.metric.value == pytest.approx(correct / 70)
+        assert c.metric_delta == pytest.approx(correct / 70 - reference)
+        ci = stats.binomtest(correct, 70).proportion_ci(0.95, method="wilson")
+        assert c.metric.interval == pytest.approx((ci.low, ci.high), rel=1e-5)
+    doc = json.loads(result.to_json())
+    assert [c["samples"] for c in doc["candidates"]] == [70, 70]
+    assert all(len(c["metric"]["interval"]) == 2 for c in doc["candidates"])
+    assert result.reference.metric.value == pytest.approx(
+        np.mean(classes(liteparity_keras(cnn, x)) == y)
+    )  # the reference row stays every row's
+    from rich.console import Console
+
+    console = Console(width=200, record=True)
+    console.print(render(result))
+    text = console.export_text()
+    assert "int8*" in text and "first 70 of 300 samples" in text
+    again = liteparity.check(
+        cnn, data=data, calibration_data=digits.x_cal, recipes=["int8"], resume=True
+    )
+    assert again.candidates[0].samples is None  # measured again, on every row
+
+
+def liteparity_keras(path: Path, x: np.ndarray) -> np.ndarray:
+    import keras
+
+    return keras.saving.load_model(path).predict(x, verbose=0)

@@ -74,3 +74,29 @@ def test_per_tensor_requantization_gives_one_weight_scale(cnn: Path, digits: Dig
         # conv kernels get one scale per output channel unless per_channel is off
         assert weights
         assert any(t.quantization.per_channel for t in weights) == per_channel
+
+
+def test_calibrating_once_gives_every_int8_recipe_the_outputs_of_its_own_conversion(
+    cnn: Path, digits: Digits
+) -> None:
+    """int8, int8-io and uint8-io come from one calibrate-only model re-quantized per recipe:
+    bit-identical outputs to converting each recipe on its own, on real samples. int16x8
+    (quantized by TF's old calibrator) keeps its own conversion."""
+    from liteparity.convert.converter import calibrates_once
+    from liteparity.convert.process import Converter
+    from liteparity.specs import ModelSpec
+
+    assert [n for n, r in RECIPES.items() if calibrates_once(r)] == ["int8", "int8-io", "uint8-io"]
+    source = KerasSource(str(cnn))
+    calibration = calibration_from([[digits.x_cal]])
+    x = digits.x_eval[:300]
+    with Converter(ModelSpec(str(cnn))) as converter:
+        for name in ("int8", "int8-io", "uint8-io"):
+            once = LiteModel(converter.convert(source, RECIPES[name], calibration))
+            own = LiteModel(convert(source, RECIPES[name], calibration))
+            io = {"int8": "float32", "int8-io": "int8", "uint8-io": "uint8"}[name]
+            assert once.inputs[0].dtype == own.inputs[0].dtype == io
+            for a, b in zip(once.run([x]), own.run([x]), strict=True):
+                np.testing.assert_array_equal(a, b, err_msg=name)
+        first = converter.calibrated(source, RECIPES["int8"], calibration)
+        assert converter.calibrated(source, RECIPES["int8-io"], calibration) is first

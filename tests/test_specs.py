@@ -48,6 +48,8 @@ REFUSED = [
     (ModelSpec, {"model": "m.pb", "input_shapes": [(-1, -1)]}, "--input-shapes -1,-1"),
     (ModelSpec, {"model": "m.pb", "input_shapes": [()]}, "--input-shapes : every dimension"),
     (CheckOptions, {"qat_epochs": 0}, "--qat-epochs must be at least 1, got 0"),
+    (CheckOptions, {"max_samples_slow": 0}, "--max-samples-slow must be at least 1, got 0"),
+    (CheckOptions, {"max_samples_slow": 2.5}, "--max-samples-slow must be an integer, got 2.5"),
     (CheckOptions, {"recipes": ["int8", " "]}, "--recipes: empty"),
     (CheckOptions, {"candidates": [""]}, "--candidate: empty path"),
     (LocateOptions, {"recipe": ""}, "--recipe must name a recipe"),

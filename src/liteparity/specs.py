@@ -124,7 +124,9 @@ class CheckOptions(EngineOptions):
     picks the kind of an output (``"OUTPUT=KIND[:options]"``, see ``liteparity.measure.kinds``)
     where the output cannot say it; ``metric`` is a user callable ``metric(reference_outputs,
     candidate_outputs, labels) -> dict`` (outputs by name), run on every batch and averaged.
-    Where the candidates run: ``EngineOptions``."""
+    ``max_samples_slow`` measures a slow candidate (one sample costs it 10× the fastest
+    candidate's) on its first N rows only, with the confidence interval of its metric. Where
+    the candidates run: ``EngineOptions``."""
 
     recipes: tuple[str, ...] | None = None
     candidates: tuple[PathLike, ...] = ()
@@ -136,9 +138,11 @@ class CheckOptions(EngineOptions):
     metric: Callable[..., Mapping[str, Any]] | None = None
     batch_size: int | None = None
     memory_limit: int | str | None = None
+    max_samples_slow: int | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        _count("--max-samples-slow", self.max_samples_slow, 1)
         _set(self, "recipes", _names("--recipes", self.recipes))
         _count("--batch-size", self.batch_size, 1)
         if self.memory_limit is not None:

@@ -204,17 +204,25 @@ def test_sigterm_cleans_up_like_ctrl_c(digits: Digits, cnn: Path, tmp_path: Path
 
 def test_the_terminal_shows_liteparity_output_only(cnn: Path, eval_npz: Path) -> None:
     """TensorFlow's absl start-up lines (oneDNN, CUDA, cuInit) reach fd 2 before
-    ``InitializeLog``: a fresh process must not show them."""
+    ``InitializeLog``: a fresh process must not show them. Without a terminal (here: pipes,
+    as in CI logs) standard error gets liteparity's progress lines, one per stage, and
+    ``--profile`` its one timing line."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
     env.pop("LITEPARITY_DEBUG", None)  # the log switch of a developer's own shell
     argv = [sys.executable, "-m", "liteparity", "check", str(cnn), "--data", str(eval_npz)]
     proc = subprocess.run(
-        [*argv, "--recipes", "float32", "--max-samples", "50"],
+        [*argv, "--recipes", "float32", "--max-samples", "50", "--profile"],
         env=env,
         capture_output=True,
         text=True,
         check=False,
     )
     assert proc.returncode == 0, proc.stderr
-    assert proc.stderr.strip() == "", proc.stderr
+    *lines, profile = proc.stderr.splitlines()
+    assert all(line.startswith("liteparity [") for line in lines), proc.stderr
+    assert profile.startswith("time: load ") and " · convert " in profile, profile
+    assert profile.split(" · ")[-1].startswith("total ")
+    stages = [line.split("] ", 1)[1] for line in lines]
+    assert stages[0].startswith("converting float32") and "converted 1/1" in stages
+    assert any(s.startswith("evaluating") for s in stages)
     assert "float32" in proc.stdout

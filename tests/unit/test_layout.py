@@ -16,6 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "src" / "liteparity"
 ORDER = [
     "errors",
     "progress",
+    "timings",
     "files",
     "plain",
     "specs",

@@ -92,6 +92,15 @@ def check_options(
     qat_epochs: Annotated[
         int, typer.Option(help="Epochs of quantization-aware fine-tuning for --recipes qat.")
     ] = CheckOptions.qat_epochs,
+    max_samples_slow: Annotated[
+        int | None,
+        typer.Option(
+            metavar="N",
+            help="Measure a slow candidate (one sample costs it 10x the fastest one's, e.g. "
+            "int16x8's reference kernels) on its first N samples only; the table marks it and "
+            "shows its metric's 95% confidence interval.",
+        ),
+    ] = CheckOptions.max_samples_slow,
     metric: Annotated[
         list[str] | None,
         typer.Option(
@@ -142,6 +151,7 @@ def check_options(
         engine=engine,
         ray_address=ray_address,
         shards=shards,
+        max_samples_slow=max_samples_slow,
     )
 
 
@@ -187,6 +197,7 @@ def check_or_explain(
     run = explain if ctx.info_name == "explain" else check
     with progress_bar() as progress:
         result = run(model, data, options, progress=progress)
+    output.show_profile(result.timings)
     outputs = split_names(budget_output)
     report_check(result, output, max_drop, min_agreement, outputs, csv_path)
 

@@ -81,9 +81,11 @@ def fix(model: ModelSpec, data: DataSpec, options: FixOptions, output: Output) -
       liteparity fix model.keras --data eval.npz --max-drop 0.5 --prefer latency
     """
     from liteparity.repair.fix import fix as run_fix
+    from liteparity.timings import recording
 
-    with progress_bar() as progress:
+    with progress_bar() as progress, recording() as timings:
         result = run_fix(model, data, options, progress=progress)
+    output.show_profile(timings.to_dict())
     output.show(result)
     w, held = result.winner, result.held_out
     output.console.print(

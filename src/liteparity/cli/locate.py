@@ -64,9 +64,11 @@ def locate(
       liteparity locate model.keras --candidate my_quant.tflite --data eval.npz --json -
     """
     from liteparity.layerwise.locate import locate as run_locate
+    from liteparity.timings import recording
 
-    with progress_bar() as progress:
+    with progress_bar() as progress, recording() as timings:
         result = run_locate(model, data, options, progress=progress)
+    output.show_profile(timings.to_dict())
     output.show(result)
     jump = result.first_jump
     if jump is not None:

@@ -136,6 +136,14 @@ Report = Annotated[
         help="Write a self-contained HTML report (plots, findings).",
     ),
 ]
+Profile = Annotated[
+    bool,
+    typer.Option(
+        "--profile",
+        rich_help_panel=OUTPUT,
+        help="Print where the time went (import, convert, calibrate, reference, ...) in one line.",
+    ),
+]
 
 
 def model_options(
@@ -181,9 +189,11 @@ def labelled_data_options(
     return DataSpec(data, max_samples=max_samples, seed=seed)
 
 
-def output_options(json_path: JsonPath = None, report: Report = None) -> Output:
+def output_options(
+    json_path: JsonPath = None, report: Report = None, profile: Profile = False
+) -> Output:
     """The output group → ``Output``."""
-    return Output(json_path, report)
+    return Output(json_path, report, profile)
 
 
 def json_option(json_path: JsonPath = None) -> Output:

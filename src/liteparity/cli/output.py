@@ -5,7 +5,9 @@ there is something to render."""
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +30,7 @@ class Output:
 
     json: Path | None = None
     report: Path | None = None
+    profile: bool = False  # ``--profile``: one line of where the time went
 
     @property
     def console(self) -> Console:
@@ -39,6 +42,12 @@ class Output:
         from liteparity.report.terminal import render
 
         self.console.print(render(result))
+
+    def show_profile(self, timings: Mapping[str, float] | None) -> None:
+        """With ``--profile``, the run's seconds per stage in one line on standard error."""
+        if self.profile and timings:
+            line = "time: " + " · ".join(f"{k} {v:.1f}s" for k, v in timings.items())
+            err.print(line, soft_wrap=True, highlight=False)
 
     def save_json(self, text: Callable[[], str]) -> None:
         """Write ``text()`` where ``--json`` says, if it was given."""
@@ -68,9 +77,63 @@ def wrote(path: str | Path) -> None:
     err.print(f"wrote {path}")
 
 
+#: Without a terminal, a progress line at least this often (seconds) while a stage runs.
+LINE_EVERY_S = 60.0
+
+
+class ProgressLines:
+    """Progress for logs (CI): without a terminal a bar shows nothing, and a long run looked
+    dead. One line per stage on standard error, and, while a stage runs, one at least every
+    ``LINE_EVERY_S`` seconds (``tick``, called by a timer thread: a batch of a slow candidate
+    can take minutes between two progress calls), each with the time since the start."""
+
+    def __init__(self, write: Callable[[str], None], every_s: float = LINE_EVERY_S) -> None:
+        self._write, self._every = write, every_s
+        self._began = self._last = time.monotonic()
+        self._state: tuple[str, int, int] | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        with self._lock:
+            same = self._state is not None and self._state[0] == stage
+            self._state = (stage, done, total)
+            if not same or time.monotonic() - self._last >= self._every:
+                self._line()
+
+    def tick(self) -> None:
+        """A line for the current stage if none was written for ``LINE_EVERY_S``."""
+        with self._lock:
+            if self._state is not None and time.monotonic() - self._last >= self._every:
+                self._line()
+
+    def _line(self) -> None:
+        assert self._state is not None
+        stage, done, total = self._state
+        self._last = now = time.monotonic()
+        count = f" {done}/{total}" if total else ""
+        self._write(f"liteparity [{now - self._began:6.0f}s] {stage}{count}")
+
+
 @contextmanager
 def progress_bar() -> Iterator[Callable[[str, int, int], None]]:
-    """A rich progress bar fed by the library's ``progress(stage, done, total)`` callback."""
+    """A rich progress bar fed by the library's ``progress(stage, done, total)`` callback;
+    ``ProgressLines`` when standard error is not a terminal."""
+    if not err.is_terminal:
+        lines = ProgressLines(lambda line: print(line, file=sys.stderr, flush=True))
+        stop = threading.Event()
+
+        def ticking() -> None:
+            while not stop.wait(1.0):
+                lines.tick()
+
+        timer = threading.Thread(target=ticking, name="liteparity-progress", daemon=True)
+        timer.start()
+        try:
+            yield lines
+        finally:
+            stop.set()
+            timer.join()
+        return
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,

@@ -5,6 +5,6 @@ instead (``aeq``), after ``tflite_prep`` makes them acceptable to it; ``runnable
 line why LiteRT refuses a quantized model; ``flatbuffer`` reads and writes ``.tflite`` objects;
 ``process`` runs conversions in a converter process (a converter crash costs one recipe).
 
-May import: ``errors``, ``specs``, ``progress``, ``_tf``, ``files``, ``data``, ``runtime``,
-``reference``.
+May import: ``errors``, ``specs``, ``progress``, ``timings``, ``_tf``, ``files``, ``data``,
+``runtime``, ``reference``.
 """

@@ -15,6 +15,7 @@ from typing import Any
 from liteparity._tf import (
     converter_errors,
     import_tensorflow,
+    quantize_as_converter,
     quantize_calibrated,
     quiet,
     stop_after_calibration,
@@ -145,6 +146,22 @@ def _legacy_converter(source: Source, legacy: LegacySettings | None) -> Any:
     if legacy.default_ranges is not None:
         converter.default_ranges_stats = legacy.default_ranges
     return converter
+
+
+def calibrates_once(recipe: Recipe) -> bool:
+    """Whether ``recipe`` is made from the run's one calibrated model (``from_calibrated``)
+    instead of its own conversion: the TF converter's full-integer int8 recipes (int8,
+    int8-io, uint8-io), which differ only in their I/O types. Not int16x8: TF quantizes it with
+    the old calibrator, which cannot start from a calibrated model."""
+    return recipe.engine == "tf" and recipe.activations == "int8" and not recipe.legacy
+
+
+def from_calibrated(calibrated: bytes, recipe: Recipe) -> bytes:
+    """``recipe``'s model (``calibrates_once``) from the calibrated model: the converter's own
+    quantization step alone, so the outputs equal ``convert(source, recipe, calibration)``'s."""
+    if not calibrates_once(recipe):
+        raise InternalError(f"recipe {recipe.name} is not made from a calibrated model")
+    return quantize_as_converter(calibrated, recipe.io_type)
 
 
 def requantize(

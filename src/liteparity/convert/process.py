@@ -9,7 +9,10 @@ the next recipe gets a fresh process.
 
 ``Converter`` starts its process at once, so that the child's TensorFlow import (seconds)
 overlaps with the caller loading the model and reading the data; the process then serves every
-recipe of the run, loading the model once. A model given as an already loaded ``Source`` (the
+recipe of the run, loading the model once. It calibrates once per calibration set: int8,
+int8-io and uint8-io are the one calibrated model quantized per recipe (``from_calibrated``),
+and explain, locate and fix get that same calibrated model; with ``--resume`` it is kept in the
+cache for the next run (``keep_calibrated``). A model given as an already loaded ``Source`` (the
 API allows it) cannot be sent to another process and is converted in the caller's.
 """
 
@@ -19,15 +22,17 @@ import os
 import sys
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from typing import Protocol
 
 from liteparity import errors
-from liteparity.convert.converter import convert
+from liteparity.convert.converter import calibrates_once, convert, from_calibrated
 from liteparity.convert.recipes import RECIPES, LegacySettings, Recipe
 from liteparity.data.prepare import Calibration
 from liteparity.reference.base import Source
 from liteparity.runtime.jobs import Job
 from liteparity.runtime.worker import Worker
 from liteparity.specs import ModelSpec
+from liteparity.timings import stage
 
 #: The model loaded by this converter process (one per run), with the spec it came from.
 _loaded: tuple[ModelSpec, Source] | None = None
@@ -35,20 +40,26 @@ _loaded: tuple[ModelSpec, Source] | None = None
 
 @dataclass(frozen=True)
 class ConvertJob(Job):
-    """Convert the model ``model`` names with one recipe; ``start`` returns the ``.tflite``."""
+    """Convert the model ``model`` names with one recipe; ``start`` returns the ``.tflite``.
+    With ``calibrated``, the recipe's model is quantized from that calibrated model instead."""
 
     model: ModelSpec
     recipe: str
     calibration: Calibration | None = None
     legacy: LegacySettings | None = None
     calibrate_only: bool = False
+    calibrated: bytes | None = None
 
     @property
     def doing(self) -> str:  # type: ignore[override]
+        if self.calibrated is not None:
+            return f"quantizing {self.recipe}"
         verb = "calibrating" if RECIPES[self.recipe].needs_calibration else "converting"
         return f"{verb} {self.recipe}"
 
     def start(self) -> bytes:
+        if self.calibrated is not None:
+            return from_calibrated(self.calibrated, RECIPES[self.recipe])
         return convert(
             _source(self.model),
             RECIPES[self.recipe],
@@ -71,6 +82,14 @@ def _source(spec: ModelSpec) -> Source:
     return _loaded[1]
 
 
+class ModelStore(Protocol):
+    """Where converted models outlive the run (``measure.resume.Cache``)."""
+
+    def model(self, key: str) -> bytes | None: ...
+
+    def put_model(self, key: str, content: bytes) -> None: ...
+
+
 class ConverterProcess(Worker):
     """A worker child that imports TensorFlow and converts; a crash is a ``ConversionError``."""
 
@@ -91,11 +110,19 @@ class Converter:
         self._model = model
         self._process: ConverterProcess | None = None
         self._separate = isinstance(model.model, str | os.PathLike)
+        #: calibrated models by activation type, with the calibration each was made from
+        self._calibrated: dict[str, tuple[Calibration | None, bytes]] = {}
+        self._store: tuple[ModelStore, str] | None = None
         # A .tflite source is quantized by ai-edge-quantizer, never by TF's converter: no
         # process importing TensorFlow (seconds of a core) unless a conversion is asked for.
         tflite = self._separate and str(model.model).lower().endswith(".tflite")
         if start and self._separate and not tflite:
             self._process = ConverterProcess("converter")
+
+    def keep_calibrated(self, store: ModelStore, key: str) -> None:
+        """Keep the calibrated models in ``store`` under ``key`` (one per calibration set and
+        model: ``--resume``), and take them from there when a run already made them."""
+        self._store = (store, key)
 
     def convert(
         self,
@@ -107,12 +134,45 @@ class Converter:
         calibrate_only: bool = False,
     ) -> bytes:
         """``converter.convert`` of ``source`` (the model this converter was made for) in
-        the converter process; ``ConversionError`` when the converter refuses or crashes."""
-        if not self._separate:  # an in-memory Source: it cannot travel
-            return convert(source, recipe, calibration, legacy, calibrate_only=calibrate_only)
+        the converter process; ``ConversionError`` when the converter refuses or crashes.
+        ``calibrate_only`` and the ``calibrates_once`` recipes share one calibration."""
+        if calibrate_only:
+            return self.calibrated(source, recipe, calibration)
+        if calibrates_once(recipe) and calibration is not None:
+            calibrated = self.calibrated(source, recipe, calibration)
+            with stage("convert"):
+                if not self._separate:
+                    return from_calibrated(calibrated, recipe)
+                return self._run(ConvertJob(self._model, recipe.name, calibrated=calibrated))
+        with stage("calibrate" if recipe.needs_calibration else "convert"):
+            if not self._separate:  # an in-memory Source: it cannot travel
+                return convert(source, recipe, calibration, legacy)
+            return self._run(ConvertJob(self._model, recipe.name, calibration, legacy))
+
+    def calibrated(self, source: Source, recipe: Recipe, calibration: Calibration | None) -> bytes:
+        """The calibrate-only model of ``source`` on ``calibration`` for ``recipe``'s
+        activation type: made once per run (and, with ``keep_calibrated``, once per cache)."""
+        kept = self._calibrated.get(recipe.activations)
+        if kept is not None and kept[0] is calibration:
+            return kept[1]
+        key = f"{self._store[1]}/{recipe.activations}" if self._store else ""
+        content = self._store[0].model(key) if self._store else None
+        if content is None:
+            with stage("calibrate"):
+                if self._separate:
+                    job = ConvertJob(self._model, recipe.name, calibration, calibrate_only=True)
+                    content = self._run(job)
+                else:
+                    content = convert(source, recipe, calibration, calibrate_only=True)
+            if self._store:
+                self._store[0].put_model(key, content)
+        self._calibrated[recipe.activations] = (calibration, content)
+        return content
+
+    def _run(self, job: ConvertJob) -> bytes:
+        """``job``'s model from the converter process (restarted after a crash)."""
         if self._process is None:
             self._process = ConverterProcess("converter")
-        job = ConvertJob(self._model, recipe.name, calibration, legacy, calibrate_only)
         try:
             content: bytes = self._process.start(job, job.doing).get()
         except errors.ConversionError:

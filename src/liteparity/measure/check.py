@@ -10,6 +10,7 @@ once per batch, shared by every candidate) → finish the running statistics int
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,7 @@ from liteparity.reference.tflite import TFLiteSource
 from liteparity.results.check import CandidateResult, CheckResult, ReferenceResult
 from liteparity.runtime.engine import Engine, open_engine
 from liteparity.specs import CheckOptions, DataSpec, ModelSpec, from_keywords
+from liteparity.timings import recording, stage
 
 
 def check(
@@ -73,7 +75,18 @@ def run(
     progress: Progress | None = None,
 ) -> CheckResult:
     """``check`` with an optional ``Hook``: the one pipeline behind check and explain."""
-    progress = progress or no_progress
+    with recording() as timings:
+        result = _run(model, data, options, hook, progress or no_progress)
+    return dataclasses.replace(result, timings=timings.to_dict())
+
+
+def _run(
+    model: ModelSpec,
+    data: DataSpec,
+    options: CheckOptions,
+    hook: Hook | None,
+    progress: Progress,
+) -> CheckResult:
     measures = Measures.parse(options.output_metrics, options.metric)  # a typo fails first
     engine = open_engine(options, debug=debugging())  # a missing Ray fails before any work
     candidates = list(options.candidates)
@@ -81,7 +94,8 @@ def run(
     # ``resume``, only when a model is not in the cache).
     converter = Converter(model, start=_converts(model, options) and not options.resume)
     try:
-        source = load_spec(model)
+        with stage("load"):
+            source = load_spec(model)
     except BaseException:
         converter.close()
         raise
@@ -94,12 +108,15 @@ def run(
         recipe_names = list(options.recipes) if options.recipes is not None else default
         chosen = resolve(recipe_names, source, options.legacy)
         user_files = [_read_candidate(path) for path in candidates]
-        prepared = prepare_data(
-            source, data, any(r.needs_calibration or r.needs_training for r in chosen)
-        )
+        with stage("data"):
+            prepared = prepare_data(
+                source, data, any(r.needs_calibration or r.needs_training for r in chosen)
+            )
         binding, eval_rows, calibration = prepared.binding, prepared.eval_rows, prepared.calibration
         settings = (options.legacy, model.inputs, model.outputs, model.input_shapes)
         resumed = _Resume.open(source, prepared, settings, measures) if options.resume else None
+        if resumed:
+            converter.keep_calibrated(resumed.cache, resumed.model_key("calibrated"))
         trained = _labelled(prepared) if any(r.needs_training for r in chosen) else None
         producer = Producer(
             source,
@@ -122,7 +139,15 @@ def run(
         limit = options.memory_limit  # bytes: ``CheckOptions`` read the text
         batching = Batching(options.batch_size, int(limit) if limit is not None else None)
         run_on = _Measured(
-            reference_source, source.io, binding, eval_rows, progress, measures, batching, engine
+            reference_source,
+            source.io,
+            binding,
+            eval_rows,
+            progress,
+            measures,
+            batching,
+            engine,
+            options.max_samples_slow,
         )
         reference, results = run_on.candidates(
             [*converted, *user_files], resumed, hook, calibration, converter
@@ -147,6 +172,7 @@ class _Measured:
     measures: Measures
     batching: Batching
     engine: Engine
+    max_samples_slow: int | None = None
 
     def candidates(
         self,
@@ -177,6 +203,7 @@ class _Measured:
                 self.measures,
                 self.batching,
                 self.engine,
+                self.max_samples_slow,
             )
             if resumed:
                 resumed.keep(todo, results, reference, hook)
@@ -216,7 +243,8 @@ def _convert_all(
                         )
                     content = quantization_aware(producer.source, *trained, epochs)
                 else:
-                    content = producer.make(recipe)
+                    with stage("convert"):
+                        content = producer.make(recipe)
             except LiteparityError as exc:
                 # With ``all``, a recipe the model cannot take is a fact about the model; one
                 # the user named is a failure.

@@ -53,6 +53,12 @@ from liteparity.runtime.jobs import BaseWorker, Reply
 from liteparity.runtime.memory import default_memory_limit, resident_bytes, rows_within
 from liteparity.runtime.model_jobs import ModelInfo, RunModel
 from liteparity.runtime.shared import SHARED_SLOTS, SharedInputs
+from liteparity.timings import stage
+
+#: A candidate is slow when one sample costs it at least this many times what it costs the
+#: fastest candidate (int16x8's reference kernels: ~90× int8 on ResNet50); ``--max-samples-slow``
+#: caps the rows of slow candidates only.
+SLOW_FACTOR = 10.0
 
 
 @dataclass
@@ -75,6 +81,13 @@ class _Run:
     batch_size: int | None = None
     latency_ms: float | None = None
     error: str | None = None
+    #: at most this many rows (a slow candidate under ``--max-samples-slow``), else None
+    limit: int | None = None
+    seen: int = 0  # rows fed so far
+    #: rows of each batch sent to it and not yet read, oldest first (0: capped, not sent)
+    in_flight: deque[int] = field(default_factory=deque)
+    #: the reference's task metric on the same (capped) rows
+    reference_task: TaskAccumulator | None = None
 
     def fail(self, exc: Exception) -> None:
         self.error = str(exc)
@@ -220,7 +233,13 @@ def _start(
         raise InternalError(f"candidate {candidate.name} has neither a model nor an error")
     run.worker = engine.worker(candidate.name)
     job = RunModel(
-        candidate.content, threads, tune=True, latency=True, anatomy=anatomy, batch_size=batch_size
+        candidate.content,
+        threads,
+        tune=True,
+        latency=True,
+        anatomy=anatomy,
+        batch_size=batch_size,
+        cost=True,
     )
     run.replies.append(run.worker.start(job))
     return run
@@ -266,11 +285,13 @@ def _evaluate(
     measures: Measures | None = None,
     batching: Batching | None = None,
     engine: Engine | None = None,
+    max_samples_slow: int | None = None,
 ) -> tuple[ReferenceResult | None, tuple[CandidateResult, ...]]:
     """Stream ``rows`` through the reference (if any) and every candidate, in blocks that
     ``batching`` sizes. Workers get the next blocks (``engine.ahead`` of them) before the main
     process folds block k into the statistics, so they are never idle; the folding is in
-    order whatever the engine, so its numbers are too."""
+    order whatever the engine, so its numbers are too. Slow candidates stop after
+    ``max_samples_slow`` rows (``cap_slow``)."""
     batching = batching or Batching()
     engine = engine or LocalEngine()
     first = io.output_names[0] if io.output_names else ""
@@ -291,32 +312,44 @@ def _evaluate(
     batches: Iterator[Batch] = iter(())
 
     def send(batch: Batch, wait: bool = False) -> None:
-        pending.append((*batch, store.put(batch[0])))
-        _submit(runs, pending[-1][2], wait)
+        with stage("data"):
+            pending.append((*batch, store.put(batch[0])))
+        with stage("candidates"):
+            _submit(runs, pending[-1][2], wait)
 
     def fill() -> None:
         """Blocks in flight up to the engine's ``ahead`` beyond the one read next."""
-        while len(pending) <= engine.ahead and (batch := next(batches, None)) is not None:
+        while len(pending) <= engine.ahead:
+            with stage("data"):
+                batch = next(batches, None)
+            if batch is None:
+                return
             send(batch)
 
     try:
-        for c in candidates:  # one by one: a failure leaves the started ones to `finally`
-            anatomy = hook is not None and hook.anatomy
-            runs.append(_start(c, kind, threads, anatomy, batching.batch_size, engine))
-        for run in runs:
-            _guard(run, lambda r: _loaded(r, io, measures or Measures()))
-        batches = binding.labelled_batches(
-            rows, batching.rows(source, binding, runs), io.output_names
-        )
-        first_batch = next(batches)
-        data = spans([first_batch[0]])
+        with stage("candidates"):
+            for c in candidates:  # one by one: a failure leaves the started ones to `finally`
+                anatomy = hook is not None and hook.anatomy
+                runs.append(_start(c, kind, threads, anatomy, batching.batch_size, engine))
+            for run in runs:
+                _guard(run, lambda r: _loaded(r, io, measures or Measures()))
+            cap_slow(runs, max_samples_slow, total, kind)
+        with stage("data"):
+            batches = binding.labelled_batches(
+                rows, batching.rows(source, binding, runs), io.output_names
+            )
+            first_batch = next(batches)
+            data = spans([first_batch[0]])
         for run in runs:
             if run.info is not None:
                 _scaling(run, data)
         if source is not None:
-            source.warm_up(first_batch[0])
+            with stage("reference"):
+                source.warm_up(first_batch[0])
         if hook is not None:
             hook.ready(runs)
+        evaluating = f"evaluating{estimate(runs, total)}"
+        progress(evaluating, 0, total)
         # One candidate at a time on the first block: each times batch sizes on it.
         send(first_batch, wait=True)
         fill()
@@ -324,29 +357,70 @@ def _evaluate(
         while pending:
             inputs, labels, shared = pending.popleft()
             on_disk = shared if isinstance(shared, SharedInputs) else None
-            reference = source.predict(inputs, on_disk) if source is not None else None
+            with stage("reference"):
+                reference = source.predict(inputs, on_disk) if source is not None else None
             if reference is not None:
                 _check_rows(io, reference, len(inputs[0]))
-            outputs = _collect(runs, reference)
+            with stage("candidates"):
+                outputs = _collect(runs, reference)
             if kind == ACCURACY:
                 _check_labels(labels.get(first), reference, outputs)
             fill()  # after the collect: the block's slot is free again
-            _fold(reference_task, reference, outputs, labels, first)
+            with stage("metrics"):
+                _fold(reference_task, reference, outputs, labels, first)
             if hook is not None:
-                hook.batch(inputs, reference, outputs)
+                with stage("diagnose"):
+                    whole = [(r, out) for r, out in outputs if len(out[0]) == len(inputs[0])]
+                    hook.batch(inputs, reference, whole)
             done += len(inputs[0])
-            progress("evaluating", done, total)
-        for run in runs:  # one at a time: parallel runs would disturb each other's timing
-            _guard(run, _finish)
+            progress(evaluating, done, total)
+        with stage("candidates"):
+            for run in runs:  # one at a time: parallel runs would disturb each other's timing
+                _guard(run, _finish)
         if hook is not None:
             progress("diagnosing", total, total)
-            hook.finish(runs, binding, rows)
+            with stage("diagnose"):
+                hook.finish(runs, binding, rows)
     finally:
         store.close()
         for run in runs:
             if run.worker is not None:
                 run.worker.close()
     return _results(source, runs, kind, reference_task)
+
+
+def slow(costs: Sequence[float | None]) -> list[bool]:
+    """Which of the candidates whose per-sample ``costs`` (ms) are given are slow: at least
+    ``SLOW_FACTOR`` times the fastest one's. Unmeasured costs are not slow."""
+    known = [c for c in costs if c is not None and c > 0]
+    if not known:
+        return [False] * len(costs)
+    fastest = min(known)
+    return [c is not None and c >= SLOW_FACTOR * fastest for c in costs]
+
+
+def cap_slow(runs: list[_Run], limit: int | None, total: int, kind: str) -> None:
+    """Measure the slow candidates on their first ``limit`` rows only (``--max-samples-slow``),
+    against the reference on those same rows."""
+    if limit is None or limit >= total:
+        return
+    live = [r for r in runs if r.info is not None and r.worker is not None]
+    for run, is_slow in zip(live, slow([r.info.sample_ms for r in live]), strict=True):  # type: ignore[union-attr]
+        if is_slow:
+            run.limit, run.reference_task = limit, TaskAccumulator(kind)
+
+
+def estimate(runs: list[_Run], total: int) -> str:
+    """`` (~2m10s)``: how long the candidates will take, from their measured per-sample costs
+    (they share the cores), or "" when a cost is unknown."""
+    costs = [r.info.sample_ms for r in runs if r.info is not None and r.worker is not None]
+    if not costs or any(c is None for c in costs):
+        return ""
+    rows = [min(total, r.limit or total) for r in runs if r.info is not None and r.worker]
+    each = [c * n / 1000 for c, n in zip(costs, rows, strict=True)]  # type: ignore[operator]
+    seconds = max(max(each), sum(each) / (os.cpu_count() or 1))
+    minutes, secs = divmod(round(seconds), 60)
+    return f" (~{minutes}m{secs:02d}s)" if minutes else f" (~{secs}s)"
 
 
 def _check_labels(
@@ -369,17 +443,24 @@ def _fold(
     first: str,
 ) -> None:
     """One batch into the reference's task metric and every run's running statistics (the
-    headline's task metric reads the first output and its labels, each output its own)."""
+    headline's task metric reads the first output and its labels, each output its own); a
+    run capped inside the batch (``--max-samples-slow``) folds its first rows only."""
     labels = by_output.get(first)
     if reference is not None:
         reference_task.update(reference[0], labels, reference[0])
     for run, out in outputs:
-        if reference is not None:
-            run.errors.update(reference, out)
+        rows = len(out[0])  # fewer than the batch's when the run's cap falls inside it
+        ref = [r[:rows] for r in reference] if reference is not None else None
+        mine = {name: y[:rows] for name, y in by_output.items()}
+        lab = mine.get(first)
+        if ref is not None:
+            run.errors.update(ref, out)
+            if run.reference_task is not None:
+                run.reference_task.update(ref[0], lab, ref[0])
         if run.task is not None:
-            run.task.update(out[0], labels, out[0] if reference is None else reference[0])
-        if reference is not None and run.outputs is not None:
-            run.outputs.update(reference, out, by_output)
+            run.task.update(out[0], lab, out[0] if ref is None else ref[0])
+        if ref is not None and run.outputs is not None:
+            run.outputs.update(ref, out, mine)
 
 
 def _results(
@@ -414,10 +495,18 @@ def _guard(run: _Run, action: Callable[[_Run], None]) -> None:
 
 
 def _submit(runs: list[_Run], inputs: Any, wait: bool = False) -> None:
-    """Send a batch (``SharedInputs`` or ``RayInputs``: the engine's) to every live run."""
+    """Send a batch (``SharedInputs`` or ``RayInputs``: the engine's) to every live run, only
+    up to its ``limit`` rows."""
+    rows = inputs.rows
 
     def feed(run: _Run) -> None:
-        run.replies.append(run.worker.feed(inputs.select(run.order)))  # type: ignore[union-attr]
+        take = max(0, rows if run.limit is None else min(rows, run.limit - run.seen))
+        run.in_flight.append(take)
+        if not take:
+            return
+        batch = inputs.select(run.order)
+        run.replies.append(run.worker.feed(batch if take == rows else batch.head(take)))  # type: ignore[union-attr]
+        run.seen += take
         if wait:
             run.replies[-1].get()
 
@@ -432,10 +521,13 @@ def _collect(
     outputs: list[tuple[_Run, list[np.ndarray]]] = []
 
     def receive(run: _Run) -> None:
+        take = run.in_flight.popleft()
+        if not take:  # capped: it has all its rows
+            return
         out = run.replies.popleft().get()
         out = [out[k] for k in run.output_order]  # in the reference's order, matched by name
         if reference is not None:
-            _check_shapes(reference, out)
+            _check_shapes([r[:take] for r in reference], out)
         outputs.append((run, out))
 
     for run in runs:
@@ -493,6 +585,11 @@ def candidate_result(
     nan = [o.name for o in outputs if o.metrics.get("non_finite_share")]  # outputs holding NaN
     measured: dict[str, Any] = {**metrics, **headline(outputs)} if outputs else dict(metrics)
     value = run.task.value if run.task else None
+    interval = None
+    if run.reference_task is not None and reference is not None:  # capped: the same rows
+        reference = 0.0 if kind == MSE_VS_REFERENCE else run.reference_task.value
+        power = run.reference_task.reference_power
+        interval = run.task.interval() if run.task else None
     delta = value - reference if value is not None and reference is not None else None
     return CandidateResult(
         name=c.name,
@@ -500,7 +597,7 @@ def candidate_result(
         path=c.path,
         size_bytes=size,
         latency_ms=run.latency_ms,
-        metric=Metric(kind, value),
+        metric=Metric(kind, value, interval),
         metric_delta=delta,
         drop=drop(kind, reference, value, power),
         batch_size=run.batch_size,
@@ -511,6 +608,7 @@ def candidate_result(
         warnings=tuple(run.warnings),
         not_saved=c.not_saved,
         user_metrics=run.outputs.user.values() if run.outputs and run.outputs.user else {},
+        samples=run.seen if run.limit is not None else None,
         **measured,
     )
 

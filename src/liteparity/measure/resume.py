@@ -215,8 +215,8 @@ class _Resume:
         if not self.reuse_results:
             return
         for c, r in zip(candidates, results, strict=True):
-            if c.content is None or r.error is not None:
-                continue
+            if c.content is None or r.error is not None or r.samples is not None:
+                continue  # a capped result is not every row's: the next run measures it
             self.cache.put_result(self._result_key(c), r.to_dict())
             kept = hook.kept(r) if hook is not None else None
             if kept is not None:

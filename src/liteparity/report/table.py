@@ -59,9 +59,13 @@ def cells(c: CandidateResult) -> list[str]:
     if c.status != "measured":  # the reason goes under the table (``notes``), not in a cell
         return [c.name, f"{c.status.replace('-', ' ')} (see below)", *[""] * (len(COLUMNS) - 2)]
     name = c.metric.name if c.metric else ""
+    value = _metric(name, c.metric.value if c.metric else None)
+    if c.metric is not None and c.metric.interval is not None:  # measured on fewer rows
+        low, high = (_metric(name, v) for v in c.metric.interval)
+        value = f"{value} [{low}, {high}]"
     return [
-        c.name,
-        _metric(name, c.metric.value if c.metric else None),
+        c.name + ("*" if c.samples is not None else ""),
+        value,
         _delta(name, c.metric_delta),
         _num(c.agreement, ".4f"),
         _num(c.max_abs_error),
@@ -116,6 +120,14 @@ def check_table(result: CheckResult) -> Any:
         Text(f"{c.name}: {c.status.replace('-', ' ')}: {c.error or c.not_applicable}", style)
         for c in result.candidates
         if (style := STATUS_STYLE.get(c.status))
+    ] + [
+        Text(
+            f"{c.name}*: slow, measured on its first {c.samples} of {samples} samples "
+            "(--max-samples-slow), against the reference on the same samples; "
+            "[95% confidence interval]"
+        )
+        for c in result.candidates
+        if c.samples is not None
     ]
     below += [Text(f"data: {w}", "yellow") for w in result.data.get("warnings", ())]
     below += [Text(f"{c.name}: {w}", "yellow") for c in result.candidates for w in c.warnings]

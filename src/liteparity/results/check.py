@@ -67,16 +67,28 @@ class Metric:
 
     name: str
     value: float | None
+    #: its 95% confidence interval, given when it was measured on a sample of the rows
+    #: (``--max-samples-slow``)
+    interval: tuple[float, float] | None = None
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Metric:
-        return cls(d["name"], number(d.get("special") or d["value"]))
+        interval = d.get("interval")
+        return cls(
+            d["name"],
+            number(d.get("special") or d["value"]),
+            (interval[0], interval[1]) if interval else None,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """``value`` is a number or ``null``; ``special`` is ``"nan"``/``"inf"`` when the
-        value is not finite (NaN outputs under an MSE), else ``null``."""
+        value is not finite (NaN outputs under an MSE), else ``null``; ``interval`` only
+        when there is one."""
         plain, special = split_special({"value": self.value})
-        return {"name": self.name, "value": plain["value"], "special": special.get("value")}
+        doc = {"name": self.name, "value": plain["value"], "special": special.get("value")}
+        if self.interval is not None:
+            doc["interval"] = list(self.interval)
+        return doc
 
 
 def non_finite_finding(share: float, outputs: Sequence[str] | None = None) -> Finding:
@@ -211,6 +223,10 @@ class CandidateResult:
     #: for reports only (not in the JSON): a sample of errors, the metric of each batch
     error_sample: tuple[float, ...] = field(default=(), repr=False)
     batch_metrics: tuple[float, ...] = field(default=(), repr=False)
+    #: the rows it was measured on when fewer than the run's (a slow candidate capped by
+    #: ``--max-samples-slow``; its numbers and the reference's it is compared with are on the
+    #: first ``samples`` rows); None: every row
+    samples: int | None = None
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CandidateResult:
@@ -232,6 +248,7 @@ class CandidateResult:
             outputs=tuple(OutputResult.from_dict(o) for o in d.get("outputs", [])),
             warnings=tuple(d.get("warnings", [])),
             user_metrics=plain_metrics(d.get("user_metrics", {}), number),
+            samples=d.get("samples"),
             **measured,
         )
 
@@ -263,6 +280,7 @@ class CandidateResult:
             "user_metrics": plain_metrics(self.user_metrics, json_number),
             "not_applicable": self.not_applicable,
             "not_saved": self.not_saved,
+            "samples": self.samples,
         }
 
 
@@ -298,6 +316,8 @@ class CheckResult:
     noise_floor: dict[str, Any] | None = None  # set by ``explain``
     #: where the candidates ran: engine, nodes, shards (actors per candidate), shard_rows
     engine: dict[str, Any] | None = None
+    #: seconds per stage of the run and its wall time (``liteparity.timings``)
+    timings: dict[str, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         doc = {
@@ -308,6 +328,8 @@ class CheckResult:
         }
         if self.noise_floor is not None:
             doc["noise_floor"] = self.noise_floor
+        if self.timings is not None:
+            doc["timings"] = self.timings
         return doc
 
     def to_json(self, indent: int | None = 2) -> str:

@@ -4,11 +4,12 @@ latency measurements and, on request, its anatomy) and read chosen tensors (``Re
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 
 import numpy as np
 
-from liteparity.errors import InterpreterError
+from liteparity.errors import InterpreterError, LiteparityError
 from liteparity.runtime.anatomy import Anatomy, output_quantization
 from liteparity.runtime.jobs import Job, state
 from liteparity.runtime.litemodel import LiteModel, TensorInfo
@@ -38,6 +39,22 @@ def _bytes_per_sample(model: LiteModel) -> int:
         return sum(
             np.dtype(t.dtype).itemsize * math.prod(max(d, 1) for d in t.sample_shape) for t in ends
         )
+def _sample_ms(model: LiteModel) -> float | None:
+    """Milliseconds one sample of zeros costs (the better of two runs: the first allocates).
+    Kernels cost the same on any values, so this is known before any data is read. None for
+    inputs with a free dimension or a type zeros cannot stand for."""
+    if any(-1 in i.shape[1:] for i in model.inputs):
+        return None
+    zeros = [np.zeros((1, *i.shape[1:]), np.float32) for i in model.inputs]
+    best = float("inf")
+    try:
+        for _ in range(2):
+            start = time.perf_counter()
+            model.run(zeros)
+            best = min(best, time.perf_counter() - start)
+    except LiteparityError:  # every invoke starts from fresh state: nothing to undo
+        return None
+    return best * 1000
 
 
 @dataclass(frozen=True)
@@ -51,6 +68,8 @@ class ModelInfo:
     output_ranges: tuple[tuple[float, float] | None, ...] = ()
     #: bytes one sample costs while the model runs (``memory.rows_within`` sizes batches)
     bytes_per_sample: int = 0
+    #: milliseconds one sample costs (``RunModel.cost``; None: not measured)
+    sample_ms: float | None = None
 
 
 @dataclass(frozen=True)
@@ -69,7 +88,9 @@ class RunModel(Job):
     ``tune``: the first batch fed also picks the fastest batch size (timed: feed it to one
     worker at a time). ``latency``: ``result`` times single-sample runs of the first sample
     fed. ``anatomy``: ``start`` also reads the model's tensors and ops. ``batch_size`` forces
-    the batch (still proven on the first batch fed, see ``LiteModel.tune_batch_size``)."""
+    the batch (still proven on the first batch fed, see ``LiteModel.tune_batch_size``).
+    ``cost``: ``start`` also times one sample (``sample_ms``), so a run knows how long it will
+    take before the first batch."""
 
     content: bytes
     threads: int = 1
@@ -78,6 +99,7 @@ class RunModel(Job):
     anatomy: bool = False
     builtin_kernels: bool = False  # LiteRT's builtin kernels only (see ``LiteModel``)
     batch_size: int | None = None
+    cost: bool = False
     _model: LiteModel = state()
     _sample: list[np.ndarray] | None = state()
 
@@ -96,6 +118,7 @@ class RunModel(Job):
             anatomy,
             _output_ranges(model),
             _bytes_per_sample(model),
+            _sample_ms(model) if self.cost else None,
         )
 
     def feed(self, batch: list[np.ndarray]) -> list[np.ndarray]:

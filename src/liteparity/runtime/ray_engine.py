@@ -54,9 +54,14 @@ class RayInputs:
 
     ref: Any  # ray.ObjectRef of a list of arrays
     order: tuple[int, ...]
+    rows: int  # samples in the batch
+    head_rows: int | None = None  # only the first rows (a capped candidate's last batch)
 
     def select(self, order: Sequence[int]) -> RayInputs:
-        return RayInputs(self.ref, tuple(self.order[i] for i in order))
+        return RayInputs(self.ref, tuple(self.order[i] for i in order), self.rows, self.head_rows)
+
+    def head(self, rows: int) -> RayInputs:
+        return RayInputs(self.ref, self.order, self.rows, rows)
 
 
 class _Batches:
@@ -64,7 +69,8 @@ class _Batches:
         self._ray = ray
 
     def put(self, inputs: Sequence[np.ndarray]) -> RayInputs:
-        return RayInputs(self._ray.put(list(inputs)), tuple(range(len(inputs))))
+        rows = len(inputs[0])
+        return RayInputs(self._ray.put(list(inputs)), tuple(range(len(inputs))), rows)
 
     def close(self) -> None:
         """The batches leave the object store when nothing refers to them."""
@@ -78,8 +84,8 @@ class JobActor:
 
     def call(self, verb: str, payload: Any) -> tuple[str, Any]:
         if isinstance(payload, RayInputs):
-            arrays = _ray().get(payload.ref)
-            payload = [arrays[i] for i in payload.order]
+            arrays, rows = _ray().get(payload.ref), payload.head_rows
+            payload = [arrays[i][:rows] for i in payload.order]
         value, error = self._host.handle((verb, payload))
         if error is None:
             return "ok", value

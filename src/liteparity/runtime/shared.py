@@ -18,9 +18,20 @@ class SharedInputs:
     path: str
     arrays: tuple[tuple[int, tuple[int, ...], str], ...]  # (offset, shape, dtype) per input
 
+    @property
+    def rows(self) -> int:
+        """Samples in the batch."""
+        return self.arrays[0][1][0]
+
     def select(self, order: Sequence[int]) -> SharedInputs:
         """The same batch with its inputs in another model's order."""
         return SharedInputs(self.path, tuple(self.arrays[i] for i in order))
+
+    def head(self, rows: int) -> SharedInputs:
+        """The batch's first ``rows`` rows (rows are contiguous: same offsets, shorter)."""
+        return SharedInputs(
+            self.path, tuple((at, (rows, *shape[1:]), dt) for at, shape, dt in self.arrays)
+        )
 
 
 #: Input batches in flight at once: the one workers read, and the next, being written.
