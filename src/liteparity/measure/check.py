@@ -149,13 +149,13 @@ def _run(
             engine,
             options.max_samples_slow,
         )
-        reference, results = run_on.candidates(
+        reference, results, block = run_on.candidates(
             [*converted, *user_files], resumed, hook, calibration, converter
         )
     finally:
         converter.close()
         source.close()
-    described = engine.describe(len(eval_rows), BATCH_ROWS)
+    described = engine.describe(len(eval_rows), block or BATCH_ROWS)
     return CheckResult(reference, prepared.to_dict(), results, engine=described)
 
 
@@ -181,18 +181,20 @@ class _Measured:
         hook: Hook | None,
         calibration: Calibration | None,
         converter: Converter,
-    ) -> tuple[ReferenceResult | None, tuple[CandidateResult, ...]]:
+    ) -> tuple[ReferenceResult | None, tuple[CandidateResult, ...], int | None]:
         """Every candidate's result, in order: from an earlier run where ``resumed`` has it
         (with a hook, only with the hook's own measurements: explain's evidence), else
-        measured now, and kept for the next."""
+        measured now, and kept for the next; and the rows per block streamed (None: nothing
+        was measured now)."""
         done = resumed.results(candidates, self.reference, hook) if resumed else {}
         todo = [c for c in candidates if c.name not in done]
         reference = done.get("", None)
         results: tuple[CandidateResult, ...] = ()
+        block: int | None = None
         if todo or (reference is None and self.reference is not None):
             if hook is not None:
                 hook.start(self.reference, self.binding, calibration, converter)
-            reference, results = _evaluate(
+            reference, results, block = _evaluate(
                 self.reference,
                 self.io,
                 todo,
@@ -208,7 +210,7 @@ class _Measured:
             if resumed:
                 resumed.keep(todo, results, reference, hook)
         by_name = {**{c.name: r for c, r in zip(todo, results, strict=True)}, **done}
-        return reference, tuple(by_name[c.name] for c in candidates)
+        return reference, tuple(by_name[c.name] for c in candidates), block
 
 
 def _converts(model: ModelSpec, options: CheckOptions) -> bool:

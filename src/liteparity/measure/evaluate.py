@@ -286,12 +286,12 @@ def _evaluate(
     batching: Batching | None = None,
     engine: Engine | None = None,
     max_samples_slow: int | None = None,
-) -> tuple[ReferenceResult | None, tuple[CandidateResult, ...]]:
+) -> tuple[ReferenceResult | None, tuple[CandidateResult, ...], int]:
     """Stream ``rows`` through the reference (if any) and every candidate, in blocks that
     ``batching`` sizes. Workers get the next blocks (``engine.ahead`` of them) before the main
     process folds block k into the statistics, so they are never idle; the folding is in
     order whatever the engine, so its numbers are too. Slow candidates stop after
-    ``max_samples_slow`` rows (``cap_slow``)."""
+    ``max_samples_slow`` rows (``cap_slow``). Also answers the rows per block it streamed."""
     batching = batching or Batching()
     engine = engine or LocalEngine()
     first = io.output_names[0] if io.output_names else ""
@@ -335,9 +335,8 @@ def _evaluate(
                 _guard(run, lambda r: _loaded(r, io, measures or Measures()))
             cap_slow(runs, max_samples_slow, total, kind)
         with stage("data"):
-            batches = binding.labelled_batches(
-                rows, batching.rows(source, binding, runs), io.output_names
-            )
+            block = batching.rows(source, binding, runs)
+            batches = binding.labelled_batches(rows, block, io.output_names)
             first_batch = next(batches)
             data = spans([first_batch[0]])
         for run in runs:
@@ -386,7 +385,7 @@ def _evaluate(
         for run in runs:
             if run.worker is not None:
                 run.worker.close()
-    return _results(source, runs, kind, reference_task)
+    return (*_results(source, runs, kind, reference_task), block)
 
 
 def slow(costs: Sequence[float | None]) -> list[bool]:
