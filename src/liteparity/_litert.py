@@ -149,7 +149,8 @@ def unset_variables(content: bytes) -> tuple[str, ...]:
     ``tf.Module``, then ``tf.saved_model.save``) converts into such a model: conversion and
     loading succeed, and LiteRT reads variables nobody set, so the outputs are garbage (NaN,
     Inf, or numbers that merely look plausible). Only reads of a handle made in the same
-    subgraph count: a handle passed into a loop body is not judged."""
+    subgraph count: a handle passed into a loop body is not judged. Called on models LiteRT
+    has loaded; bytes this reader cannot follow give ()."""
     from ai_edge_litert import schema_py_generated as schema
 
     codes = vars(schema.BuiltinOperator)
@@ -179,8 +180,8 @@ def unset_variables(content: bytes) -> tuple[str, ...]:
                         assigned.add(handle)
                     elif handle is not None and handle not in reads:
                         reads.append(handle)
-    except _UNREADABLE_OR_SHORT as exc:
-        raise ModelError(f"not a TFLite flatbuffer: {first_line(exc)}") from exc
+    except _UNREADABLE_OR_SHORT:
+        return ()  # LiteRT judges whether the bytes are a model; this reader cannot tell
     return tuple(v for v in reads if v not in assigned)
 
 

@@ -26,20 +26,21 @@ class TFLiteSource(Source):
         from liteparity.runtime.worker import Worker
 
         self.content = read_tflite(path)
-        unset = unset_variables(self.content)
-        if unset:  # the reference itself would be garbage: nothing to compare against
-            more = ", ..." if len(unset) > 3 else ""
-            raise ModelError(
-                f"{Path(path).name} reads {len(unset)} resource variable(s) that no op assigns "
-                f"({', '.join(unset[:3])}{more}): its outputs are undefined; convert the source "
-                "again with its variables frozen (from the loaded signature, or model.export())"
-            )
         self.worker = Worker(Path(path).name)
         try:
             info = self.worker.start(RunModel(self.content, tune=True)).get()
         except BaseException:
             self.worker.close()
             raise
+        unset = unset_variables(self.content)  # read once LiteRT has loaded it
+        if unset:  # the reference itself would be garbage: nothing to compare against
+            more = ", ..." if len(unset) > 3 else ""
+            self.worker.close()
+            raise ModelError(
+                f"{Path(path).name} reads {len(unset)} resource variable(s) that no op assigns "
+                f"({', '.join(unset[:3])}{more}): its outputs are undefined; convert the source "
+                "again with its variables frozen (from the loaded signature, or model.export())"
+            )
         self.io = IOSpec(
             input_names=tuple(i.name for i in info.inputs),
             input_shapes=tuple(i.shape for i in info.inputs),
