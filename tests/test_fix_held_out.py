@@ -18,6 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from liteparity.repair.fix import fix
+from tests.cli.said import said
 from tests.conftest import Digits, oracle_outputs
 
 
@@ -100,7 +101,7 @@ def test_when_no_model_holds_on_held_out_data_fix_exits_1_and_says_so(
         catch_exceptions=False,
     )
     assert result.exit_code == 1, result.output
-    [line] = [ln for ln in result.stderr.strip().splitlines() if not ln.startswith("wrote ")]
+    [line] = [ln for ln in said(result.stderr) if not ln.startswith("wrote ")]
     assert line.startswith("budget: no model holds the budget on held-out data")
     doc = json.loads((folder / "fix.json").read_text())
     assert not doc["met"] and not doc["held_out_met"]

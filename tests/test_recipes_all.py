@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 import liteparity
 from liteparity.cli.app import app
+from tests.cli.said import said
 from tests.conftest import Digits
 
 
@@ -70,8 +71,8 @@ def test_named_explicitly_it_fails_with_one_line_and_exit_2(
         catch_exceptions=False,
     )
     assert result.exit_code == 2, result.output
-    said = [ln for ln in result.stderr.strip().splitlines() if not ln.startswith("wrote ")]
-    assert said == ["liteparity: 1 candidate(s) could not be measured: int16x8"]
+    lines = [ln for ln in said(result.stderr) if not ln.startswith("wrote ")]
+    assert lines == ["liteparity: 1 candidate(s) could not be measured: int16x8"]
     rows = {c["name"]: c for c in json.loads(out.read_text())["candidates"]}
     assert rows["int16x8"]["status"] == "error" and "HARD_SWISH" in rows["int16x8"]["error"]
     assert rows["float32"]["status"] == "measured"  # the other candidate's numbers are kept
