@@ -21,7 +21,7 @@ from liteparity.files import write_atomic
 from liteparity.measure import resume
 from liteparity.reference.guard import check_h5, check_keras_archive
 from liteparity.reference.loader import load as load_model
-from liteparity.results.check import CandidateResult, CheckResult, Metric
+from liteparity.results.check import CandidateResult, CheckResult, Metric, non_finite_finding
 from tests import hostile_files as hf
 
 
@@ -161,7 +161,12 @@ def _strict(text: str) -> object:
 def test_json_is_strict_and_one_type_per_field() -> None:
     same = CandidateResult("float32", "float32", metric=Metric("accuracy", 0.9), sqnr_db=math.inf)
     nan = CandidateResult(
-        "float16", "float16", metric=Metric("mse", math.nan), rmse=math.nan, non_finite_share=1.0
+        "float16",
+        "float16",
+        metric=Metric("mse", math.nan),
+        rmse=math.nan,
+        non_finite_share=1.0,
+        findings=(non_finite_finding(1.0),),
     )
     doc = _strict(CheckResult(None, {"extra": math.nan}, (same, nan)).to_json())
     rows = doc["candidates"]
