@@ -100,6 +100,7 @@ def test_fix_report_renders(fixed) -> None:
     assert fixed.winner.name in html and "<svg" in html
 
 
+@pytest.mark.slow  # QAT training in a tf_keras child (~40 s); compare-qat keeps QAT in CI
 def test_quantization_aware_route_on_a_keras2_model(digits: Digits, keras2_h5) -> None:
     """tfmot fine-tuning in a tf_keras child process; the result joins the same table."""
     path, _ = keras2_h5
@@ -153,6 +154,7 @@ def test_compare_qat_gives_both_distributions(digits: Digits, keras2_h5, models_
     assert doc["resample_size"] == 50
 
 
+@pytest.mark.slow  # QAT training in a tf_keras child (~40 s); compare-qat keeps QAT in CI
 def test_check_recipe_qat_fine_tunes_on_the_labelled_calibration_rows(
     digits: Digits, keras2_h5
 ) -> None:

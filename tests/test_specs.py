@@ -60,7 +60,7 @@ REFUSED = [
     (FixOptions, {"min_agreement": "high"}, "--min-agreement must be a number"),
     (CompareQatOptions, {"epochs": 0}, "--epochs must be at least 1"),
     (CompareQatOptions, {"resamples": -1}, "--resamples must be at least 1"),
-    (CompareQatOptions, {"batch_size": 0}, "--batch-size must be at least 1"),
+    (CompareQatOptions, {"resample_size": 0}, "--resample-size must be at least 1"),
 ]
 
 
