@@ -24,6 +24,11 @@ import numpy as np
 _NON_FINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 
 
+def ratio(part: float, whole: float) -> float | None:
+    """``part / whole``, or None when there is no whole (no samples: no share to report)."""
+    return part / whole if whole else None
+
+
 def json_number(value: Any) -> Any:
     """A float as JSON can hold it (non-finite ones as strings); anything else unchanged."""
     if isinstance(value, np.floating):

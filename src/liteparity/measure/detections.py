@@ -19,6 +19,7 @@ import numpy as np
 
 from liteparity.errors import InternalError
 from liteparity.measure.kinds import OutputKind
+from liteparity.plain import ratio
 
 #: Both models' outputs of one batch, by name: (reference, candidate).
 Related = tuple[dict[str, np.ndarray], dict[str, np.ndarray]]
@@ -114,9 +115,6 @@ class Detections:
         return boxes[keep, :4], np.round(classes[keep]), s[keep]
 
     def values(self) -> dict[str, Any]:
-        def ratio(part: float, whole: float) -> float | None:
-            return part / whole if whole else None
-
         return {
             "threshold": self.spec.threshold,
             "iou_threshold": self.spec.iou,

@@ -23,6 +23,7 @@ from liteparity.measure.kinds import (
     SCORES,
     OutputKind,
 )
+from liteparity.plain import ratio
 
 #: Classes up to which per-class accuracy and the reference↔candidate confusion are kept.
 MAX_CONFUSION_CLASSES = 32
@@ -32,10 +33,6 @@ MAX_CONFUSION_CLASSES = 32
 UserMetric = Callable[[Mapping[str, np.ndarray], Mapping[str, np.ndarray], Any], Mapping[str, Any]]
 
 
-
-
-def _ratio(part: float, whole: float) -> float | None:
-    return part / whole if whole else None
 
 
 @dataclass
@@ -86,14 +83,14 @@ class ClassScores:
             self.per_class[:, 1] += np.bincount(y, minlength=width_)[:width_]
 
     def values(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"agreement": _ratio(self.agree, self.samples)}
+        out: dict[str, Any] = {"agreement": ratio(self.agree, self.samples)}
         if self.labelled:
             out["top1_accuracy"] = self.top1 / self.labelled
             out[f"top{self.spec.top}_accuracy"] = self.topk / self.labelled
             out["reference_top1_accuracy"] = self.reference_top1 / self.labelled
             if self.per_class is not None:
                 out["per_class_accuracy"] = [
-                    _ratio(float(hit), float(seen)) for hit, seen in self.per_class
+                    ratio(float(hit), float(seen)) for hit, seen in self.per_class
                 ]
         if self.confusion is not None:
             out["confusion"] = self.confusion.tolist()  # rows: reference, columns: candidate
@@ -153,18 +150,18 @@ class Decisions:
             "samples": self.samples,
             # samples whose every decision is the reference's (for a detector, per-anchor
             # agreement would be dominated by the thousands of empty anchors)
-            "agreement": _ratio(self.samples - self.changed, self.samples),
-            "decision_agreement": _ratio(self.agree, self.decisions),
-            "decisions_lost": _ratio(self.changed, self.samples),
+            "agreement": ratio(self.samples - self.changed, self.samples),
+            "decision_agreement": ratio(self.agree, self.decisions),
+            "decisions_lost": ratio(self.changed, self.samples),
             "reference_positives": self.reference_positives,
             "candidate_positives": self.candidate_positives,
         }
         if self.spec.kind == SCORES:
-            out["precision"] = _ratio(self.both, self.candidate_positives)
-            out["recall"] = _ratio(self.both, self.reference_positives)
+            out["precision"] = ratio(self.both, self.candidate_positives)
+            out["recall"] = ratio(self.both, self.reference_positives)
             out["appeared"] = self.appeared
             out["vanished"] = self.vanished
-            out["presence_changed"] = _ratio(self.appeared + self.vanished, self.samples)
+            out["presence_changed"] = ratio(self.appeared + self.vanished, self.samples)
             if self.spec.boxes is not None:
                 out["top_box_iou"] = float(np.mean(self.ious)) if self.ious else None
         return out
@@ -208,7 +205,7 @@ class Regression:
             self.distances.append(np.linalg.norm(points, axis=2).ravel())
 
     def values(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"mae": _ratio(self.abs_sum, self.count), "max_error": self.max_error}
+        out: dict[str, Any] = {"mae": ratio(self.abs_sum, self.count), "max_error": self.max_error}
         if self.distances:
             d = np.concatenate(self.distances)
             out["point_distance_mean"] = float(d.mean())
@@ -278,8 +275,8 @@ class Ids:
 
     def values(self) -> dict[str, Any]:
         return {
-            "agreement": _ratio(self.agree, self.samples),
-            "equal_share": _ratio(self.equal, self.values_seen),
+            "agreement": ratio(self.agree, self.samples),
+            "equal_share": ratio(self.equal, self.values_seen),
         }
 
 
