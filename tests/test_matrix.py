@@ -217,6 +217,7 @@ def measure(c: Case, tmp: Path, recipes: list[str]) -> tuple[Any, list[str]]:
     return result, assert_cell(result, c.feeds, c.truth, FLOAT_IO)
 
 
+@pytest.mark.slow  # ~20 s: the ViT trains and converts; benchmarks/real_models.py runs it too
 def test_vision_transformer_matches_its_loop(
     request: pytest.FixtureRequest, digits: Digits, tmp_path: Path
 ) -> None:
