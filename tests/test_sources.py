@@ -275,3 +275,49 @@ def test_recurrent_model_with_free_batch(lstm_pair, digits: Digits) -> None:
     assert dynamic.error is None
     assert "requires element_shape to be static" in int8.error
     assert "batch_size=1" in int8.error
+
+
+def test_an_argmax_output_is_ids_compared_exactly_and_scored_against_its_labels(
+    cnn: Path, digits: Digits, tmp_path: Path
+) -> None:
+    """Class ids computed inside the model (int32) are neither a flag nor a regression: they
+    are compared value for value, and with labels they are the predicted classes."""
+    import keras
+    import tensorflow as tf
+    from ai_edge_litert.interpreter import Interpreter
+
+    from liteparity._tf import quiet
+
+    class ArgMax(keras.layers.Layer):  # tf.argmax: keras.ops.argmax needs a Flex op
+        def call(self, t):  # type: ignore[no-untyped-def]
+            return tf.argmax(t, axis=-1, output_type=tf.int32)
+
+    inner = keras.saving.load_model(cnn)
+    inp = keras.Input((8, 8, 1), name="x")
+    probabilities = inner(inp)
+    two = keras.Model(inp, {"cls": ArgMax()(probabilities), "probabilities": probabilities})
+    with quiet():
+        two.export(str(tmp_path / "sm"))
+    x, y = digits.x_eval[:64], digits.y_eval[:64]
+    data = tmp_path / "ids.npz"
+    np.savez(data, x=x, **{"y:cls": y})
+    result = liteparity.check(
+        tmp_path / "sm",
+        data=data,
+        calibration_data=digits.x_cal,
+        recipes=["float32", "int8"],
+        save_dir=tmp_path / "out",
+    )
+    for row in result.candidates:
+        assert row.error is None and row.path is not None, row
+        runner = Interpreter(model_path=str(row.path)).get_signature_runner()
+        ids = np.concatenate([runner(x=x[i : i + 1])["cls"] for i in range(len(x))])
+        truth = np.argmax(two.predict(x, verbose=0)["probabilities"], axis=-1)
+        cls = next(o for o in row.outputs if o.name == "cls")
+        assert cls.kind == "ids" and ids.dtype == np.int32
+        assert cls.metrics["agreement"] == np.mean(ids == truth)
+        assert cls.metrics["equal_share"] == np.mean(ids == truth)
+        assert cls.metrics["task_metric"] == "accuracy"
+        assert cls.metrics["task_value"] == pytest.approx(np.mean(ids == y))
+        assert cls.metrics["reference_task_value"] == pytest.approx(np.mean(truth == y))
+        assert not [f for f in row.findings if f.id == "decision-lost"]

@@ -32,13 +32,13 @@ def test_groups_go_by_their_summed_prior_then_in_execution_order() -> None:
 def test_decided_when_the_rest_cannot_pass_the_second_share() -> None:
     many = MIN_MEASURED + 10
     # measured shares sum to 0.9: the rest (0.1) cannot pass the second (0.3)
-    assert decided([0.5, 0.3, 0.1] + [0.0] * (MIN_MEASURED - 3), MIN_MEASURED, many)
+    assert decided([0.5, 0.3, 0.1] + [0.0] * (MIN_MEASURED - 3), many)
     # sum 0.5: a group not measured could still remove 0.5 > 0.2
-    assert not decided([0.3, 0.2] + [0.0] * (MIN_MEASURED - 2), MIN_MEASURED, many)
+    assert not decided([0.3, 0.2] + [0.0] * (MIN_MEASURED - 2), many)
     # too few measured, however clear
-    assert not decided([0.9, 0.1], 2, many)
+    assert not decided([0.9, 0.1], many)
     # everything measured
-    assert decided([0.0, 0.0], 2, 2)
+    assert decided([0.0, 0.0], 2)
 
 
 def _pool() -> list[InProcessWorker]:

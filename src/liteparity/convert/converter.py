@@ -110,10 +110,11 @@ def _by_name(source: Source, calibration: Calibration | None) -> Any:
 def converter_message(exc: BaseException) -> str:
     """The converter's reason without MLIR location noise, with a hint where one is known."""
     text = str(exc)
-    reasons = [r for r in re.findall(r"error: ([^\n]+)", text) if not r.startswith("loc(")]
-    reasons += [
-        r.split("): error: ")[-1] for r in re.findall(r"loc\([^\n]*\): error: [^\n]+", text)
-    ]
+    # The op's own reason (behind its MLIR location) first; "failed while converting: 'main'"
+    # only says that something did.
+    stripped = (re.sub(r"^loc\(.*\):\s*", "", r) for r in re.findall(r"error: ([^\n]+)", text))
+    generic = ("failed while converting", "loc(")
+    reasons = [r for r in stripped if not r.startswith(generic)]
     if STATIC_SHAPE_HINT in text:
         line = next(ln for ln in text.splitlines() if STATIC_SHAPE_HINT in ln)
         found = re.search(r"'[\w.]+' op .*", line)  # "'tf.TensorListReserve' op requires ..."

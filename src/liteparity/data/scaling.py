@@ -70,12 +70,13 @@ def calibration_warnings(
     names: Sequence[str], data: Sequence[Span | None], calibration: Sequence[Span | None]
 ) -> list[str]:
     """One warning per input whose evaluation data and calibration data are in other units."""
-    return [
-        f"input {name!r}: the evaluation data spans {d} but the calibration data {c}: "
-        "probably scaled differently (e.g. pixels 0-255 against [0, 1]; see --scale)"
-        for name, d, c in zip(names, data, calibration, strict=True)
-        if d is not None and c is not None and far_apart(d, c)
-    ]
+    return _warnings(
+        names,
+        data,
+        calibration,
+        "input {name!r}: the evaluation data spans {data} but the calibration data {expected}: "
+        "probably scaled differently (e.g. pixels 0-255 against [0, 1]; see --scale)",
+    )
 
 
 def quantization_warnings(
@@ -83,11 +84,24 @@ def quantization_warnings(
 ) -> list[str]:
     """One warning per quantized input whose ``(scale, zero_point)`` covers (``covered``:
     None for a float input) a range in other units than the data's."""
-    warnings = []
-    for name, d, c in zip(names, data, covered, strict=True):
-        if d is not None and c is not None and far_apart(d, c):
-            warnings.append(
-                f"input {name!r}: the data spans {d} but the input's quantization covers "
-                f"{c}: probably scaled differently (see --scale)"
-            )
-    return warnings
+    return _warnings(
+        names,
+        data,
+        covered,
+        "input {name!r}: the data spans {data} but the input's quantization covers "
+        "{expected}: probably scaled differently (see --scale)",
+    )
+
+
+def _warnings(
+    names: Sequence[str],
+    data: Sequence[Span | None],
+    expected: Sequence[Span | None],
+    text: str,
+) -> list[str]:
+    """``text`` for every input whose data is ``far_apart`` from its ``expected`` span."""
+    return [
+        text.format(name=name, data=d, expected=e)
+        for name, d, e in zip(names, data, expected, strict=True)
+        if d is not None and e is not None and far_apart(d, e)
+    ]

@@ -38,6 +38,7 @@ from liteparity.reference.names import keras_layer
 from liteparity.reference.tflite import TFLiteSource
 from liteparity.results.locate import LayerRecord, LocateResult
 from liteparity.runtime.jobs import Reply
+from liteparity.runtime.memory import rows_within
 from liteparity.runtime.model_jobs import ReadTensors, RunModel
 from liteparity.runtime.shared import SharedSlots
 from liteparity.runtime.worker import Worker
@@ -205,14 +206,10 @@ def _ranking(
 
 
 def local_noise(stats: dict[str, LayerStats]) -> dict[str, float]:
-    """Each tensor's local error power relative to its signal (``10^(−SQNR/10)``): the noise
-    its own quantization adds, by tensor name."""
-    out = {}
-    for name, s in stats.items():
-        sqnr = s.local.to_dict().get("sqnr_db") if s.local.num_elements else None
-        if isinstance(sqnr, float):
-            out[name] = 10.0 ** (-sqnr / 10.0) if math.isfinite(sqnr) else 0.0
-    return out
+    """Each tensor's local error power relative to its signal (``10^(−SQNR/10)``; ``inf`` for
+    error on an all-zero tensor: measured first): the noise its own quantization adds, by
+    tensor name."""
+    return {name: s.local.noise_ratio for name, s in stats.items() if s.local.num_elements}
 
 
 def _build(
@@ -307,8 +304,8 @@ def conversion_by_layer(
         anatomy = info.anatomy
         # Every layer output of these samples is held twice (Keras, TFLite): a large model gets
         # fewer samples (float32 against float32 differs systematically, if at all).
-        fits = CONVERSION_BUDGET_BYTES // max(anatomy.bytes_per_sample(), 1)
-        inputs = binding.take(rows[: max(1, fits)])[0]
+        fits = rows_within(CONVERSION_BUDGET_BYTES, anatomy.bytes_per_sample(), len(rows))
+        inputs = binding.take(rows[:fits])[0]
         keras_out = source.layer_outputs(inputs)
         last: dict[str, int] = {}
         for t in anatomy.activations():

@@ -199,9 +199,10 @@ def ranked_groups(
     return [found[k] for k in order]
 
 
-def decided(shares: Sequence[float], measured: int, total: int) -> bool:
-    """Whether the groups not yet measured can no longer change the top two of the ranking
-    (what the findings report: the most sensitive group and the next one).
+def decided(shares: Sequence[float], total: int) -> bool:
+    """Whether the groups not yet measured (``shares``: those measured so far, of ``total``)
+    can no longer change the top two of the ranking (what the findings report: the most
+    sensitive group and the next one).
 
     The model: each group's quantization adds its own part to the output's squared error
     (independent rounding noise adds in power), and keeping the group in float removes that
@@ -210,9 +211,9 @@ def decided(shares: Sequence[float], measured: int, total: int) -> bool:
     at most the second largest share measured, and at least ``MIN_MEASURED`` groups (or
     all) were measured. Where the noise of two groups adds up coherently the shares sum to
     more than 1 and the rule may stop early: the prior puts the likely groups first."""
-    if measured >= total:
+    if len(shares) >= total:
         return True
-    if measured < MIN_MEASURED or len(shares) < 2:
+    if len(shares) < max(MIN_MEASURED, 2):
         return False
     top = sorted(shares, reverse=True)
     return max(0.0, 1.0 - sum(top)) <= top[1]
@@ -291,7 +292,7 @@ def layer_sensitivity(
         for k, (_, keep) in enumerate(variants):
             if stop and k > 1 and 0 in errors:
                 shares = [_share(errors[0], errors[j]) for j in errors if j]
-                if decided(shares, len(shares), len(found)):
+                if decided(shares, len(found)):
                     stopped, sent = "decided", k
                     break
                 if time.perf_counter() - started > seconds:

@@ -3,7 +3,6 @@ and fold the outputs into running metrics."""
 
 from __future__ import annotations
 
-import math
 import os
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -50,7 +49,12 @@ from liteparity.results.check import (
 )
 from liteparity.runtime.engine import Engine, LocalEngine
 from liteparity.runtime.jobs import BaseWorker, Reply
-from liteparity.runtime.memory import default_memory_limit, resident_bytes, rows_within
+from liteparity.runtime.memory import (
+    default_memory_limit,
+    resident_bytes,
+    rows_within,
+    sample_bytes,
+)
 from liteparity.runtime.model_jobs import ModelInfo, RunModel
 from liteparity.runtime.shared import SHARED_SLOTS, SharedInputs
 from liteparity.timings import stage
@@ -143,18 +147,21 @@ class Batching:
     batch_size: int | None = None
     memory_limit: int | None = None
 
-    def rows(self, source: Source | None, binding: Binding, runs: Sequence[_Run]) -> int:
+    def rows(
+        self,
+        source: Source | None,
+        binding: Binding,
+        runs: Sequence[_Run],
+        in_flight: int = SHARED_SLOTS,
+    ) -> int:
         """Rows per block for this run: what fits in the memory left under the limit, given
-        what one row costs the reference and each candidate (their measured tensors)."""
+        what one row costs the reference and each candidate (their measured tensors) and how
+        many blocks the engine holds at once (``in_flight``)."""
         limit = self.memory_limit or default_memory_limit()
-        per_input = sum(
-            np.dtype(np.float32).itemsize * math.prod(max(d, 1) for d in shape)
-            for shape in binding.sample_shapes
-        )
+        per_input = sum(sample_bytes(np.float32, shape) for shape in binding.sample_shapes)
         models = [r.info.bytes_per_sample for r in runs if r.info is not None]
-        per_row = row_bytes(
-            per_input, source.bytes_per_sample() if source is not None else 0, models
-        )
+        reference = source.bytes_per_sample() if source is not None else 0
+        per_row = row_bytes(per_input, reference, models, in_flight)
         left = limit - resident_bytes()
         rows = rows_within(left, per_row, max(BATCH_ROWS, self.batch_size or 0))
         if self.batch_size is not None and rows < self.batch_size:
@@ -166,13 +173,19 @@ class Batching:
         return rows
 
 
-def row_bytes(per_input: int, reference: int | None, candidates: Sequence[int]) -> int:
-    """What one row of a block costs: its inputs (read, in each of the two shared-memory
-    slots, and copied by every candidate's worker), the reference's tensors (a source that
-    cannot say costs what its largest candidate does: the same graph) and every candidate's."""
+def row_bytes(
+    per_input: int,
+    reference: int | None,
+    candidates: Sequence[int],
+    in_flight: int = SHARED_SLOTS,
+) -> int:
+    """What one row of a block costs: its inputs (read, in each of the ``in_flight`` blocks
+    the engine holds, and copied by every candidate's worker), the reference's tensors (a
+    source that cannot say costs what its largest candidate does: the same graph) and every
+    candidate's."""
     if reference is None:
         reference = max(candidates, default=0)
-    copies = SHARED_SLOTS + 1 + len(candidates)
+    copies = in_flight + 1 + len(candidates)
     return per_input * copies + reference + sum(candidates)
 
 
@@ -335,7 +348,7 @@ def _evaluate(
                 _guard(run, lambda r: _loaded(r, io, measures or Measures()))
             cap_slow(runs, max_samples_slow, total, kind)
         with stage("data"):
-            block = batching.rows(source, binding, runs)
+            block = batching.rows(source, binding, runs, engine.ahead + 1)
             batches = binding.labelled_batches(rows, block, io.output_names)
             first_batch = next(batches)
             data = spans([first_batch[0]])
@@ -468,7 +481,7 @@ def _results(
     """The finished runs as results (and the reference's, when there is one)."""
     if source is None:
         return None, tuple(candidate_result(run, kind, None, None) for run in runs)
-    ref_value = 0.0 if kind == MSE_VS_REFERENCE else reference_task.value
+    ref_value = reference_task.baseline
     results = tuple(
         candidate_result(run, kind, ref_value, reference_task.reference_power) for run in runs
     )
@@ -586,7 +599,7 @@ def candidate_result(
     value = run.task.value if run.task else None
     interval = None
     if run.reference_task is not None and reference is not None:  # capped: the same rows
-        reference = 0.0 if kind == MSE_VS_REFERENCE else run.reference_task.value
+        reference = run.reference_task.baseline
         power = run.reference_task.reference_power
         interval = run.task.interval() if run.task else None
     delta = value - reference if value is not None and reference is not None else None

@@ -111,6 +111,12 @@ class TaskAccumulator:
     def value(self) -> float | None:
         return self.total / self.count if self.count else None
 
+    @property
+    def baseline(self) -> float | None:
+        """Run on the reference: what a candidate's ``drop`` is measured against, its value,
+        or 0 for MSE against the reference (the reference's error against itself)."""
+        return 0.0 if self.kind == MSE_VS_REFERENCE else self.value
+
     def interval(self) -> tuple[float, float] | None:
         """The 95% confidence interval of ``value`` as an estimate over the population the
         samples come from: Wilson's for an accuracy, the normal one over per-sample squared

@@ -31,7 +31,7 @@ from liteparity.measure.metrics import (
     task_kind,
 )
 from liteparity.measure.tasks import Task, UserMetric, task_for
-from liteparity.results.check import ACCURACY, MSE_VS_REFERENCE, OutputResult
+from liteparity.results.check import ACCURACY, OutputResult
 
 #: Headline fields read from the worst output.
 HEADLINE = ("max_abs_error", "rmse", "sqnr_db", "cosine")
@@ -86,20 +86,21 @@ class OutputAccumulator:
                 TaskAccumulator(kind, output=where, threshold=_or(threshold, 0.5)),
                 TaskAccumulator(kind, output=where, threshold=_or(threshold, 0.5)),
             )
+            spec = self.spec
+            for option, named in (
+                ("boxes", spec.boxes),
+                ("classes", spec.classes),
+                ("count", spec.count),
+            ):
+                if named is not None and named not in outputs[0]:
+                    have = sorted(outputs[0])
+                    raise DataError(f"{option}={named}: no such output (have {have})")
         candidate, reference = self.budget  # type: ignore[misc]
         if candidate.kind == ACCURACY:
             check_labels(labels, ref, f"output {self.name}")
         candidate.update(cand, labels, ref)
         reference.update(ref, labels, ref)
         self.errors.update([ref], [cand])
-        spec = self.task.spec
-        for option, named in (
-            ("boxes", spec.boxes),
-            ("classes", spec.classes),
-            ("count", spec.count),
-        ):
-            if named is not None and named not in outputs[0]:
-                raise DataError(f"{option}={named}: no such output (have {sorted(outputs[0])})")
         self.task.update(ref, cand, labels, (dict(outputs[0]), dict(outputs[1])))
 
     def result(self) -> OutputResult:
@@ -108,7 +109,7 @@ class OutputAccumulator:
             metrics.update(self.task.values())
         if self.budget is not None:
             candidate, reference = self.budget
-            ref_value = 0.0 if candidate.kind == MSE_VS_REFERENCE else reference.value
+            ref_value = reference.baseline
             metrics["task_metric"] = candidate.kind
             metrics["task_value"] = candidate.value
             metrics["reference_task_value"] = ref_value

@@ -81,23 +81,38 @@ class ErrorStats:
             max(self.max_abs, other.max_abs),
         )
 
+    @property
+    def mean_squared_error(self) -> float:
+        n = self.num_elements
+        mean = self.total / n if n else 0.0
+        return (self.centred_sq / n if n else 0.0) + mean * mean
+
+    @property
+    def noise_ratio(self) -> float:
+        """Error power over signal power (``10^(−SQNR/10)``): 0 for no error, ``inf`` for an
+        error on a tensor whose reference is all zeros."""
+        error = self.mean_squared_error * self.num_elements
+        if error == 0:
+            return 0.0
+        return error / self.reference_sq if self.reference_sq else math.inf
+
     def to_dict(self) -> dict[str, Any]:
         n = self.num_elements
         mean = self.total / n if n else 0.0
         variance = self.centred_sq / n if n else 0.0
-        mse = variance + mean * mean
-        if mse == 0:
-            sqnr = math.inf
-        elif self.reference_sq == 0:
-            sqnr = -math.inf
+        ratio = self.noise_ratio
+        if ratio == 0:
+            sqnr = math.inf  # no error
+        elif ratio == math.inf:
+            sqnr = -math.inf  # error on a silent tensor
         else:
-            sqnr = 10 * math.log10(self.reference_sq / (mse * n))
+            sqnr = -10 * math.log10(ratio)
         return {
             "num_elements": n,
             "mean_error": mean,
             "stddev": math.sqrt(variance),
             "max_abs_error": self.max_abs,
-            "mean_squared_error": mse,
+            "mean_squared_error": self.mean_squared_error,
             "sqnr_db": sqnr,
         }
 

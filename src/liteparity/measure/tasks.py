@@ -33,8 +33,6 @@ MAX_CONFUSION_CLASSES = 32
 UserMetric = Callable[[Mapping[str, np.ndarray], Mapping[str, np.ndarray], Any], Mapping[str, Any]]
 
 
-
-
 @dataclass
 class ClassScores:
     """Top-1 agreement; top-1/top-k accuracy, per-class accuracy against integer labels; the

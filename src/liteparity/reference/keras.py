@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import zipfile
 from typing import Any
 
@@ -13,6 +12,7 @@ from liteparity.data.binding import IOSpec
 from liteparity.errors import ModelError, first_line
 from liteparity.reference.base import Source, _shape, keras_layer_names
 from liteparity.reference.names import LayerNames
+from liteparity.runtime.memory import sample_bytes
 
 #: What ``keras.saving.load_model`` raises for a file it cannot load: a refused or unknown
 #: layer (ValueError, TypeError), a missing archive member (KeyError), unreadable weights
@@ -71,8 +71,7 @@ class KerasSource(Source):
             except (AttributeError, ValueError):  # a layer called several times
                 continue
             for t in tensors if isinstance(tensors, (list, tuple)) else [tensors]:
-                dims = [max(int(d or 1), 1) for d in t.shape[1:]]
-                total += np.dtype(str(t.dtype)).itemsize * math.prod(dims)
+                total += sample_bytes(str(t.dtype), t.shape[1:])
         return total
 
     def converter(self, batch_size: int | None = None) -> Any:

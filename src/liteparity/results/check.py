@@ -410,12 +410,26 @@ class CheckResult:
 def _headline_breaks(
     c: CandidateResult, max_drop: float | None, min_agreement: float | None
 ) -> list[str]:
+    metric = c.metric.name if c.metric else None
+    return _breaks("", c.drop, metric, c.agreement, max_drop, min_agreement)
+
+
+def _breaks(
+    label: str,
+    drop: float | None,
+    metric: str | None,
+    agreement: float | None,
+    max_drop: float | None,
+    min_agreement: float | None,
+) -> list[str]:
+    """The budget lines of one headline or output (``label`` names it): its ``drop`` (in
+    accuracy points for an ``accuracy`` metric, else %) and its ``agreement``."""
     lines = []
-    if max_drop is not None and c.drop is not None and c.drop > max_drop:
-        unit = "accuracy points" if c.metric and c.metric.name == ACCURACY else "%"
-        lines.append(f"drop {c.drop:.2f} {unit} > --max-drop {max_drop}")
-    if min_agreement is not None and c.agreement is not None and c.agreement < min_agreement:
-        lines.append(f"agreement {c.agreement:.4f} < --min-agreement {min_agreement}")
+    if max_drop is not None and drop is not None and drop > max_drop:
+        unit = "accuracy points" if metric == ACCURACY else "%"
+        lines.append(f"{label}drop {drop:.2f} {unit} > --max-drop {max_drop}")
+    if min_agreement is not None and agreement is not None and agreement < min_agreement:
+        lines.append(f"{label}agreement {agreement:.4f} < --min-agreement {min_agreement}")
     return lines
 
 
@@ -453,12 +467,8 @@ def output_breaks(
     lines = []
     for o in budgeted(outputs, names):
         label = f"output {o.name} " if len(outputs) > 1 else ""
-        drop = number(o.metrics.get("drop"))
-        if max_drop is not None and drop is not None and drop > max_drop:
-            unit = "accuracy points" if o.metrics.get("task_metric") == ACCURACY else "%"
-            lines.append(f"{label}drop {drop:.2f} {unit} > --max-drop {max_drop}")
-        if min_agreement is not None and o.agreement is not None and o.agreement < min_agreement:
-            lines.append(f"{label}agreement {o.agreement:.4f} < --min-agreement {min_agreement}")
+        drop, metric = number(o.metrics.get("drop")), o.metrics.get("task_metric")
+        lines += _breaks(label, drop, metric, o.agreement, max_drop, min_agreement)
         if o.name in lost:
             lines.append(f"output {o.name} lost its decisions (decision-lost)")
     return lines

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from liteparity.runtime.jobs import BaseWorker
-from liteparity.runtime.shared import SharedSlots
+from liteparity.runtime.shared import SHARED_SLOTS, SharedSlots
 from liteparity.runtime.worker import Worker
 from liteparity.specs import EngineOptions
 
@@ -49,7 +49,7 @@ class LocalEngine:
     """A worker process per model on this machine; batch k+1 is sent while k is folded."""
 
     name = "local"
-    ahead = 1
+    ahead = SHARED_SLOTS - 1  # one block read while the next is written
 
     def worker(self, name: str) -> BaseWorker:
         return Worker(name)

@@ -183,10 +183,11 @@ class BaseWorker:
         self._doing, self._fed = job.doing, 0
         return self._ask(("start", job), doing or f"{job.doing} (loading)")
 
-    def feed(self, batch: Sequence[np.ndarray] | SharedInputs) -> Reply:
-        """Send one batch (arrays, or ``SharedInputs``) to the running job."""
+    def feed(self, batch: Any) -> Reply:
+        """Send one batch to the running job: arrays, or where an engine keeps them
+        (``SharedInputs``, ``ray_engine.RayInputs``), which is sent as it is."""
         self._fed += 1
-        payload = batch if isinstance(batch, SharedInputs) else list(batch)
+        payload = list(batch) if isinstance(batch, (list, tuple)) else batch
         return self._ask(("feed", payload), f"{self._doing} (batch {self._fed})")
 
     def result(self) -> Reply:

@@ -8,12 +8,22 @@ held 7 GB of intermediate tensors. Every batch is therefore sized from what one 
 
 from __future__ import annotations
 
+import math
 import os
 import resource
 import sys
+from collections.abc import Sequence
+
+import numpy as np
 
 #: Share of the machine's memory an evaluation may fill by default (``--memory-limit``).
 DEFAULT_MEMORY_SHARE = 0.5
+
+
+def sample_bytes(dtype: object, shape: Sequence[int | None]) -> int:
+    """Bytes one sample of a tensor holds: ``shape`` without its batch dimension, a free
+    (-1, 0 or None) dimension counted as 1."""
+    return int(np.dtype(dtype).itemsize) * math.prod(max(int(d or 1), 1) for d in shape)  # type: ignore[call-overload]
 
 
 def rows_within(budget_bytes: int, bytes_per_sample: int, wanted: int) -> int:

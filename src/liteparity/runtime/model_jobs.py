@@ -3,7 +3,6 @@ latency measurements and, on request, its anatomy) and read chosen tensors (``Re
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 
@@ -13,6 +12,7 @@ from liteparity.errors import InterpreterError, LiteparityError
 from liteparity.runtime.anatomy import Anatomy, output_quantization
 from liteparity.runtime.jobs import Job, state
 from liteparity.runtime.litemodel import LiteModel, TensorInfo
+from liteparity.runtime.memory import sample_bytes
 
 
 def _output_ranges(model: LiteModel) -> tuple[tuple[float, float] | None, ...]:
@@ -36,9 +36,7 @@ def _bytes_per_sample(model: LiteModel) -> int:
         return model.anatomy().bytes_per_sample()
     except InterpreterError:
         ends = [*model.inputs, *model.outputs]
-        return sum(
-            np.dtype(t.dtype).itemsize * math.prod(max(d, 1) for d in t.sample_shape) for t in ends
-        )
+        return sum(sample_bytes(t.dtype, t.sample_shape) for t in ends)
 def _sample_ms(model: LiteModel) -> float | None:
     """Milliseconds one sample of zeros costs (the better of two runs: the first allocates).
     Kernels cost the same on any values, so this is known before any data is read. None for

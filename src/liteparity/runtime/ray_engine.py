@@ -18,6 +18,7 @@ actors: Ctrl-C cancels the cluster's work too.
 from __future__ import annotations
 
 import logging
+import warnings
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -26,7 +27,13 @@ from typing import Any
 import numpy as np
 
 from liteparity import errors
-from liteparity.errors import InternalError, InterpreterError, LiteparityError, UsageError
+from liteparity.errors import (
+    InternalError,
+    InterpreterError,
+    LiteparityError,
+    UsageError,
+    first_line,
+)
 from liteparity.runtime.jobs import BaseWorker, Job, JobHost, check_job
 
 #: The line an absent Ray becomes.
@@ -121,16 +128,19 @@ class RayEngine:
         ray = _ray()
         if not ray.is_initialized():
             try:
-                ray.init(
-                    address=address,
-                    log_to_driver=debug,
-                    logging_level=logging.INFO if debug else logging.ERROR,
-                    include_dashboard=False,
-                    configure_logging=True,
-                )
+                with warnings.catch_warnings():  # Ray's own (a bad address) only under --debug
+                    if not debug:
+                        warnings.simplefilter("ignore")
+                    ray.init(
+                        address=address,
+                        log_to_driver=debug,
+                        logging_level=logging.INFO if debug else logging.ERROR,
+                        include_dashboard=False,
+                        configure_logging=True,
+                    )
             except (ConnectionError, ValueError, RuntimeError) as exc:
                 where = address or "a new local cluster"
-                raise UsageError(f"--engine ray: cannot join {where}: {exc}") from None
+                raise UsageError(f"--engine ray: cannot join {where}: {first_line(exc)}") from None
         nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
         cpus = int(ray.cluster_resources().get("CPU", 1))
         return cls(ray, shards or max(1, cpus), nodes)
@@ -192,7 +202,7 @@ class RayWorker(BaseWorker):
         self._turn = 0
 
     def start(self, job: Job, doing: str | None = None) -> Any:
-        check_job(job)
+        check_job(job)  # before the job goes to the object store
         self._job, self._job_ref = job, self._ray.put(job)
         self._spread = job.independent_feeds
         wanted = self._engine.shards if self._spread else 1
@@ -200,13 +210,6 @@ class RayWorker(BaseWorker):
             self._actors.append(self._engine.actor())
         self._turn = 0
         return super().start(job, doing)
-
-    def feed(self, batch: Any) -> Any:
-        """Like ``BaseWorker.feed``; ``batch`` may also be ``RayInputs``."""
-        if isinstance(batch, RayInputs):
-            self._fed += 1
-            return self._ask(("feed", batch), f"{self._doing} (batch {self._fed})")
-        return super().feed(batch)
 
     def _send(self, message: tuple[str, Any], doing: str) -> None:
         verb = message[0]
