@@ -41,7 +41,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # tests.shared_models: the photos and the model table
 
-from tests.shared_models import MODELS  # noqa: E402
+from tests.shared_models import MODELS, photo_classes, photos, trained_application  # noqa: E402
 
 Inputs = np.ndarray | dict[str, np.ndarray]  # one array, or one per input name
 
@@ -314,30 +314,9 @@ def keras_cells(work: Path, quick: bool, wanted: list[str]) -> Iterator[Cell]:
         ]
 
 
-def _photos_npz(work: Path, size: int, classes: int, count: int) -> tuple[np.ndarray, np.ndarray]:
-    x = MODELS["hand_landmark_lite"].photos(count)
-    from PIL import Image
-
-    x = np.stack(
-        [
-            np.asarray(Image.fromarray((i * 255).astype(np.uint8)).resize((size, size)), np.float32)
-            / 255.0
-            for i in x
-        ]
-    )
-    y = (np.arange(count) % classes).astype(np.int64)
-    return x, y
-
-
 def _application(work: Path, arch: str, size: int, **kwargs: float) -> tuple[Path, Path]:
-    import keras
-
-    x, y = _photos_npz(work, size, 4, 96)
-    model = getattr(keras.applications, arch)(
-        input_shape=(size, size, 3), weights=None, classes=4, **kwargs
-    )
-    model.compile("adam", "sparse_categorical_crossentropy")
-    model.fit(x, y, epochs=1, batch_size=16, verbose=0)
+    x, y = photos(96, size, 0.0, 1.0), photo_classes(96, 4)
+    model = trained_application(arch, x, y, **kwargs)
     path, data = work / f"{arch}.keras", work / f"{arch}.npz"
     model.save(path)
     np.savez(data, x=x, y=y)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -53,6 +54,31 @@ def _base_images() -> list[np.ndarray]:
     images = [getattr(skimage.data, name)() for name in _SKIMAGE]
     images += list(load_sample_images().images)
     return [np.repeat(im[..., None], 3, axis=2) if im.ndim == 2 else im[..., :3] for im in images]
+
+
+def trained_application(arch: str, x: np.ndarray, y: np.ndarray, **keywords: float) -> Any:
+    """A Keras application (``weights=None``) trained briefly on ``x, y``. Its batch norms
+    follow the training batches with momentum 0.5 instead of 0.99, so a few dozen steps leave
+    moving statistics the model predicts well with (at 0.99 its eval-mode softmax stays nearly
+    uniform: a degenerate model, whose near-ties any quantization flips)."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model = getattr(keras.applications, arch)(
+        input_shape=x.shape[1:], weights=None, classes=int(y.max()) + 1, **keywords
+    )
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = 0.5
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=3, batch_size=16, verbose=0)
+    return model
+
+
+def photo_classes(count: int, classes: int) -> np.ndarray:
+    """Labels for ``photos(count, ...)``: which photo sample k was cropped from, modulo
+    ``classes`` (something a model can learn, so a quantized one can flip it)."""
+    return (np.arange(count) % len(_base_images()) % classes).astype(np.int64)
 
 
 def photos(count: int, size: int, low: float, high: float, offset: int = 0) -> np.ndarray:

@@ -315,12 +315,13 @@ def test_resume_diagnoses_again_from_the_saved_evidence(
     monkeypatch.setenv("LITEPARITY_CACHE", str(tmp_path))
     data = tmp_path / "eval.npz"
     np.savez(data, x=digits.x_eval[:200], y=digits.y_eval[:200])
-    options = dict(data=data, calibration_data=digits.x_cal, recipes=["float32", "int8"])
+    recipes = ["float32", "dynamic", "int8"]
+    options = dict(data=data, calibration_data=digits.x_cal, recipes=recipes)
     # check keeps results but no evidence: explain measures again rather than finding nothing.
     liteparity.check(cnn, resume=True, **options)
     first = explain(cnn, resume=True, **options)
     assert ids(first.candidate("float32")) == {"float-noise"}
-    assert first.candidate("int8").findings
+    assert ids(first.candidate("dynamic")) == {"weights-only"}
 
     refuse_to_convert_or_run(monkeypatch)
     again = explain(cnn, resume=True, **options)

@@ -11,10 +11,15 @@ Leaf module: it imports nothing from liteparity.
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from typing import ParamSpec, TypeVar
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 
 class Timings:
@@ -81,3 +86,18 @@ def stage(name: str) -> Iterator[None]:
         return
     with timings.stage(name):
         yield
+
+
+def staged(name: str) -> Callable[[Callable[_P, _R]], Callable[_P, _R]]:
+    """A function whose every call counts as stage ``name``, whoever calls it (the sensitivity
+    experiment serves explain, locate and fix alike)."""
+
+    def wrap(fn: Callable[_P, _R]) -> Callable[_P, _R]:
+        @functools.wraps(fn)
+        def timed(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+            with stage(name):
+                return fn(*args, **kwargs)
+
+        return timed
+
+    return wrap

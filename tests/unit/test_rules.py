@@ -256,7 +256,9 @@ def test_one_channel_setting_the_scale_is_outlier_scale() -> None:
     wide = from_min_max(0.0, 100.0, "int8")
     absmax = np.array([100.0, 1.0, 1.0, 0.5], np.float32)
     stats = {CONV_A: TensorStats(count=1000, min=0.0, max=100.0, channel_absmax=absmax)}
-    f = one(int8_evidence(anatomy=int8_model(conv_a=wide), float_stats=stats), "outlier-scale")
+    lost = result(drop=3.0)  # a material loss: 3 accuracy points
+    ev = int8_evidence(anatomy=int8_model(conv_a=wide), float_stats=stats, result=lost)
+    f = one(ev, "outlier-scale")
     assert f.severity.value == "error"  # fewer than 16 / 4 codes
     assert f.evidence["channel"] == 0
     assert f.evidence["ratio"] == pytest.approx(100.0)
@@ -264,6 +266,23 @@ def test_one_channel_setting_the_scale_is_outlier_scale() -> None:
     even = np.array([1.0, 1.2, 0.9, 1.1], np.float32)
     stats = {CONV_A: TensorStats(count=1000, min=0.0, max=1.2, channel_absmax=even)}
     assert not found(int8_evidence(float_stats=stats), "outlier-scale")
+
+
+def test_an_outlier_scale_that_costs_nothing_is_information() -> None:
+    """The same starved channels on a candidate that lost 0.2 points (not material): named,
+    but as information; with 8 codes for the median channel and a material loss, a warning."""
+    wide = int8_model(conv_a=from_min_max(0.0, 100.0, "int8"))
+    absmax = np.array([100.0, 1.0, 1.0, 0.5], np.float32)
+    stats = {CONV_A: TensorStats(count=1000, min=0.0, max=100.0, channel_absmax=absmax)}
+    f = one(int8_evidence(anatomy=wide, float_stats=stats), "outlier-scale")
+    assert f.severity.value == "info" and "no material loss" in f.summary
+    # A median channel of 8 codes (between 16 / 4 and 16) with 10% of predictions flipped
+    absmax = np.array([100.0, 100 / 255 * 8, 100 / 255 * 8, 1.0], np.float32)
+    stats = {CONV_A: TensorStats(count=1000, min=0.0, max=100.0, channel_absmax=absmax)}
+    ev = int8_evidence(anatomy=wide, float_stats=stats, result=result(agreement=0.9))
+    f = one(ev, "outlier-scale")
+    assert f.severity.value == "warning"
+    assert f.evidence["codes_for_median_channel"] == pytest.approx(8.0, rel=1e-5)
 
 
 def test_constant_zero_padding_channels_do_not_make_an_outlier_scale() -> None:

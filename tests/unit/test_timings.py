@@ -54,3 +54,16 @@ def test_a_stage_outside_a_recording_records_nothing(clock: Clock) -> None:
     with timings.recording() as run:
         pass
     assert run.to_dict() == {"total": 0.0}
+
+
+def test_a_staged_function_is_its_stage_inside_any_other(clock: Clock) -> None:
+    @timings.staged("sensitivity")
+    def experiment(seconds: float) -> str:
+        clock.now += seconds
+        return "ranked"
+
+    with timings.recording() as run, timings.stage("diagnose"):
+        clock.now += 1.0
+        assert experiment(4.0) == "ranked"
+        clock.now += 0.5
+    assert run.to_dict() == {"diagnose": 1.5, "sensitivity": 4.0, "total": 5.5}

@@ -27,6 +27,7 @@ from liteparity.data.prepare import BATCH_ROWS, Calibration
 from liteparity.diagnose.evidence import Evidence, NoiseFloor
 from liteparity.diagnose.hurts import with_outputs
 from liteparity.diagnose.rules import diagnose
+from liteparity.diagnose.rules.verdict import may_be_material
 from liteparity.errors import InternalError, LiteparityError, first_line
 from liteparity.layerwise.locate import CONVERSION_SAMPLES, conversion_by_layer
 from liteparity.layerwise.sensitivity import LayerSensitivity, layer_sensitivity
@@ -217,7 +218,17 @@ class _Gathering:
         calibrated = self._calibrated(runs)
         float_model = self._float_model(runs, calibrated)
         floor = self._measured_floor()
-        sensitivity = self._sensitivity(runs, batches, calibrated)
+        results = {
+            run.candidate.name: candidate_result(run, _task_kind(run), None, None)  # evidence()
+            for run in runs
+            if run.worker is not None
+        }
+        # The per-layer experiment is the lead for a loss that may be material; a candidate
+        # that cannot have one is spared it (its ranking is ``locate``'s to give).
+        lossy = {name for name, r in results.items() if may_be_material(r)}
+        sensitivity = self._sensitivity(
+            [r for r in runs if r.candidate.name in lossy], batches, calibrated
+        )
         try:
             for run in runs:
                 anatomy = self._anatomy.get(run.candidate.name)
@@ -252,13 +263,13 @@ class _Gathering:
                     )
                     conversion = tuple((c["layer"], c["sqnr_db"]) for c in layers.values())
                 evidence = Evidence(
-                    result=candidate_result(run, _task_kind(run), None, None),  # see evidence()
+                    result=results[run.candidate.name],
                     anatomy=anatomy,
                     inputs=tuple(cov for _, cov in self._coverage.get(run.candidate.name, [])),
                     stats=stats,
                     float_stats=float_stats,
                     floor=floor,
-                    sensitivity=sensitivity if _int8(run) else (),
+                    sensitivity=sensitivity if _int8(run) and run.candidate.name in lossy else (),
                     learned_ranges=self._learned,
                     layers=self._layers,
                     conversion=conversion,

@@ -29,6 +29,7 @@ from liteparity.runtime.litemodel import LiteModel
 from liteparity.runtime.model_jobs import RunModel
 from liteparity.runtime.shared import SharedInputs, SharedSlots
 from liteparity.runtime.worker import Worker
+from liteparity.timings import staged
 
 #: Ops that only compute shapes: never worth keeping in float.
 SHAPE_OPS = frozenset({"SHAPE", "STRIDED_SLICE", "PACK", "QUANTIZE", "DEQUANTIZE"})
@@ -219,6 +220,7 @@ def decided(shares: Sequence[float], total: int) -> bool:
     return max(0.0, 1.0 - sum(top)) <= top[1]
 
 
+@staged("sensitivity")
 def layer_sensitivity(
     calibrated: bytes,
     batches: Sequence[list[np.ndarray]],

@@ -13,6 +13,7 @@ from liteparity import qparams
 from liteparity.diagnose.evidence import Evidence
 from liteparity.diagnose.registry import covered_range, percent, rule
 from liteparity.diagnose.rules.training import keeps_learned_range
+from liteparity.diagnose.rules.verdict import material
 from liteparity.errors import InternalError, UsageError
 from liteparity.measure.stats import TensorStats
 from liteparity.results.check import Finding, Severity
@@ -241,7 +242,11 @@ def calibration_range(ev: Evidence) -> list[Finding]:
 @rule("outlier-scale")
 def outlier_scale(ev: Evidence) -> list[Finding]:
     """A per-tensor scale set by one channel, leaving the other channels few codes. Constant
-    zero channels (padding) are left out of the median."""
+    zero channels (padding) are left out of the median. Few codes cost accuracy only when the
+    starved channels carry signal: the finding is a warning (or an error) when the candidate's
+    loss is material, and information when its outputs show no such loss (an untrained or
+    near-dead channel group starved of codes, as MobileNetV3's squeeze-excite pools have)."""
+    costly = bool(material(ev))
     findings = []
     candidates: list[tuple[TensorRecord, np.ndarray]] = []
     for t in quantized_activations(ev.anatomy):
@@ -268,15 +273,22 @@ def outlier_scale(ev: Evidence) -> list[Finding]:
         if ratio < OUTLIER_CHANNEL_RATIO or codes >= OUTLIER_MEDIAN_CODES:
             continue
         kind = "weights" if t.constant else "activations"
+        if not costly:
+            severity = Severity.INFO
+        elif codes < OUTLIER_MEDIAN_CODES / 4:
+            severity = Severity.ERROR
+        else:
+            severity = Severity.WARNING
         findings.append(
             Finding(
                 "outlier-scale",
-                Severity.ERROR if codes < OUTLIER_MEDIAN_CODES / 4 else Severity.WARNING,
+                severity,
                 "one outlier channel sets the scale",
                 f"Channel {top} of {ev.label(t.name)!r} ({kind}) reaches "
                 f"{float(all_channels[top]):.4g}, "
                 f"{ratio:.0f}× the median channel ({median:.4g}); one scale serves all "
-                f"channels, so a typical channel is left about {codes:.1f} codes.",
+                f"channels, so a typical channel is left about {codes:.1f} codes."
+                + ("" if costly else " The outputs show no material loss from it here."),
                 {
                     "tensor": ev.label(t.name),
                     "tensor_name": t.name,

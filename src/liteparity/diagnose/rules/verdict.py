@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from liteparity.diagnose.evidence import Evidence
 from liteparity.diagnose.registry import RULES, percent, rule
-from liteparity.results.check import ACCURACY, MSE, Finding, Severity
+from liteparity.results.check import ACCURACY, MSE, CandidateResult, Finding, Severity
 
 #: Top-1 predictions flipped by the candidate: above this share the loss is material (a clean
 #: int8 model flips well under 1%).
@@ -33,6 +33,18 @@ def material(ev: Evidence) -> list[str]:
     if kind not in (ACCURACY, MSE) and r.sqnr_db is not None and r.sqnr_db < MATERIAL_SQNR_DB:
         why.append(f"its outputs are {r.sqnr_db:.1f} dB SQNR from the reference's")
     return why
+
+
+def may_be_material(r: CandidateResult) -> bool:
+    """Whether ``r``'s loss may be material before its drop is known (the reference's metric
+    is folded last): an accuracy drop of d points flips at least d% of top-1 predictions, so
+    with fewer flips than ``MATERIAL_DROP``% and outputs above ``MATERIAL_SQNR_DB`` it cannot
+    be. Other metrics (and no agreement) always may."""
+    if r.metric is None or r.metric.name != ACCURACY or r.agreement is None:
+        return True
+    flipped = 1 - r.agreement
+    low_sqnr = r.sqnr_db is not None and r.sqnr_db < MATERIAL_SQNR_DB
+    return flipped >= min(MATERIAL_DROP / 100, MATERIAL_DISAGREEMENT) or low_sqnr
 
 
 @rule("unexplained-loss")
