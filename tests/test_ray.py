@@ -171,6 +171,27 @@ def test_a_nan_read_by_the_actors_ends_the_run_as_it_does_locally(
     assert lines[0] == lines[1] == f"{data}: NaN or Inf in sample(s) 300: clean or drop those rows"
 
 
+def test_a_data_file_a_node_cannot_see_is_one_line(
+    cluster: Any, digits: Digits, tmp_path: Path
+) -> None:
+    """An actor whose node does not see the file: the line says where files must be."""
+    from liteparity.data.binding import bind
+    from liteparity.data.datasets import load
+    from liteparity.runtime.ray_engine import JobActor, RayInputs
+
+    np.save(tmp_path / "x.npy", digits.x_eval[:8])
+    binding = bind(load(tmp_path / "x.npy"), ["x"], [(8, 8, 1)], ["float32"])
+    ref = ray.put(binding.portable())
+    (tmp_path / "x.npy").unlink()  # as on a node that does not see it
+    status, line = JobActor().call("feed", RayInputs(ref, (0,), 3, read=np.arange(3)))
+    assert status == "UnreadableData"
+    assert line.startswith("cannot read the data on node ")
+    assert line.endswith(
+        "--engine ray reads data files on the actors, so they must be on storage every node "
+        "sees, at the same path"
+    )
+
+
 def _ray_worker(shards: int) -> Any:
     from liteparity.runtime.engine import open_engine
     from liteparity.specs import CheckOptions
