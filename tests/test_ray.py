@@ -291,23 +291,41 @@ def test_fix_on_ray_tries_the_same_models_with_the_same_numbers(
     assert remote.engine is not None and remote.engine["nodes"] == 2
 
 
+def _no_idle_actors() -> None:
+    """Kill the actors the engine keeps between runs: the next run starts its own."""
+    from liteparity.runtime.ray_engine import _IDLE
+
+    for actors in _IDLE.values():
+        for actor in actors:
+            ray.kill(actor, no_restart=True)
+        actors.clear()
+
+
 @pytest.mark.slow
+@pytest.mark.parametrize("reference", ["keras", "tflite"])
 def test_a_node_lost_mid_check_is_retried_with_the_local_numbers(
-    cluster: Any, cnn: Path, digits: Digits, int8_model: Path, tmp_path: Path
+    cluster: Any, cnn: Path, digits: Digits, int8_model: Path, tmp_path: Path, reference: str
 ) -> None:
-    """Last of the file: the cluster loses its worker node, then gets a new one."""
+    """Last of the file: the cluster loses its worker node, then gets a new one. The data is
+    an .npz the actors read; the reference runs in this process (Keras) or on the cluster
+    (.tflite), where its lost batches are retried too."""
     data = tmp_path / "big.npz"  # ten batches: most still to run when the node goes
     np.savez(data, x=np.tile(digits.x_eval, (4, 1, 1, 1)), y=np.tile(digits.y_eval, 4))
-    kwargs: dict[str, Any] = {"recipes": ["float16"], "candidates": [int8_model]}
-    local = liteparity.check(cnn, data=data, **kwargs)
+    model, kwargs = (
+        (cnn, {"recipes": ["float16"], "candidates": [int8_model]})
+        if reference == "keras"
+        else (int8_model.parent / "float32.tflite", {"recipes": [], "candidates": [int8_model]})
+    )
+    local = liteparity.check(model, data=data, **kwargs)
     worker_node = next(iter(cluster.worker_nodes))
+    _no_idle_actors()  # new ones, spread over both nodes (a lost node's were replaced on one)
 
     def lose_the_node(stage: str, done: int, total: int) -> None:
         if stage.startswith("evaluating") and worker_node in cluster.worker_nodes:
             cluster.remove_node(worker_node)
 
     try:
-        remote = liteparity.check(cnn, data=data, progress=lose_the_node, **kwargs, **_engine(2))
+        remote = liteparity.check(model, data=data, progress=lose_the_node, **kwargs, **_engine(2))
     finally:
         cluster.add_node(**NODE)
         cluster.wait_for_nodes()
@@ -315,5 +333,8 @@ def test_a_node_lost_mid_check_is_retried_with_the_local_numbers(
     retried = [w for c in remote.candidates for w in c.warnings if "retried" in w]
     assert retried, "no batch ran again: the node took nothing with it"
     assert set(retried) <= set(remote.engine["retried"])
+    if reference == "tflite":  # on the cluster: its actor on the lost node was replaced too
+        assert any(" (reference): actor lost" in line for line in remote.engine["retried"])
+    assert remote.reference == local.reference
     for a, b in zip(local.candidates, remote.candidates, strict=True):
         _same(a.to_dict(), b.to_dict(), retried=True)
