@@ -7,9 +7,10 @@ machine's cores) with 1, 2 and 4 actors per candidate, each engine after a warm-
 Ray it starts the actors, which the cluster keeps). Also printed: each model's cost per
 sample on one core, the figures the README's cluster estimate starts from.
 
-This machine has 2 cores: the reference runs in the calling process's worker whatever the
-engine, so Ray cannot beat the local engine here; more actors than cores only share them.
-The ratios show the engine's overhead, not a cluster's speed-up.
+On Ray the actors read the photos from the ``.npz`` themselves and the float ``.tflite``
+reference runs on the cluster too (``runtime.ray_engine``). This machine has 2 cores: more
+actors than cores only share them. The ratios show the engine's overhead, not a cluster's
+speed-up.
 
     python benchmarks/bench_ray.py [--samples 512]
 """

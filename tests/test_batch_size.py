@@ -117,13 +117,13 @@ def test_forced_batches_and_a_tiny_memory_limit_keep_the_numbers(int8, monkeypat
     x = HAND.photos(10)
     candidate = int8[HAND.file]
     blocks: list[int] = []
-    batches = Binding.labelled_batches
+    batches = Binding.labelled_blocks
 
     def recording(self: Binding, rows: np.ndarray, batch_rows: int, outputs):  # type: ignore[no-untyped-def]
         blocks.append(batch_rows)
         return batches(self, rows, batch_rows, outputs)
 
-    monkeypatch.setattr(Binding, "labelled_batches", recording)
+    monkeypatch.setattr(Binding, "labelled_blocks", recording)
     default = liteparity.check(HAND.path, data=x, candidates=[candidate])
     forced = liteparity.check(HAND.path, data=x, candidates=[candidate], batch_size=4)
     tiny = liteparity.check(HAND.path, data=x, candidates=[candidate], memory_limit="1MB")

@@ -153,3 +153,38 @@ def test_label_column_out_of_range(tmp_path: Path) -> None:
     path.write_text("1,2,0\n3,4,1\n")
     with pytest.raises(DataError, match="--label-column 5 but the CSV has 3 columns"):
         load(path, label_column=5)
+
+
+def test_a_portable_binding_reads_the_same_rows_from_anywhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a Ray actor reads with (``Binding.portable``, pickled): from another working
+    directory, files named by relative paths give the arrays they give here (cast to the
+    model's float32), without labels; arrays and CSV tables, held in memory, are not
+    portable."""
+    import pickle
+
+    from PIL import Image
+
+    data = tmp_path / "data"
+    (data / "images").mkdir(parents=True)
+    x = np.random.default_rng(0).random((7, 4, 4, 1))  # float64: take casts it
+    np.save(data / "x.npy", x)
+    np.savez(data / "stored.npz", x=x, y=np.arange(7))
+    np.savez_compressed(data / "deflated.npz", x=x)
+    for i in range(7):
+        Image.fromarray(np.full((6, 5), 30 * i, np.uint8)).save(data / "images" / f"{i}.png")
+    np.savetxt(data / "t.csv", x.reshape(7, -1), delimiter=",")
+    rows = np.array([1, 2, 3, 6])
+    monkeypatch.chdir(data)
+    for name in ("x.npy", "stored.npz", "deflated.npz", "images"):
+        binding = bind(load(name, image_size=(4, 4)), ["in"], [(4, 4, 1)], ["float32"])
+        (here,), _ = binding.take(rows)
+        portable = pickle.loads(pickle.dumps(binding.portable()))
+        monkeypatch.chdir(tmp_path)  # where the relative paths name nothing
+        (there,), labels = portable.take(rows)
+        monkeypatch.chdir(data)
+        assert labels is None and there.dtype == np.float32
+        assert np.array_equal(there, here), name
+    for spec in (x, "t.csv"):
+        assert bind(load(spec), ["in"], [(4, 4, 1)], ["float32"]).portable() is None

@@ -1,11 +1,14 @@
 """The Ray engine on a real two-node Ray cluster on this machine (one session-wide cluster):
-the same numbers as the local engine whatever the shard count, an actor or a node lost mid-run
-retried elsewhere with the same numbers, and closing a busy worker cancelling its work."""
+the same numbers as the local engine whatever the shard count, data files read by the actors
+(never put in the object store by the caller) and a .tflite reference run on the cluster, an
+actor or a node lost mid-run retried elsewhere with the same numbers, and closing a busy
+worker cancelling its work."""
 
 from __future__ import annotations
 
 import logging
 import math
+import pickle
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +17,7 @@ import numpy as np
 import pytest
 
 import liteparity
+from liteparity.errors import DataError
 from liteparity.runtime.engine import LocalEngine
 from liteparity.runtime.model_jobs import RunModel
 from tests.conftest import Digits
@@ -43,11 +47,13 @@ def cluster() -> Iterator[Any]:
 
 @pytest.fixture(scope="session")
 def int8_model(cnn: Path, cal_npz: Path, models_dir: Path) -> Path:
-    """The digits CNN in int8, converted once (a candidate file for check and explain)."""
+    """The digits CNN in int8 (and float32 beside it), converted once: candidate files for
+    check and explain, and a .tflite reference."""
     path = models_dir / "ray_int8"
     if not (path / "int8.tflite").exists():
+        recipes = ["int8", "float32"]
         liteparity.check(
-            cnn, data=cal_npz, calibration_data=cal_npz, recipes=["int8"], save_dir=path
+            cnn, data=cal_npz, calibration_data=cal_npz, recipes=recipes, save_dir=path
         )
     return path / "int8.tflite"
 
@@ -82,11 +88,108 @@ def test_check_on_ray_gives_the_local_numbers(
             "nodes": 2,
             "shards": shards,
             "shard_rows": min(rows, math.ceil(math.ceil(rows / 256) / shards) * 256),
+            "data": "actors",  # an .npz: the actors read it
+            "retried": [],
         }
         assert remote.reference == local.reference
         for a, b in zip(local.candidates, remote.candidates, strict=True):
             _same(a.to_dict(), b.to_dict())
-    assert local.engine == {"engine": "local", "nodes": 1, "shards": 1, "shard_rows": rows}
+    assert local.engine == {
+        "engine": "local",
+        "nodes": 1,
+        "shards": 1,
+        "shard_rows": rows,
+        "data": "driver",
+        "retried": [],
+    }
+
+
+def _row_bytes(x: np.ndarray) -> list[bytes]:
+    """Each sample's bytes as the model takes it (float32): what a batch put by the caller
+    would carry."""
+    return [row.tobytes() for row in x.astype(np.float32)]
+
+
+def test_data_files_are_read_by_the_actors_and_a_tflite_reference_runs_there(
+    cluster: Any, int8_model: Path, digits: Digits, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """597 rows (3 blocks of 256, 256 and 85 on 2 shards), in an .npz and an .npy: the local
+    numbers to the last digit, while nothing put in the object store by this process holds a
+    row of the data (the actors read the file) and the .tflite reference never predicts here
+    (its outputs come from the cluster)."""
+    from liteparity.reference.tflite import TFLiteSource
+
+    reference = int8_model.parent / "float32.tflite"
+    npz, npy = tmp_path / "eval.npz", tmp_path / "eval.npy"
+    np.savez(npz, x=digits.x_eval, y=digits.y_eval)
+    np.save(npy, digits.x_eval)
+    kwargs: dict[str, Any] = {"recipes": [], "candidates": [int8_model]}
+    local = {d: liteparity.check(reference, data=d, **kwargs) for d in (npz, npy)}
+
+    put: list[bytes] = []
+    real_put, real_predict = ray.put, TFLiteSource.predict
+    predicted: list[int] = []
+
+    def spy_put(value: Any, **options: Any) -> Any:
+        put.append(pickle.dumps(value))
+        return real_put(value, **options)
+
+    def spy_predict(self: Any, inputs: list[np.ndarray], shared: Any = None) -> Any:
+        predicted.append(len(inputs[0]))
+        return real_predict(self, inputs, shared)
+
+    monkeypatch.setattr(ray, "put", spy_put)
+    monkeypatch.setattr(TFLiteSource, "predict", spy_predict)
+    for data, expected in local.items():
+        remote = liteparity.check(reference, data=data, **kwargs, **_engine(2))
+        assert remote.engine is not None and remote.engine["data"] == "actors"
+        assert remote.reference == expected.reference
+        assert remote.reference is not None and remote.reference.metric.value is not None
+        for a, b in zip(expected.candidates, remote.candidates, strict=True):
+            _same(a.to_dict(), b.to_dict())
+    assert put, "nothing went to the object store: the spy saw nothing"
+    rows = _row_bytes(digits.x_eval)
+    shipped = [i for i, row in enumerate(rows) if any(row in blob for blob in put)]
+    assert shipped == [], f"rows {shipped[:5]} went through this process"
+    assert predicted == [], "the reference predicted in this process"
+
+
+def test_a_nan_read_by_the_actors_ends_the_run_as_it_does_locally(
+    cluster: Any, int8_model: Path, digits: Digits, tmp_path: Path
+) -> None:
+    """A NaN in the second block (read only by the actors: the caller reads the first) is the
+    local run's one line, not a failed candidate."""
+    x = digits.x_eval.copy()
+    x[300, 2, 3, 0] = np.nan
+    data = tmp_path / "nan.npz"
+    np.savez(data, x=x, y=digits.y_eval)
+    lines = []
+    for engine in ({}, _engine(2)):
+        with pytest.raises(DataError) as caught:
+            liteparity.check(int8_model, data=data, **engine)  # the lone model, no reference
+        lines.append(str(caught.value))
+    assert lines[0] == lines[1] == f"{data}: NaN or Inf in sample(s) 300: clean or drop those rows"
+
+
+def test_a_data_file_a_node_cannot_see_is_one_line(
+    cluster: Any, digits: Digits, tmp_path: Path
+) -> None:
+    """An actor whose node does not see the file: the line says where files must be."""
+    from liteparity.data.binding import bind
+    from liteparity.data.datasets import load
+    from liteparity.runtime.ray_engine import JobActor, RayInputs
+
+    np.save(tmp_path / "x.npy", digits.x_eval[:8])
+    binding = bind(load(tmp_path / "x.npy"), ["x"], [(8, 8, 1)], ["float32"])
+    ref = ray.put(binding.portable())
+    (tmp_path / "x.npy").unlink()  # as on a node that does not see it
+    status, line = JobActor().call("feed", RayInputs(ref, (0,), 3, read=np.arange(3)))
+    assert status == "UnreadableData"
+    assert line.startswith("cannot read the data on node ")
+    assert line.endswith(
+        "--engine ray reads data files on the actors, so they must be on storage every node "
+        "sees, at the same path"
+    )
 
 
 def _ray_worker(shards: int) -> Any:
@@ -107,21 +210,35 @@ def _local_outputs(content: bytes, batches: list[list[np.ndarray]]) -> list[list
         return [worker.feed(b).get() for b in batches]
 
 
+@pytest.mark.parametrize("read_by", ["driver", "actors"])
 def test_an_actor_lost_mid_run_has_its_batches_retried_on_a_new_one(
-    cluster: Any, int8_model: Path, digits: Digits
+    cluster: Any, int8_model: Path, digits: Digits, tmp_path: Path, read_by: str
 ) -> None:
+    """Batches put by the caller, or rows of an .npy the actors read (the new actor reads
+    the lost one's rows again)."""
+    from liteparity.data.binding import bind
+    from liteparity.data.datasets import load
+
     content = int8_model.read_bytes()
     batches = _batches(digits)
     expected = _local_outputs(content, batches)
+    np.save(tmp_path / "x.npy", digits.x_eval)
+    binding = bind(load(tmp_path / "x.npy"), ["x"], [(8, 8, 1)], ["float32"])
     engine, worker = _ray_worker(2)
     try:
         worker.start(RunModel(content)).get()
-        store = engine.batches()
-        got = [worker.feed(store.put(batches[0])).get()]  # batch 0: shard 0
+        store = engine.batches(binding if read_by == "actors" else None)
+
+        def batch(k: int) -> Any:
+            rows = np.arange(64 * k, 64 * (k + 1))
+            return store.put(batches[k]) if read_by == "driver" else store.put_rows(rows)
+
+        got = [worker.feed(batch(0)).get()]  # batch 0: shard 0
         ray.kill(worker._actors[1])  # shard 1 (batches 1, 3, 5, 7) dies before its first
-        got += [reply.get() for reply in [worker.feed(store.put(b)) for b in batches[1:]]]
+        got += [reply.get() for reply in [worker.feed(batch(k)) for k in range(1, len(batches))]]
     finally:
         worker.close()
+    assert engine.describe(576, 64)["data"] == read_by
     assert len(got) == len(expected)
     for a, b in zip(got, expected, strict=True):
         np.testing.assert_array_equal(a[0], b[0])
@@ -174,27 +291,50 @@ def test_fix_on_ray_tries_the_same_models_with_the_same_numbers(
     assert remote.engine is not None and remote.engine["nodes"] == 2
 
 
+def _no_idle_actors() -> None:
+    """Kill the actors the engine keeps between runs: the next run starts its own."""
+    from liteparity.runtime.ray_engine import _IDLE
+
+    for actors in _IDLE.values():
+        for actor in actors:
+            ray.kill(actor, no_restart=True)
+        actors.clear()
+
+
 @pytest.mark.slow
+@pytest.mark.parametrize("reference", ["keras", "tflite"])
 def test_a_node_lost_mid_check_is_retried_with_the_local_numbers(
-    cluster: Any, cnn: Path, digits: Digits, int8_model: Path, tmp_path: Path
+    cluster: Any, cnn: Path, digits: Digits, int8_model: Path, tmp_path: Path, reference: str
 ) -> None:
-    """Last of the file: the cluster loses its worker node, then gets a new one."""
+    """Last of the file: the cluster loses its worker node, then gets a new one. The data is
+    an .npz the actors read; the reference runs in this process (Keras) or on the cluster
+    (.tflite), where its lost batches are retried too."""
     data = tmp_path / "big.npz"  # ten batches: most still to run when the node goes
     np.savez(data, x=np.tile(digits.x_eval, (4, 1, 1, 1)), y=np.tile(digits.y_eval, 4))
-    kwargs: dict[str, Any] = {"recipes": ["float16"], "candidates": [int8_model]}
-    local = liteparity.check(cnn, data=data, **kwargs)
+    model, kwargs = (
+        (cnn, {"recipes": ["float16"], "candidates": [int8_model]})
+        if reference == "keras"
+        else (int8_model.parent / "float32.tflite", {"recipes": [], "candidates": [int8_model]})
+    )
+    local = liteparity.check(model, data=data, **kwargs)
     worker_node = next(iter(cluster.worker_nodes))
+    _no_idle_actors()  # new ones, spread over both nodes (a lost node's were replaced on one)
 
     def lose_the_node(stage: str, done: int, total: int) -> None:
-        if stage == "evaluating" and worker_node in cluster.worker_nodes:
+        if stage.startswith("evaluating") and worker_node in cluster.worker_nodes:
             cluster.remove_node(worker_node)
 
     try:
-        remote = liteparity.check(cnn, data=data, progress=lose_the_node, **kwargs, **_engine(2))
+        remote = liteparity.check(model, data=data, progress=lose_the_node, **kwargs, **_engine(2))
     finally:
         cluster.add_node(**NODE)
         cluster.wait_for_nodes()
+    assert remote.engine is not None and remote.engine["data"] == "actors"
     retried = [w for c in remote.candidates for w in c.warnings if "retried" in w]
     assert retried, "no batch ran again: the node took nothing with it"
+    assert set(retried) <= set(remote.engine["retried"])
+    if reference == "tflite":  # on the cluster: its actor on the lost node was replaced too
+        assert any(" (reference): actor lost" in line for line in remote.engine["retried"])
+    assert remote.reference == local.reference
     for a, b in zip(local.candidates, remote.candidates, strict=True):
         _same(a.to_dict(), b.to_dict(), retried=True)

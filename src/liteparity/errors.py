@@ -4,6 +4,7 @@
     ├── UsageError             options that contradict each other, unknown recipe names
     ├── ModelError             a model file that is missing, of the wrong kind, or unloadable
     ├── DataError              data that is missing, malformed or does not fit the model
+    │   └── UnreadableData     rows a worker read itself (Ray) and could not use
     ├── ConversionError        the TFLite converter refused (or crashed on) a recipe
     │   └── NotApplicable      the model cannot take the recipe (an op without its kernel)
     ├── InterpreterError       LiteRT failed (or crashed) running a candidate
@@ -41,6 +42,13 @@ class ModelError(LiteparityError):
 
 class DataError(LiteparityError):
     """The data is missing, malformed, or does not fit the model's inputs."""
+
+
+class UnreadableData(DataError):
+    """Rows that a worker reads itself (the Ray engine's actors read data files where they
+    live) and cannot use: a NaN, a file its node does not see. Every model reads the same
+    rows, so this ends the run as the same rows read by the caller would, rather than
+    failing one candidate."""
 
 
 class ConversionError(LiteparityError):

@@ -40,6 +40,8 @@ def test_the_local_engine_is_the_default_and_never_imports_ray(
         "nodes": 1,
         "shards": 1,
         "shard_rows": 600,
+        "data": "driver",
+        "retried": [],
     }
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from liteparity.data.datasets import Column, Dataset
+from liteparity.data.datasets import Column, Dataset, FileColumn
 from liteparity.errors import DataError
 
 
@@ -52,10 +52,32 @@ class Binding:
     ) -> Iterator[tuple[list[np.ndarray], dict[str, np.ndarray]]]:
         """Batches of inputs, each with every output's labels by output name
         (``Dataset.labels_for``: ``y`` is the first output's)."""
+        for part, labels in self.labelled_blocks(rows, batch_rows, outputs):
+            yield self.take(part)[0], labels
+
+    def labelled_blocks(
+        self, rows: np.ndarray, batch_rows: int, outputs: Sequence[str]
+    ) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
+        """``labelled_batches`` with each batch's row numbers instead of its inputs, for a
+        caller that reads them only when it needs them (``take``)."""
         by_output = self.dataset.labels_for(outputs)
         for start in range(0, len(rows), batch_rows):
             part = rows[start : start + batch_rows]
-            yield self.take(part)[0], {name: y[part] for name, y in by_output.items()}
+            yield part, {name: y[part] for name, y in by_output.items()}
+
+    def portable(self) -> Binding | None:
+        """This binding's inputs as another process reads them, on any machine that sees the
+        same files at the same paths: every column read from files by row
+        (``FileColumn.anywhere``), no labels; ``take`` there gives the arrays it gives here.
+        None when a column lives in this process's memory (arrays, a CSV table)."""
+        columns: list[Column] = []
+        for col in self.columns:
+            if not isinstance(col, FileColumn):
+                return None
+            columns.append(col.anywhere())
+        named = {str(i): col for i, col in enumerate(columns)}
+        dataset = Dataset(named, source=self.dataset.source, flat=self.dataset.flat)
+        return Binding(dataset, tuple(columns), self.sample_shapes, self.dtypes)
 
 
 def bind(

@@ -9,12 +9,13 @@ not data and are skipped.
 
 from __future__ import annotations
 
+import copy
 import gzip
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -43,6 +44,17 @@ class Column(Protocol):
     def __len__(self) -> int: ...
 
     def __getitem__(self, rows: Any) -> np.ndarray: ...
+
+
+@runtime_checkable
+class FileColumn(Protocol):
+    """A column read from files by row (``.npy``, ``.npz`` members, image folders): another
+    process, on any machine that sees the same files at the same paths, reads the same rows
+    from ``anywhere()``. Arrays and CSV tables live in this process's memory: they are not."""
+
+    def anywhere(self) -> Column:
+        """The same column by absolute paths (a copy: nothing opened is shared)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -242,6 +254,12 @@ class ImageFolder:
 
     def __len__(self) -> int:
         return len(self._files)
+
+    def anywhere(self) -> ImageFolder:
+        """This folder's images by their absolute paths."""
+        out = copy.copy(self)
+        out._files = [f.absolute() for f in self._files]
+        return out
 
     def __getitem__(self, rows: Any) -> np.ndarray:
         out = np.empty((len(rows), *self.shape[1:]), dtype=np.float32)

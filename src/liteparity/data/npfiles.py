@@ -11,6 +11,7 @@ for), so memory follows the batch, not the file. Nothing is ever unpickled.
 
 from __future__ import annotations
 
+import copy
 import itertools
 import os
 import tokenize
@@ -100,6 +101,12 @@ class NpyColumn:
     def __len__(self) -> int:
         return self.shape[0]
 
+    def anywhere(self) -> NpyColumn:
+        """This column by its absolute path: the same rows from any working directory."""
+        out = copy.copy(self)
+        out.path = self.path.absolute()
+        return out
+
     def __getitem__(self, rows: Any) -> np.ndarray:
         rows = np.asarray(rows, dtype=np.int64).reshape(-1)
         out = np.empty((len(rows), *self.shape[1:]), dtype=self.dtype)
@@ -147,6 +154,13 @@ class NpzColumn:
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_fh": None}  # an open member does not cross processes
+
+    def anywhere(self) -> NpzColumn:
+        """This column by its archive's absolute path, not yet opened: the same rows from any
+        working directory (its messages still name the path as given)."""
+        out = copy.copy(self)  # through __getstate__: no open member
+        out.path = self.path.absolute()
+        return out
 
     def _stream(self) -> IO[bytes]:
         if self._fh is None:

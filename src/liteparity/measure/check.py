@@ -4,7 +4,8 @@ candidate on the same batches as the reference, and measure the gap.
 Pipeline: load the source → read and split the data → convert each recipe (calibrating on the
 calibration rows) → start one worker per candidate (a process, or Ray actors:
 ``runtime.engine``) → stream the evaluation rows batch by batch (reference outputs computed
-once per batch, shared by every candidate) → finish the running statistics into one
+once per batch, shared by every candidate; on Ray, data files are read by the actors and a
+``.tflite`` reference runs there too) → finish the running statistics into one
 ``CandidateResult`` per candidate.
 """
 

@@ -7,6 +7,7 @@ import os
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -22,6 +23,7 @@ from liteparity.errors import (
     InternalError,
     LiteparityError,
     ModelError,
+    UnreadableData,
     UsageError,
 )
 from liteparity.measure.decisions import decision_findings
@@ -303,8 +305,11 @@ def _evaluate(
     """Stream ``rows`` through the reference (if any) and every candidate, in blocks that
     ``batching`` sizes. Workers get the next blocks (``engine.ahead`` of them) before the main
     process folds block k into the statistics, so they are never idle; the folding is in
-    order whatever the engine, so its numbers are too. Slow candidates stop after
-    ``max_samples_slow`` rows (``cap_slow``). Also answers the rows per block it streamed."""
+    order whatever the engine, so its numbers are too. An engine may read the blocks where
+    the data lives (``Batches.put_rows``) and run a ``.tflite`` reference on its own workers
+    (``Engine.runs_reference``); this process then reads only the first block and what it
+    needs itself. Slow candidates stop after ``max_samples_slow`` rows (``cap_slow``). Also
+    answers the rows per block it streamed."""
     batching = batching or Batching()
     engine = engine or LocalEngine()
     first = io.output_names[0] if io.output_names else ""
@@ -319,28 +324,41 @@ def _evaluate(
     local = max(1, (os.cpu_count() or 1) // (len(candidates) + 1))
     threads = local if isinstance(engine, LocalEngine) else 1
     runs: list[_Run] = []
-    store = engine.batches()
-    Batch = tuple[list[np.ndarray], dict[str, np.ndarray]]
-    pending: deque[tuple[list[np.ndarray], dict[str, np.ndarray], Any]] = deque()
-    batches: Iterator[Batch] = iter(())
+    store = engine.batches(binding)
+    pending: deque[_Block] = deque()
+    blocks: Iterator[tuple[np.ndarray, dict[str, np.ndarray]]] = iter(())
+    # A .tflite reference on an engine that runs it (Ray): its outputs are computed once
+    # per shard on the cluster, from the same batches as the candidates'.
+    job = source.job() if source is not None and engine.runs_reference else None
+    remote = engine.worker(f"{Path(source.path).name} (reference)") if source and job else None
 
-    def send(batch: Batch, wait: bool = False) -> None:
+    def send(block: _Block, wait: bool = False) -> None:
         with stage("data"):
-            pending.append((*batch, store.put(batch[0])))
+            block.handle = store.put_rows(block.rows)
+            if block.handle is None:  # the workers cannot read the data: read it here
+                block.handle = store.put(block.read(binding))
+            pending.append(block)
+        if remote is not None:
+            with stage("reference"):
+                block.reference = remote.feed(block.handle)
+                if wait:  # the first block: the reference times its batch sizes alone too
+                    block.reference.get()
         with stage("candidates"):
-            _submit(runs, pending[-1][2], wait)
+            _submit(runs, block.handle, wait)
 
     def fill() -> None:
         """Blocks in flight up to the engine's ``ahead`` beyond the one read next."""
         while len(pending) <= engine.ahead:
             with stage("data"):
-                batch = next(batches, None)
-            if batch is None:
+                part = next(blocks, None)
+            if part is None:
                 return
-            send(batch)
+            send(_Block(*part))
 
     try:
         with stage("candidates"):
+            if remote is not None and job is not None:
+                remote.start(job)
             for c in candidates:  # one by one: a failure leaves the started ones to `finally`
                 anatomy = hook is not None and hook.anatomy
                 runs.append(_start(c, kind, threads, anatomy, batching.batch_size, engine))
@@ -349,42 +367,42 @@ def _evaluate(
             cap_slow(runs, max_samples_slow, total, kind)
         with stage("data"):
             block = batching.rows(source, binding, runs, engine.ahead + 1)
-            batches = binding.labelled_batches(rows, block, io.output_names)
-            first_batch = next(batches)
-            data = spans([first_batch[0]])
+            blocks = binding.labelled_blocks(rows, block, io.output_names)
+            first_block = _Block(*next(blocks))
+            data = spans([first_block.read(binding)])  # the one block always read here
         for run in runs:
             if run.info is not None:
                 _scaling(run, data)
-        if source is not None:
+        if source is not None and remote is None:
             with stage("reference"):
-                source.warm_up(first_batch[0])
+                source.warm_up(first_block.read(binding))
         if hook is not None:
             hook.ready(runs)
         evaluating = f"evaluating{estimate(runs, total)}"
         progress(evaluating, 0, total)
         # One candidate at a time on the first block: each times batch sizes on it.
-        send(first_batch, wait=True)
+        send(first_block, wait=True)
         fill()
         done = 0
         while pending:
-            inputs, labels, shared = pending.popleft()
-            on_disk = shared if isinstance(shared, SharedInputs) else None
+            now = pending.popleft()
+            samples = len(now.rows)
             with stage("reference"):
-                reference = source.predict(inputs, on_disk) if source is not None else None
+                reference = _reference(source, now, binding)
             if reference is not None:
-                _check_rows(io, reference, len(inputs[0]))
+                _check_rows(io, reference, samples)
             with stage("candidates"):
                 outputs = _collect(runs, reference)
             if kind == ACCURACY:
-                _check_labels(labels.get(first), reference, outputs)
+                _check_labels(now.labels.get(first), reference, outputs)
             fill()  # after the collect: the block's slot is free again
             with stage("metrics"):
-                _fold(reference_task, reference, outputs, labels, first)
+                _fold(reference_task, reference, outputs, now.labels, first)
             if hook is not None:
                 with stage("diagnose"):
-                    whole = [(r, out) for r, out in outputs if len(out[0]) == len(inputs[0])]
-                    hook.batch(inputs, reference, whole)
-            done += len(inputs[0])
+                    whole = [(r, out) for r, out in outputs if len(out[0]) == samples]
+                    hook.batch(now.read(binding), reference, whole)
+            done += samples
             progress(evaluating, done, total)
         with stage("candidates"):
             for run in runs:  # one at a time: parallel runs would disturb each other's timing
@@ -395,10 +413,43 @@ def _evaluate(
                 hook.finish(runs, binding, rows)
     finally:
         store.close()
+        if remote is not None:
+            remote.close()
         for run in runs:
             if run.worker is not None:
                 run.worker.close()
     return (*_results(source, runs, kind, reference_task), block)
+
+
+@dataclass
+class _Block:
+    """One block of rows on its way through the engine: its row numbers and labels, where
+    the engine keeps it (``handle``), the reference's reply when the engine runs the
+    reference, and its inputs once read here: only what needs them here reads them (the
+    reference in this process, a hook, an engine whose workers cannot read the data)."""
+
+    rows: np.ndarray
+    labels: dict[str, np.ndarray]
+    handle: Any = None
+    reference: Reply | None = None
+    inputs: list[np.ndarray] | None = None
+
+    def read(self, binding: Binding) -> list[np.ndarray]:
+        if self.inputs is None:
+            self.inputs = binding.take(self.rows)[0]
+        return self.inputs
+
+
+def _reference(source: Source | None, block: _Block, binding: Binding) -> list[np.ndarray] | None:
+    """The reference's outputs for ``block``: its engine's reply, or computed here (from the
+    shared memory the candidates read, for a source that runs in a local worker)."""
+    if source is None:
+        return None
+    if block.reference is not None:
+        outputs: list[np.ndarray] = block.reference.get()
+        return outputs
+    on_disk = block.handle if isinstance(block.handle, SharedInputs) else None
+    return source.predict(block.read(binding), on_disk)
 
 
 def slow(costs: Sequence[float | None]) -> list[bool]:
@@ -502,6 +553,8 @@ def _guard(run: _Run, action: Callable[[_Run], None]) -> None:
     if run.worker is not None:
         try:
             action(run)
+        except UnreadableData:
+            raise  # the rows, not the model: every run would fail on them
         except LiteparityError as exc:
             run.fail(exc)
 

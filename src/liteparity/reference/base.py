@@ -36,6 +36,12 @@ class Source:
     def warm_up(self, inputs: list[np.ndarray]) -> None:
         """Get ready to predict batches like ``inputs`` (a worker measures its batch size)."""
 
+    def job(self) -> Any:
+        """The worker job that ``predict`` runs, for an engine that runs the reference on its
+        own workers (Ray: once per shard, on the cluster); None: the model runs only in this
+        process (a TensorFlow graph or Keras model)."""
+        return None
+
     def converter(self, batch_size: int | None = None) -> Any:
         """A ``tf.lite.TFLiteConverter`` for this model (v2 API, or v1 for frozen graphs);
         ``batch_size`` fixes the batch dimension where the source allows it."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -11,6 +11,9 @@ from liteparity._litert import unset_variables
 from liteparity.data.binding import IOSpec
 from liteparity.errors import ModelError
 from liteparity.reference.base import Source, read_tflite
+
+if TYPE_CHECKING:
+    from liteparity.runtime.model_jobs import RunModel
 
 
 class TFLiteSource(Source):
@@ -22,13 +25,12 @@ class TFLiteSource(Source):
 
     def __init__(self, path: str) -> None:
         super().__init__(path)
-        from liteparity.runtime.model_jobs import RunModel
         from liteparity.runtime.worker import Worker
 
         self.content = read_tflite(path)
         self.worker = Worker(Path(path).name)
         try:
-            info = self.worker.start(RunModel(self.content, tune=True)).get()
+            info = self.worker.start(self.job()).get()
         except BaseException:
             self.worker.close()
             raise
@@ -57,6 +59,11 @@ class TFLiteSource(Source):
 
     def bytes_per_sample(self) -> int:
         return self._bytes_per_sample
+
+    def job(self) -> RunModel:
+        from liteparity.runtime.model_jobs import RunModel
+
+        return RunModel(self.content, tune=True)
 
     def warm_up(self, inputs: list[np.ndarray]) -> None:
         self.predict(inputs)  # the first batch fed also picks the batch size (``tune``)

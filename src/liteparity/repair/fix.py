@@ -168,9 +168,7 @@ def fix(
         search.qat(options.qat_epochs, search_rows)
         search_trials = search.selective()
         result = search.conclude(held_rows, options, search_trials, len(search_rows))
-        described = engine.describe(len(search_rows), BATCH_ROWS)
-        retried = search.bench.worker.retried if search.bench is not None else []
-        result = dataclasses.replace(result, engine={**described, "retried": retried})
+        result = dataclasses.replace(result, engine=engine.describe(len(search_rows), BATCH_ROWS))
     finally:
         converter.close()
         worker.close()

@@ -314,7 +314,8 @@ class CheckResult:
     data: dict[str, Any]
     candidates: tuple[CandidateResult, ...]
     noise_floor: dict[str, Any] | None = None  # set by ``explain``
-    #: where the candidates ran: engine, nodes, shards (actors per candidate), shard_rows
+    #: where the candidates ran: engine, nodes, shards (actors per candidate), shard_rows,
+    #: data (read by the "actors" or the "driver") and what a fault retried
     engine: dict[str, Any] | None = None
     #: seconds per stage of the run and its wall time (``liteparity.timings``)
     timings: dict[str, float] | None = None

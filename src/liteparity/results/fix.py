@@ -99,7 +99,7 @@ class FixResult:
     before: tuple[Any, ...] = ()
     after: tuple[Any, ...] = ()
     skipped: dict[str, str] = field(default_factory=dict)  # recipe → why it failed
-    #: where the trials ran: engine, nodes, shards, shard_rows, and what a fault retried
+    #: where the trials ran: engine, nodes, shards, shard_rows, data, and what a fault retried
     engine: dict[str, Any] | None = None
 
     @property

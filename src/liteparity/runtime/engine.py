@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from liteparity.data.binding import Binding
 from liteparity.runtime.jobs import BaseWorker
 from liteparity.runtime.shared import SHARED_SLOTS, SharedSlots
 from liteparity.runtime.worker import Worker
@@ -19,10 +20,17 @@ from liteparity.specs import EngineOptions
 
 
 class Batches(Protocol):
-    """Where an engine's batches wait for its workers (``put`` answers what ``feed`` takes:
-    ``SharedInputs`` or ``ray_engine.RayInputs``, both with ``select(order)``)."""
+    """Where an engine's batches wait for its workers (``put`` and ``put_rows`` answer what
+    ``feed`` takes: ``SharedInputs`` or ``ray_engine.RayInputs``, both with ``select(order)``
+    and ``head(rows)``)."""
 
     def put(self, inputs: Sequence[np.ndarray]) -> Any: ...
+
+    def put_rows(self, rows: np.ndarray) -> Any | None:
+        """The batch of these rows of the binding the store was made for, named rather than
+        read: the workers read it themselves (``binding.take``, as the caller would). None:
+        they cannot, the caller reads the rows and puts them."""
+        ...
 
     def close(self) -> None: ...
 
@@ -31,17 +39,25 @@ class Engine(Protocol):
     name: str
     #: Batches (from ``batches``) a caller may send to a worker beyond the one it reads next.
     ahead: int
+    #: Whether a reference that runs as a worker job (a ``.tflite``: ``Source.job``) runs on
+    #: this engine's workers, beside the candidates, instead of in the caller's own worker.
+    runs_reference: bool
 
     def worker(self, name: str) -> BaseWorker: ...
 
-    def batches(self) -> Batches: ...
+    def batches(self, binding: Binding | None = None) -> Batches:
+        """A store for batches; with ``binding``, one whose workers may read its rows where
+        the data lives (``put_rows``)."""
+        ...
 
     def stream(self, worker: BaseWorker, batches: Iterable[Sequence[np.ndarray]]) -> Iterator[Any]:
         """Each batch's value from ``worker``'s running job, in order (batches of arrays)."""
         ...
 
     def describe(self, rows: int, batch_rows: int) -> dict[str, Any]:
-        """What the JSON records about the run's engine."""
+        """What the JSON records about the run's engine: where it ran, whether the workers
+        read the data themselves (``data``: ``actors``) or got it from the caller
+        (``driver``), and what a fault made it run again (``retried``, a line each)."""
         ...
 
 
@@ -50,11 +66,14 @@ class LocalEngine:
 
     name = "local"
     ahead = SHARED_SLOTS - 1  # one block read while the next is written
+    runs_reference = False  # a .tflite reference has its own worker process already
 
     def worker(self, name: str) -> BaseWorker:
         return Worker(name)
 
-    def batches(self) -> Batches:
+    def batches(self, binding: Binding | None = None) -> Batches:
+        """Shared memory on this machine: the caller reads the rows once, every worker maps
+        them in place (cheaper than each worker reading the files)."""
         return SharedSlots(self.ahead + 1)
 
     def stream(self, worker: BaseWorker, batches: Iterable[Sequence[np.ndarray]]) -> Iterator[Any]:
@@ -64,7 +83,14 @@ class LocalEngine:
             yield worker.feed(batch).get()
 
     def describe(self, rows: int, batch_rows: int) -> dict[str, Any]:
-        return {"engine": self.name, "nodes": 1, "shards": 1, "shard_rows": rows}
+        return {
+            "engine": self.name,
+            "nodes": 1,
+            "shards": 1,
+            "shard_rows": rows,
+            "data": "driver",
+            "retried": [],
+        }
 
 
 def open_engine(options: EngineOptions, debug: bool = False) -> Engine:

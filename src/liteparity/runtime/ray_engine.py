@@ -5,14 +5,34 @@ An actor hosts a ``JobHost``, so the same jobs run there as in a local worker pr
 on ``shards`` actors and batch k goes to actor k mod shards (shard s: every batch k with
 k mod shards = s), so the actors of one model run at once while the caller still gets the
 values in order and folds them itself: the numbers are a local run's, digit for digit,
-whatever the shard count. Batches go to the object store once (``ray.put``) and every model's
-actors read them from there; the reference's outputs never leave the caller.
+whatever the shard count.
+
+Where the data is read: when every input column is a file read by row (``.npy``, ``.npz``
+members, image folders: ``Binding.portable``), the binding itself (absolute paths, no labels)
+goes to the object store once and a batch names its row numbers (``RayInputs.read``); each
+actor reads its rows with the binding's own ``take`` (the same dtype casts, reshapes and NaN
+check), then applies the batch's ``select(order)`` and ``head(rows)``, so the arrays are the
+caller's, bit for bit. The files must be on storage every node sees at the same path. The
+caller still reads the first block (the data's ranges, for the scaling warnings) and any
+block something in this process needs (a Keras or SavedModel reference, explain's evidence).
+In-memory arrays and CSV tables, and ``fix``'s batches (read once, kept for every trial),
+are read by the caller and put in the object store once (``ray.put``); every model's actors
+read them from there. ``describe`` says which (``data``: ``actors`` or ``driver``).
+
+The reference: a ``.tflite`` reference (``Source.job``) runs on the cluster like a candidate,
+on ``shards`` actors fed the same batches, so its outputs are computed once per shard there
+and come back to the caller, which folds them with the candidates' in order. A Keras,
+SavedModel or frozen-graph reference runs in the calling process (TensorFlow is there
+already; the actors only need LiteRT).
 
 Faults: when an actor dies (its node lost, its process killed) its batches in flight go to a
 new actor, scheduled wherever the cluster has room, which starts the same job first; the
 worker's ``retried`` says so. A crash that follows a model everywhere stops after
 ``RETRIES``, as one ``InterpreterError`` line. Closing a worker with work in flight kills its
-actors: Ctrl-C cancels the cluster's work too.
+actors: Ctrl-C cancels the cluster's work too. Rows an actor cannot use (a NaN, a file its
+node does not see) end the run as ``UnreadableData``, as the same rows read by the caller
+would. Every retry is also kept by the engine (``describe``'s ``retried``): the reference's
+have no candidate to carry them.
 """
 
 from __future__ import annotations
@@ -21,16 +41,18 @@ import logging
 import warnings
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from liteparity import errors
+from liteparity.data.binding import Binding
 from liteparity.errors import (
     InternalError,
     InterpreterError,
     LiteparityError,
+    UnreadableData,
     UsageError,
     first_line,
 )
@@ -57,46 +79,86 @@ def _ray() -> Any:
 
 @dataclass(frozen=True)
 class RayInputs:
-    """A batch in the object store, and the order a model takes its inputs in."""
+    """A batch on the cluster, and the order a model takes its inputs in: its arrays in the
+    object store (``ref``), or (``read``) the row numbers an actor reads itself from the
+    data at ``ref`` (a ``Binding.portable()``, put once per run)."""
 
-    ref: Any  # ray.ObjectRef of a list of arrays
+    ref: Any  # ray.ObjectRef of a list of arrays, or of a portable Binding
     order: tuple[int, ...]
     rows: int  # samples in the batch
     head_rows: int | None = None  # only the first rows (a capped candidate's last batch)
+    read: np.ndarray | None = None  # the rows to read from the data at ``ref``
 
     def select(self, order: Sequence[int]) -> RayInputs:
-        return RayInputs(self.ref, tuple(self.order[i] for i in order), self.rows, self.head_rows)
+        return replace(self, order=tuple(self.order[i] for i in order))
 
     def head(self, rows: int) -> RayInputs:
-        return RayInputs(self.ref, self.order, self.rows, rows)
+        return replace(self, head_rows=rows)
 
 
 class _Batches:
-    def __init__(self, ray: Any) -> None:
-        self._ray = ray
+    """A run's batches: arrays put by the caller, or (``data``: a portable binding's ref)
+    rows named for the actors to read."""
+
+    def __init__(self, ray: Any, data: Any = None, inputs: int = 0) -> None:
+        self._ray, self._data, self._inputs = ray, data, inputs
 
     def put(self, inputs: Sequence[np.ndarray]) -> RayInputs:
         rows = len(inputs[0])
         return RayInputs(self._ray.put(list(inputs)), tuple(range(len(inputs))), rows)
+
+    def put_rows(self, rows: np.ndarray) -> RayInputs | None:
+        if self._data is None:
+            return None
+        return RayInputs(self._data, tuple(range(self._inputs)), len(rows), read=rows)
 
     def close(self) -> None:
         """The batches leave the object store when nothing refers to them."""
 
 
 class JobActor:
-    """What a Ray actor runs: a ``JobHost``; a job's error travels as (class name, line)."""
+    """What a Ray actor runs: a ``JobHost``; a job's error travels as (class name, line).
+    Rows named by a batch are read here with the binding's own ``take`` (the dtype casts,
+    reshapes and NaN check the caller would apply), then put in the model's input order
+    and cut to ``head_rows``, as ``SharedInputs.select``/``head`` do for a local worker."""
 
     def __init__(self) -> None:
         self._host = JobHost()
+        # the portable binding of the run (its ref's hex), unpickled once: an .npz member
+        # stream stays open between this actor's batches, which come in row order
+        self._data: tuple[str, Binding] | None = None
 
     def call(self, verb: str, payload: Any) -> tuple[str, Any]:
         if isinstance(payload, RayInputs):
-            arrays, rows = _ray().get(payload.ref), payload.head_rows
-            payload = [arrays[i][:rows] for i in payload.order]
+            try:
+                payload = self._arrays(payload)
+            except (LiteparityError, OSError) as exc:
+                return UnreadableData.__name__, self._unreadable(exc)
         value, error = self._host.handle((verb, payload))
         if error is None:
             return "ok", value
         return type(error).__name__, str(error)
+
+    def _arrays(self, batch: RayInputs) -> list[np.ndarray]:
+        ray = _ray()
+        if batch.read is None:
+            arrays = ray.get(batch.ref)
+        else:
+            if self._data is None or self._data[0] != batch.ref.hex():
+                self._data = (batch.ref.hex(), ray.get(batch.ref))
+            arrays = self._data[1].take(batch.read)[0]
+        return [arrays[i][: batch.head_rows] for i in batch.order]
+
+    @staticmethod
+    def _unreadable(exc: Exception) -> str:
+        if isinstance(exc, LiteparityError):
+            return str(exc)  # what the caller would have said reading the same rows
+        node = _ray().util.get_node_ip_address()
+        return (
+            f"cannot read the data on node {node} ({first_line(exc)}): --engine ray reads "
+            "data files on the actors, so they must be on storage every node sees, at the "
+            "same path"
+        )
 
 
 @dataclass
@@ -113,10 +175,15 @@ class RayEngine:
     """Actors on a Ray cluster; idle actors are kept for the next worker (they start slowly)."""
 
     name = "ray"
+    runs_reference = True  # once per shard on the cluster, not in the calling process
 
     def __init__(self, ray: Any, shards: int, nodes: int) -> None:
         self.ray, self.shards, self.nodes = ray, shards, nodes
         self.ahead = shards
+        #: where the run's rows were read: "actors" once a store named rows for them
+        self.data = "driver"
+        #: every retry of the run's workers, a line each (the reference's have no other home)
+        self.retried: list[str] = []
         self._actor = ray.remote(JobActor).options(scheduling_strategy="SPREAD", max_restarts=0)
         # kept between runs of this process on this cluster (a new connection: new actors)
         self._idle = _IDLE.setdefault(ray.get_runtime_context().get_job_id(), [])
@@ -148,8 +215,14 @@ class RayEngine:
     def worker(self, name: str) -> RayWorker:
         return RayWorker(name, self)
 
-    def batches(self) -> _Batches:
-        return _Batches(self.ray)
+    def batches(self, binding: Binding | None = None) -> _Batches:
+        """With a binding whose columns are files (``Binding.portable``), the actors read
+        the rows themselves; else the caller puts the arrays in the object store."""
+        portable = binding.portable() if binding is not None else None
+        if portable is None:
+            return _Batches(self.ray)
+        self.data = "actors"
+        return _Batches(self.ray, self.ray.put(portable), len(portable.columns))
 
     def stream(self, worker: BaseWorker, batches: Iterable[Sequence[np.ndarray]]) -> Iterator[Any]:
         """Every actor busy: ``ahead`` batches in flight beyond the one read next."""
@@ -172,6 +245,8 @@ class RayEngine:
             "nodes": self.nodes,
             "shards": self.shards,
             "shard_rows": min(rows, shard0 * batch_rows),
+            "data": self.data,
+            "retried": list(self.retried),
         }
 
     def actor(self) -> Any:
@@ -270,6 +345,7 @@ class RayWorker(BaseWorker):
                 f"{errors.first_line(exc)}"
             ) from None
         self.retried.append(f"{what}, retried")
+        self._engine.retried.append(self.retried[-1])
 
     def _replace(self, k: int, doing: str) -> None:
         """A new actor for shard ``k``, running the current job (its start is waited for: a

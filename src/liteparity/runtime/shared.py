@@ -69,6 +69,10 @@ class SharedSlots:
             mm[offset : offset + x.nbytes] = np.ascontiguousarray(x).view(np.uint8).ravel()
         return SharedInputs(self._files[slot].name, tuple(layout))
 
+    def put_rows(self, rows: np.ndarray) -> None:
+        """Workers here read the batches the caller puts, never the files of the data."""
+        return None
+
     def close(self) -> None:
         self._maps = [None] * len(self._files)
         for f in self._files:
