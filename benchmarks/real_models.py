@@ -10,6 +10,8 @@ from ``/usr/bin/time``), and a verdict:
 - ``ok (max|Δ| vs loop 0)``: every float-I/O candidate's ``max_abs_error``, output by output,
   equals a plain interpreter loop's (one sample at a time, written here, sharing no code with
   liteparity), or for commands without such numbers, the command finished with a result;
+- ``ok (int8: accuracy 0.9375 = loop)``: the model ``fix`` wrote, run by the loop on every
+  row, has the accuracy fix measured (its search and held-out rows together);
 - ``refused: <the one line>``: exit 2 with one line and no traceback, saying what the cell
   expects (``Cell.refusal``); the candidates that were measured are still checked;
 - ``FAIL: ...``: a traceback, an unexpected refusal, wrong numbers, or token ids (integer
@@ -176,9 +178,10 @@ def run(cell: Cell, out: Path) -> str:
 
 
 def verify(cell: Cell, json_path: Path) -> str:
+    if json_path.exists() and "winner" in (doc := json.loads(json_path.read_text())):
+        return verify_fix(doc, cell)
     if not cell.pairs or not json_path.exists():
         return "ok (finished)"
-    doc = json.loads(json_path.read_text())
     rows = {c["name"]: c for c in doc.get("candidates", [])}
     x = load_inputs(cell.data)
     if cell.saved is not None and (wrong := integer_inputs_kept(cell.saved, x)):
@@ -205,6 +208,29 @@ def verify(cell: Cell, json_path: Path) -> str:
         if not row.get("outputs"):
             return f"FAIL: {name}: no per-output results"
     return f"ok (max|Δ| vs loop {worst:.1e})"
+
+
+def verify_fix(doc: dict[str, Any], cell: Cell) -> str:
+    """The model ``fix`` wrote, run by the loop on every row: its accuracy is the rows'
+    average of what fix measured on its search rows and on its held-out rows."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    out, winner, held = doc.get("out"), doc.get("winner"), doc.get("held_out") or {}
+    if not out or not winner or doc.get("metric") != "accuracy" or not held.get("samples"):
+        return "ok (finished)"
+    if any(d["dtype"] != np.float32 for d in Interpreter(model_path=out).get_input_details()):
+        return "ok (finished; integer I/O, not looped)"
+    outputs = loop(out, load_inputs(cell.data))
+    if len(outputs) != 1:
+        return "ok (finished; several outputs, not looped)"
+    y = np.load(cell.data)["y"]
+    (scores,) = outputs.values()
+    accuracy = float(np.mean(scores.reshape(len(y), -1).argmax(1) == y))
+    searched, kept = doc["search_samples"], held["samples"]
+    theirs = (winner["metric"] * searched + held["metric"] * kept) / (searched + kept)
+    if abs(theirs - accuracy) > 1e-9:
+        return f"FAIL: fix's {winner['name']} accuracy {theirs:.6f} vs loop {accuracy:.6f}"
+    return f"ok ({winner['name']}: accuracy {accuracy:.4f} = loop)"
 
 
 def mediapipe_cells(work: Path, samples: int) -> list[Cell]:
@@ -309,7 +335,13 @@ def keras_cells(work: Path, quick: bool, wanted: list[str]) -> Iterator[Cell]:
             ),
             Cell(f"{name} locate", ["locate", *base], [], None, str(data), refusal=refusal),
             Cell(
-                f"{name} fix", ["fix", *base, "--max-drop", "2"], [], None, str(data), None, refusal
+                f"{name} fix",
+                ["fix", *base, "--max-drop", "2", "--out", str(work / f"{name}_fixed.tflite")],
+                [],
+                None,
+                str(data),
+                None,
+                refusal,
             ),
         ]
 
