@@ -395,3 +395,15 @@ def test_findings_name_the_outputs_they_hurt() -> None:
     assert about(output="aux") == ["aux"]
     assert about(share=0.5) == ["main", "aux"]  # the whole model
     assert Evidence.from_dict(ev.to_dict()).output_tensors == ev.output_tensors
+
+
+def test_a_loss_may_be_material_before_its_drop_is_known() -> None:
+    """An accuracy drop of d points flips at least d% of predictions: under 1% flipped and
+    outputs above 20 dB, no material loss is possible; anything else may be one."""
+    from liteparity.diagnose.rules.verdict import may_be_material
+
+    assert not may_be_material(result(agreement=0.995, sqnr_db=35.0, drop=None))
+    assert may_be_material(result(agreement=0.99, sqnr_db=35.0, drop=None))  # 1% flipped
+    assert may_be_material(result(agreement=1.0, sqnr_db=15.0, drop=None))
+    assert may_be_material(result(agreement=None, drop=None))  # no classes to flip
+    assert may_be_material(result(metric=Metric("mse", 0.5), agreement=1.0, drop=None))
