@@ -153,6 +153,13 @@ def test_an_integer_output_is_ids_compared_exactly_and_its_own_class() -> None:
 def test_the_headline_is_the_worst_output() -> None:
     outputs = (_output("a", 30.0, max_abs_error=9.0), _output("b", 3.6, max_abs_error=0.1))
     assert headline(outputs)["sqnr_db"] == 3.6 and headline(outputs)["max_abs_error"] == 0.1
+    # class ids (an argmax inside the model) have no error size: a scores output heads
+    ids = _output("cls", 1.2, kind="ids", agreement=0.75, max_abs_error=7.0)
+    scores = _output("scores", 25.0, kind="scores", max_abs_error=0.02)
+    top = headline((ids, scores))
+    assert top["sqnr_db"] == 25.0 and top["max_abs_error"] == 0.02
+    assert top["agreement"] == 0.75  # the ids' agreement is still the lowest agreement
+    assert headline((ids,))["sqnr_db"] == 1.2  # ids alone: they are all there is
 
 
 def test_budgets_name_the_broken_output() -> None:

@@ -16,6 +16,7 @@ from liteparity.errors import DataError
 from liteparity.measure.kinds import (
     DETECTIONS,
     FLAG,
+    IDS,
     REGRESSION,
     OutputKind,
     guess_kind,
@@ -200,10 +201,13 @@ class OutputsAccumulator:
 
 def headline(outputs: Sequence[OutputResult]) -> dict[str, float | None]:
     """The candidate's headline numbers: those of its worst output (lowest SQNR), and the
-    lowest agreement of any output that has one."""
+    lowest agreement of any output that has one. Integer ids (``ids``: compared exactly, by
+    their agreement) have no meaningful SQNR or error size: one other class id is not "7
+    away"; they set the numbers only when every output is ids."""
     if not outputs:
         return dict.fromkeys(("agreement", *HEADLINE))
-    worst = min(outputs, key=lambda o: _sqnr(o))
+    valued = [o for o in outputs if o.kind != IDS] or list(outputs)
+    worst = min(valued, key=lambda o: _sqnr(o))
     agreements = [o.agreement for o in outputs if o.agreement is not None]
     return {
         "agreement": min(agreements) if agreements else None,
