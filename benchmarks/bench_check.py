@@ -153,6 +153,20 @@ def _timed(cmd: list[str]) -> tuple[float, str]:
     return seconds, done.stdout
 
 
+def _liteparity(command: str, paths: list[str], work: Path) -> tuple[float, dict[str, Any]]:
+    """``liteparity COMMAND`` on every recipe: its wall time and its JSON's ``timings``."""
+    out = work / f"{command}.json"
+    seconds, _ = _timed(
+        [
+            sys.executable, "-m", "liteparity", command, paths[0],
+            "--data", paths[1], "--calibration-data", paths[2],
+            "--recipes", ",".join(RECIPES), "--json", str(out),
+        ]
+    )  # fmt: skip
+    timings: dict[str, Any] = json.loads(out.read_text())["timings"]
+    return seconds, timings
+
+
 def _result(stdout: str) -> dict[str, Any]:
     """The times a side printed (TensorFlow's C++ may print on standard output too)."""
     line = next(ln for ln in reversed(stdout.splitlines()) if ln.startswith("RESULT "))
@@ -200,22 +214,8 @@ def main() -> None:
         plain, out = _timed([sys.executable, str(work / "plain.py"), *paths, ",".join(RECIPES)])
         details["plain"] = _result(out)
         print(f"  plain {plain:.1f}s: {details['plain']}", flush=True)
-        ours, _ = _timed(
-            [
-                sys.executable, "-m", "liteparity", "check", paths[0],
-                "--data", paths[1], "--calibration-data", paths[2],
-                "--recipes", ",".join(RECIPES), "--json", str(work / "check.json"),
-            ]
-        )  # fmt: skip
-        details["liteparity"] = json.loads((work / "check.json").read_text())["timings"]
-        explained, _ = _timed(
-            [
-                sys.executable, "-m", "liteparity", "explain", paths[0],
-                "--data", paths[1], "--calibration-data", paths[2],
-                "--recipes", ",".join(RECIPES), "--json", str(work / "explain.json"),
-            ]
-        )  # fmt: skip
-        details["explain"] = json.loads((work / "explain.json").read_text())["timings"]
+        ours, details["liteparity"] = _liteparity("check", paths, work)
+        explained, details["explain"] = _liteparity("explain", paths, work)
         rows.append({"floor": floor, "plain": plain, "liteparity": ours, "explain": explained})
         print(
             f"round: floor {floor:.1f}s  plain {plain:.1f}s  liteparity {ours:.1f}s  "
