@@ -1,14 +1,16 @@
 """The Ray engine on a real two-node Ray cluster on this machine (one session-wide cluster):
 the same numbers as the local engine whatever the shard count, data files read by the actors
 (never put in the object store by the caller) and a .tflite reference run on the cluster, an
-actor or a node lost mid-run retried elsewhere with the same numbers, and closing a busy
-worker cancelling its work."""
+actor or a node lost mid-run retried elsewhere with the same numbers, closing a busy worker
+cancelling its work, and the sensitivity variants measured on actors with the local errors
+and stopping point (a lost actor's variant measured again, its answered batches fed again)."""
 
 from __future__ import annotations
 
 import logging
 import math
 import pickle
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -262,16 +264,152 @@ def test_closing_a_busy_worker_kills_its_actors(
             ray.get(actor.call.remote("result", None), timeout=60)
 
 
+def _kill(actor: Any) -> None:
+    """Kill an actor and wait until it is dead (a call may still reach it for a moment): no
+    call sent after this can reach it."""
+    ray.kill(actor, no_restart=True)
+    for _ in range(600):
+        try:
+            ray.get(actor.__ray_ready__.remote(), timeout=60)
+        except ray.exceptions.RayActorError:
+            return
+        time.sleep(0.1)
+    raise AssertionError("the killed actor still answers after a minute")
+
+
+def test_a_job_that_adds_its_batches_up_is_fed_them_again_on_a_new_actor(cluster: Any) -> None:
+    """A sensitivity variant sums its error on its one actor: when that actor dies after it
+    answered batch 1, the new one is fed batch 1 again before the rest, so the error is the
+    one over every sample (the tiny int8 model's, computed by hand)."""
+    from liteparity.layerwise.sensitivity import MeasureVariant
+    from tests.unit import tiny
+
+    x = tiny.grid_inputs(48)
+    _, y = tiny.float_outputs(x)
+    _, y_int8 = tiny.int8_codes(x)
+    batches = [[x[k : k + 16], y[k : k + 16]] for k in range(0, 48, 16)]
+    engine, worker = _ray_worker(2)
+    store = engine.batches()
+    try:
+        worker.start(MeasureVariant(tiny.int8_model())).get()
+        worker.feed(store.put(batches[0])).get()
+        _kill(worker._actors[0])
+        for batch in batches[1:]:
+            worker.feed(store.put(batch))
+        got = worker.result().get()
+    finally:
+        worker.close()
+    assert got == pytest.approx(float(np.mean((y_int8.astype(np.float64) - y) ** 2)), rel=1e-12)
+    assert worker.retried == [
+        "shard 0 of model: actor lost while measuring a variant with layers kept in float "
+        "(batch 2), retried"
+    ]
+
+
+def test_sensitivity_variants_on_the_actors_stop_where_local_processes_do(
+    cluster: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The experiment on two Ray workers of one actor each, batches in the object store, and
+    on two local processes reading shared memory: the same variants measured with the same
+    errors, stopped at the same group by the stopping rule, though an actor is killed while
+    it holds a variant (measured again on a new actor)."""
+    from liteparity.layerwise import sensitivity
+    from liteparity.layerwise.sensitivity import MIN_MEASURED, layer_sensitivity
+    from liteparity.runtime.engine import open_engine
+    from liteparity.runtime.worker import Worker
+    from liteparity.specs import CheckOptions
+    from tests.unit import tiny
+
+    count = MIN_MEASURED + 6
+    names = [(f"g{k}", [f"t{k}"]) for k in range(count)]
+    monkeypatch.setattr(sensitivity, "groups", lambda anatomy, layers: names)
+    float_model, int8_model = tiny.float_model(), tiny.int8_model()
+    x = tiny.grid_inputs(48)
+    batches = [[x[:20]], [x[20:]]]
+    prior = {f"t{k}": float(count - k) for k in range(count)}
+
+    def make(keep: list[str]) -> bytes:  # g3 and g5 in float remove all the error
+        return float_model if keep in (["t3"], ["t5"]) else int8_model
+
+    kwargs: dict[str, Any] = {"make": make, "prior": prior}
+    local = layer_sensitivity(float_model, batches, pool=[Worker("a"), Worker("b")], **kwargs)
+    engine = open_engine(CheckOptions(engine="ray", shards=2))
+    pool = engine.pool("sensitivity")
+
+    def lose_an_actor(stage: str, k: int, total: int) -> None:
+        if k == 5:  # worker 1 holds variant 3 and gets variant 5 next
+            _kill(pool[1]._actors[0])  # type: ignore[attr-defined]
+
+    try:
+        remote = layer_sensitivity(
+            float_model, batches, pool=pool, engine=engine, progress=lose_an_actor, **kwargs
+        )
+    finally:
+        for worker in pool:
+            worker.close()
+    assert local.stopped == "decided" and local.skipped  # the rule stopped the local run
+    assert (remote.ranking, remote.skipped, remote.stopped) == (
+        local.ranking,
+        local.skipped,
+        local.stopped,
+    )
+    assert [s.layer for s in remote.ranking[:2]] == ["g3", "g5"]
+    assert [line.split(": ")[0] for line in pool[1].retried] == ["shard 0 of sensitivity 1"]
+
+
 @pytest.mark.slow
-def test_explain_on_ray_gives_the_local_findings(
-    cluster: Any, outlier_cnn: Path, eval_npz: Path, cal_npz: Path
+def test_explain_on_ray_gives_the_local_findings_and_sensitivity(
+    cluster: Any, outlier_cnn: Path, eval_npz: Path, cal_npz: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The planted outlier channel is found on Ray as here: the tensor statistics behind the
-    findings ran on the candidate's Ray worker."""
+    findings ran on the candidate's Ray worker. explain's per-layer experiment: every
+    variant's error and the ranking are the local run's; each variant (and the base) started
+    on a Ray worker of the experiment's pool, on more than one actor, and no local worker
+    process was started for it (the same spy sees the local run's)."""
+    from liteparity.diagnose import explain as explain_module
+    from liteparity.layerwise.sensitivity import MeasureVariant
+    from liteparity.runtime.ray_engine import RayWorker
+    from liteparity.runtime.worker import Worker
+
+    runs: list[Any] = []
+    real_sensitivity = explain_module.layer_sensitivity
+
+    def spy_sensitivity(*args: Any, **kwargs: Any) -> Any:
+        runs.append(real_sensitivity(*args, **kwargs))
+        return runs[-1]
+
+    processes: list[str] = []
+    real_init = Worker.__init__
+
+    def spy_init(self: Any, name: str) -> None:
+        processes.append(name)
+        real_init(self, name)
+
+    on_ray: list[tuple[str, str]] = []  # (worker, actor) of each variant started
+    real_start = RayWorker.start
+
+    def spy_start(self: RayWorker, job: Any, doing: str | None = None) -> Any:
+        reply = real_start(self, job, doing)
+        if isinstance(job, MeasureVariant):
+            on_ray.append((self.name, self._actors[0]._actor_id.hex()))
+        return reply
+
+    monkeypatch.setattr(explain_module, "layer_sensitivity", spy_sensitivity)
+    monkeypatch.setattr(Worker, "__init__", spy_init)
+    monkeypatch.setattr(RayWorker, "start", spy_start)
     kwargs: dict[str, Any] = {"calibration_data": cal_npz, "recipes": ["int8"]}
     local = liteparity.explain(outlier_cnn, data=eval_npz, **kwargs)
+    local_processes = [p for p in processes if p.startswith("sensitivity")]
+    processes.clear()
     remote = liteparity.explain(outlier_cnn, data=eval_npz, **kwargs, **_engine(2))
     assert [f.id for f in local.candidates[0].findings]  # the planted fault is named
+    assert len(runs) == 2 and len(runs[0].ranking) >= 3  # the loss was material: it ran
+    assert runs[1].ranking == runs[0].ranking  # every mse_quantized and mse_kept_float
+    assert runs[1].stopped == runs[0].stopped == "complete"
+    assert local_processes and not [p for p in processes if p.startswith("sensitivity")]
+    assert len(on_ray) == len(runs[1].ranking) + 1  # the base and each variant
+    assert {w for w, _ in on_ray} == {"sensitivity 0", "sensitivity 1"}
+    assert len({a for _, a in on_ray}) >= 2
     _same(local.candidates[0].to_dict(), remote.candidates[0].to_dict())
 
 

@@ -46,6 +46,7 @@ from liteparity.runtime.anatomy import (
     is_float_compute,
     quantized_activations,
 )
+from liteparity.runtime.engine import Engine
 from liteparity.runtime.jobs import BaseWorker
 from liteparity.runtime.worker import Worker
 from liteparity.specs import CheckOptions, DataSpec, ModelSpec, from_keywords
@@ -119,6 +120,7 @@ class _Gathering:
         self._source: Source | None = None
         self._calibration: Calibration | None = None
         self._converter: Converter | None = None
+        self._engine: Engine | None = None
         self._learned: dict[str, tuple[float, float]] = {}
         self._layers: frozenset[str] = frozenset()
         self._twin: GraphRunner | KernelTwin | None = None
@@ -158,10 +160,11 @@ class _Gathering:
         binding: Binding,
         calibration: Calibration | None,
         converter: Converter,
+        engine: Engine,
     ) -> None:
         self._started = True
         self._source, self._calibration = source, calibration
-        self._converter = converter
+        self._converter, self._engine = converter, engine
         if source is None:
             self._unavailable = "no reference model"
             return
@@ -325,6 +328,7 @@ class _Gathering:
                 self._progress,
                 self._source.io.output_names,
                 make=make,
+                engine=self._engine,
             ).ranking
         except LiteparityError:
             return ()

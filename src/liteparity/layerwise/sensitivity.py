@@ -9,7 +9,6 @@ its output is quantized again for the next op. Each variant is measured in a wor
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,11 +23,10 @@ from liteparity.measure.metrics import ErrorAccumulator
 from liteparity.plain import json_number, number
 from liteparity.reference.names import label
 from liteparity.runtime.anatomy import RANGE_PRESERVING_OPS, Anatomy
+from liteparity.runtime.engine import Engine, LocalEngine
 from liteparity.runtime.jobs import BaseWorker, Job, Reply, state
 from liteparity.runtime.litemodel import LiteModel
 from liteparity.runtime.model_jobs import RunModel
-from liteparity.runtime.shared import SharedInputs, SharedSlots
-from liteparity.runtime.worker import Worker
 from liteparity.timings import staged
 
 #: Ops that only compute shapes: never worth keeping in float.
@@ -232,6 +230,7 @@ def layer_sensitivity(
     make: Callable[[list[str]], bytes] | None = None,
     *,
     pool: Sequence[BaseWorker] = (),
+    engine: Engine | None = None,
     prior: Mapping[str, float] | None = None,
     stop: bool = True,
     seconds: float = SENSITIVITY_SECONDS,
@@ -246,30 +245,35 @@ def layer_sensitivity(
     ai-edge-quantizer's int8, its recipe with those ops excluded, ``calibrated`` being then
     the float model the groups come from.
 
-    Variants are measured in parallel on ``pool`` (default: workers of its own, one per
-    core), each reading the batch from shared memory; groups go in the order of ``prior``
-    (``ranked_groups``) and, with ``stop``, no more are sent once ``decided`` or after
-    ``seconds``. ``progress(stage, done, total)`` hears of each variant."""
+    Variants are measured in parallel on ``pool`` (default: ``engine.pool``, a process per
+    core locally, ``shards`` actors on Ray), variant k on worker k mod len(pool), each
+    reading the batches from ``engine``'s store (shared memory locally, Ray's object store:
+    put once, read by every variant). Groups go in the order of ``prior``
+    (``ranked_groups``) and, with ``stop``, no more are sent once ``decided`` on the errors
+    of the variants sent before the last len(pool) (each waited for in the order sent, so
+    which finishes first does not matter; a pool of another size may stop at another
+    group), or after ``seconds``. ``progress(stage, done, total)`` hears of each
+    variant."""
     started = time.perf_counter()
     build = make or (lambda keep: requantize(calibrated, keep))
     if not batches:
         return SensitivityRun((), 0)
-    own = [] if pool else [Worker(f"sensitivity {i}") for i in range(_cores())]
+    engine = engine or LocalEngine()
+    own = [] if pool else engine.pool("sensitivity")
     workers = list(pool) or own
-    slots = SharedSlots(len(batches))
+    slots = engine.batches(held=len(batches))  # each put takes the next: batch k, slot k
     try:
         info = workers[0].start(RunModel(calibrated, anatomy=True)).get()
         names = [o.name for o in info.outputs]
         if references is None:
-            shared = [slots.put(b, k) for k, b in enumerate(batches)]
+            shared = [slots.put(b) for b in batches]
             floats = _float_outputs(workers, calibrated, shared)
             reference_names = reference_names or names
             order, _ = output_order(reference_names, names)
             references = [[out[i] for i in order] for out in floats]
         chosen, references = _compared(reference_names, names, references, output)
         shared = [
-            slots.put([*inputs, *ref], k)
-            for k, (inputs, ref) in enumerate(zip(batches, references, strict=True))
+            slots.put([*inputs, *ref]) for inputs, ref in zip(batches, references, strict=True)
         ]
         found = groups(info.anatomy, layers)
         variants = [("", []), *ranked_groups(found, prior)]
@@ -337,15 +341,11 @@ def _share(base: float, kept: float) -> float:
     return LayerSensitivity("", (), base, kept).share_removed
 
 
-def _cores() -> int:
-    return max(1, min(os.cpu_count() or 1, 8))
-
-
 def _float_outputs(
-    workers: Sequence[BaseWorker], content: bytes, shared: Sequence[SharedInputs]
+    workers: Sequence[BaseWorker], content: bytes, shared: Sequence[Any]
 ) -> list[list[np.ndarray]]:
-    """The float model's outputs for each shared batch, the batches spread over the
-    workers."""
+    """The float model's outputs for each batch in the engine's store, the batches spread
+    over the workers."""
     for worker in workers:
         worker.start(RunModel(content))
     replies = [workers[k % len(workers)].feed(batch) for k, batch in enumerate(shared)]

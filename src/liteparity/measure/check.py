@@ -194,7 +194,7 @@ class _Measured:
         block: int | None = None
         if todo or (reference is None and self.reference is not None):
             if hook is not None:
-                hook.start(self.reference, self.binding, calibration, converter)
+                hook.start(self.reference, self.binding, calibration, converter, self.engine)
             reference, results, block = _evaluate(
                 self.reference,
                 self.io,

@@ -114,9 +114,11 @@ class Hook(Protocol):
         binding: Binding,
         calibration: Calibration | None,
         converter: Converter,
+        engine: Engine,
     ) -> None:
         """Before the first candidate starts; ``converter`` converts ``source`` (the run's
-        converter process: a crash there costs the hook's measurement, not the run)."""
+        converter process: a crash there costs the hook's measurement, not the run);
+        ``engine`` is the run's, for the hook's own jobs."""
 
     def ready(self, runs: list[_Run]) -> None:
         """Every candidate is loaded (``_Run.info``), before the first batch."""

@@ -242,9 +242,7 @@ class _Search:
         references = [self.source.predict(b) for b in batches]
         if worker is None:
             worker = self._bench().worker
-        return _Bench(
-            self.engine, worker, batches, labels, references, io, self.order, self.budget
-        )
+        return _Bench(self.engine, worker, batches, labels, references, io, self.order, self.budget)
 
     def _bench(self) -> _Bench:
         if self.bench is None:
@@ -324,6 +322,7 @@ class _Search:
                 bench.references,
                 self.source.layer_names(),
                 stop=False,  # the search may need every group, not only the top two
+                engine=self.engine,
             )
             groups = [(s.layer, s.keep_float) for s in run.ranking if s.share_removed > 0]
             reuse = dict(run.variants)  # the search starts with the most sensitive groups

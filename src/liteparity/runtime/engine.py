@@ -7,6 +7,7 @@ because every batch is the same and the statistics are folded in the caller, in 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Protocol
 
@@ -45,9 +46,15 @@ class Engine(Protocol):
 
     def worker(self, name: str) -> BaseWorker: ...
 
-    def batches(self, binding: Binding | None = None) -> Batches:
+    def pool(self, name: str) -> list[BaseWorker]:
+        """Workers for independent jobs run at once, each on one process (the sensitivity
+        variants: job k goes to worker k mod len(pool))."""
+        ...
+
+    def batches(self, binding: Binding | None = None, held: int | None = None) -> Batches:
         """A store for batches; with ``binding``, one whose workers may read its rows where
-        the data lives (``put_rows``)."""
+        the data lives (``put_rows``). ``held``: batches the caller keeps in use at once
+        (default ``ahead + 1``); ``put`` fills them in turn."""
         ...
 
     def stream(self, worker: BaseWorker, batches: Iterable[Sequence[np.ndarray]]) -> Iterator[Any]:
@@ -61,6 +68,10 @@ class Engine(Protocol):
         ...
 
 
+#: Processes of a local pool at most, however many cores the machine has.
+POOL_MAX = 8
+
+
 class LocalEngine:
     """A worker process per model on this machine; batch k+1 is sent while k is folded."""
 
@@ -71,10 +82,15 @@ class LocalEngine:
     def worker(self, name: str) -> BaseWorker:
         return Worker(name)
 
-    def batches(self, binding: Binding | None = None) -> Batches:
+    def pool(self, name: str) -> list[BaseWorker]:
+        """A process per core (at most ``POOL_MAX``)."""
+        cores = max(1, min(os.cpu_count() or 1, POOL_MAX))
+        return [Worker(f"{name} {i}") for i in range(cores)]
+
+    def batches(self, binding: Binding | None = None, held: int | None = None) -> Batches:
         """Shared memory on this machine: the caller reads the rows once, every worker maps
         them in place (cheaper than each worker reading the files)."""
-        return SharedSlots(self.ahead + 1)
+        return SharedSlots(held or self.ahead + 1)
 
     def stream(self, worker: BaseWorker, batches: Iterable[Sequence[np.ndarray]]) -> Iterator[Any]:
         """One batch at a time: two large arrays crossing in a process's socket would wait

@@ -26,13 +26,14 @@ SavedModel or frozen-graph reference runs in the calling process (TensorFlow is 
 already; the actors only need LiteRT).
 
 Faults: when an actor dies (its node lost, its process killed) its batches in flight go to a
-new actor, scheduled wherever the cluster has room, which starts the same job first; the
-worker's ``retried`` says so. A crash that follows a model everywhere stops after
-``RETRIES``, as one ``InterpreterError`` line. Closing a worker with work in flight kills its
-actors: Ctrl-C cancels the cluster's work too. Rows an actor cannot use (a NaN, a file its
-node does not see) end the run as ``UnreadableData``, as the same rows read by the caller
-would. Every retry is also kept by the engine (``describe``'s ``retried``): the reference's
-have no candidate to carry them.
+new actor, scheduled wherever the cluster has room, which starts the same job first (a job
+that adds its batches up on one actor, a sensitivity variant or tensor statistics, is fed
+again the batches the lost one had answered); the worker's ``retried`` says so. A crash
+that follows a model everywhere stops after ``RETRIES``, as one ``InterpreterError`` line.
+Closing a worker with work in flight kills its actors: Ctrl-C cancels the cluster's work
+too. Rows an actor cannot use (a NaN, a file its node does not see) end the run as
+``UnreadableData``, as the same rows read by the caller would. Every retry is also kept by
+the engine (``describe``'s ``retried``): the reference's have no candidate to carry them.
 """
 
 from __future__ import annotations
@@ -215,9 +216,15 @@ class RayEngine:
     def worker(self, name: str) -> RayWorker:
         return RayWorker(name, self)
 
-    def batches(self, binding: Binding | None = None) -> _Batches:
+    def pool(self, name: str) -> list[BaseWorker]:
+        """``shards`` workers of one actor each: as many independent jobs at once as one
+        model's batches get actors (a job spread over shards would take shards² actors)."""
+        return [RayWorker(f"{name} {i}", self, shards=1) for i in range(self.shards)]
+
+    def batches(self, binding: Binding | None = None, held: int | None = None) -> _Batches:
         """With a binding whose columns are files (``Binding.portable``), the actors read
-        the rows themselves; else the caller puts the arrays in the object store."""
+        the rows themselves; else the caller puts the arrays in the object store, which
+        keeps every batch still referred to (``held`` is for the local engine's slots)."""
         portable = binding.portable() if binding is not None else None
         if portable is None:
             return _Batches(self.ray)
@@ -262,15 +269,20 @@ class RayEngine:
 
 class RayWorker(BaseWorker):
     """One model's worker on the cluster: a job with independent feeds on ``shards`` actors
-    (batches round robin), any other job on one."""
+    (default: the engine's; batches round robin), any other job on one."""
 
     kind = "interpreter"
 
-    def __init__(self, name: str, engine: RayEngine) -> None:
+    def __init__(self, name: str, engine: RayEngine, shards: int | None = None) -> None:
         super().__init__(name)
         self._engine, self._ray = engine, engine.ray
+        self._shards = shards or engine.shards
         self._actors: list[Any] = []
         self._sent: deque[_Sent] = deque()
+        # the feeds of a job on one actor, since its start: what a new actor must be fed
+        # again before the lost one's calls (the job's state, an accumulator, was there);
+        # the messages alone, not their answers' refs (which would keep the answers)
+        self._feeds: list[tuple[str, Any]] = []
         self._job: Job | None = None
         self._job_ref: Any = None
         self._spread = False
@@ -280,10 +292,10 @@ class RayWorker(BaseWorker):
         check_job(job)  # before the job goes to the object store
         self._job, self._job_ref = job, self._ray.put(job)
         self._spread = job.independent_feeds
-        wanted = self._engine.shards if self._spread else 1
+        wanted = self._shards if self._spread else 1
         while len(self._actors) < wanted:
             self._actors.append(self._engine.actor())
-        self._turn = 0
+        self._turn, self._feeds = 0, []
         return super().start(job, doing)
 
     def _send(self, message: tuple[str, Any], doing: str) -> None:
@@ -298,6 +310,8 @@ class RayWorker(BaseWorker):
         sent = _Sent(targets, message, [])
         sent.refs = [self._call(k, message) for k in targets]
         self._sent.append(sent)
+        if verb == "feed" and not self._spread:
+            self._feeds.append(message)
 
     def _call(self, k: int, message: tuple[str, Any]) -> Any:
         verb, payload = message
@@ -312,7 +326,9 @@ class RayWorker(BaseWorker):
         return answers[0][1], None
 
     def _answer(self, sent: _Sent, i: int, doing: str) -> tuple[str, Any]:
-        """Actor ``sent.actors[i]``'s answer, its batch run again on a new actor if it died."""
+        """Actor ``sent.actors[i]``'s answer, its batch run again on a new actor if it died
+        (after the batches it had answered, for a job that adds them up on its one actor:
+        the new actor's result is then the lost one's)."""
         while True:
             try:
                 answer: tuple[str, Any] = self._ray.get(sent.refs[i])
@@ -321,6 +337,11 @@ class RayWorker(BaseWorker):
                 k = sent.actors[i]
                 self._fault(exc, f"shard {k} of {self.name}: actor lost while {doing}")
                 self._replace(k, doing)
+                # the feeds answered already (all but those waiting, answered in order):
+                # fed again, their answers dropped
+                waiting = sum(later.message[0] == "feed" for later in (sent, *self._sent))
+                for message in self._feeds[: max(0, len(self._feeds) - waiting)]:
+                    self._call(k, message)
                 sent.refs[i] = self._call(k, sent.message)
                 # this actor's later calls were sent to the dead one: send them again
                 for later in self._sent:
@@ -369,4 +390,5 @@ class RayWorker(BaseWorker):
         for actor in self._actors:
             self._engine.release(actor, idle=not busy)
         self._actors, self._sent, self._job, self._job_ref = [], deque(), None, None
+        self._feeds = []
         self._waiting.clear()
