@@ -179,7 +179,9 @@ def test_ctrl_c_stops_cleanly_without_partial_output(cnn: Path, digits, tmp_path
     import numpy as np
 
     data = tmp_path / "big.npy"
-    np.save(data, np.resize(digits.x_eval, (40000, 8, 8, 1)))
+    # enough rows that the run is still evaluating when the signal lands (40000 were
+    # evaluated in the moment between seeing a worker and sending it, on a quiet machine)
+    np.save(data, np.resize(digits.x_eval, (400000, 8, 8, 1)))
     out = tmp_path / "out.json"
     proc = subprocess.Popen(
         [
