@@ -255,3 +255,34 @@ def test_parallel_variants_equal_serial_and_the_float_tflite_reference_equals_ke
     for s in parallel.ranking:
         assert s.share_removed == pytest.approx(shares[s.layer], abs=1e-4), s.layer
     assert parallel.ranking[0].share_removed > 0.5
+
+
+def _measured(result) -> dict:
+    """A locate result without its clock readings (seconds: this run's, not the model's)."""
+    out = result.to_dict()
+    out.pop("seconds")
+    out["sensitivity_run"].pop("seconds")
+    return out
+
+
+def test_resume_locates_again_without_any_conversion(
+    cnn: Path, digits: Digits, located, tmp_path: Path, monkeypatch
+) -> None:
+    """The Keras model is loaded in the converter process only (never in the caller's: it
+    needs no TensorFlow of its own), and with ``resume`` a second run on the same model and
+    data starts no converter process at all (nothing imports TensorFlow) yet gives every
+    number of a run without the cache."""
+    from liteparity.convert.process import ConverterProcess
+    from liteparity.reference.keras import KerasSource
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("not in this run")
+
+    monkeypatch.setenv("LITEPARITY_CACHE", str(tmp_path))
+    monkeypatch.setattr(KerasSource, "__init__", refuse)
+    data = (digits.x_eval, digits.y_eval)
+    first = locate(cnn, data=data, calibration_data=digits.x_cal, resume=True)
+    monkeypatch.setattr(ConverterProcess, "__init__", refuse)
+    again = locate(cnn, data=data, calibration_data=digits.x_cal, resume=True)
+    assert _measured(again) == _measured(first) == _measured(located)
+    assert any(r.conversion for r in again.layers) and again.sensitivity

@@ -162,13 +162,16 @@ class LocateOptions:
     """What ``locate`` examines: ``recipe`` (converted here) or ``candidate`` (a .tflite you
     have); ``with_sensitivity`` runs the per-layer sensitivity experiment; ``workers`` is the
     number of probe processes (default: one per core, at most 8); ``rank_output`` ranks the
-    layers by their effect on that one output (default: every output)."""
+    layers by their effect on that one output (default: every output); ``resume`` reuses
+    the model's facts, conversions and Keras→TFLite layer comparison of earlier runs on the
+    same model file and data (check's ``--resume`` cache)."""
 
     recipe: str = "int8"
     candidate: PathLike | None = None
     with_sensitivity: bool = True
     workers: int | None = None
     rank_output: str | None = None
+    resume: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.recipe, str) or not self.recipe.strip():
@@ -182,8 +185,10 @@ class FixOptions(EngineOptions):
     prefers among the models that meet it (``size`` or ``latency``), whether only integer
     models qualify, the epochs of quantization-aware fine-tuning to try (0: none), and where
     to write the winner (``out``). The budget applies to each output in ``budget_outputs``
-    on its own (default: every output with a task metric), as ``check``'s does. Where the
-    trials run: ``EngineOptions``."""
+    on its own (default: every output with a task metric), as ``check``'s does. ``resume``
+    reuses the conversions of earlier runs of any command on the same model file and
+    calibration data (the trials are measured again). Where the trials run:
+    ``EngineOptions``."""
 
     max_drop: float | None = 1.0
     min_agreement: float | None = None
@@ -192,6 +197,7 @@ class FixOptions(EngineOptions):
     qat_epochs: int = 0
     out: PathLike | None = None
     budget_outputs: tuple[str, ...] | None = None
+    resume: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()

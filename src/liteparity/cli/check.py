@@ -16,6 +16,7 @@ from liteparity.cli.options import (
     BudgetOutputs,
     Engine,
     RayAddress,
+    Resume,
     Shards,
     data_options,
     model_options,
@@ -85,10 +86,7 @@ def check_options(
     save_models: Annotated[
         Path | None, typer.Option(help="Directory to write each converted .tflite to.")
     ] = None,
-    resume: Annotated[
-        bool,
-        typer.Option(help="Reuse converted models and finished results of earlier runs."),
-    ] = CheckOptions.resume,
+    resume: Resume = CheckOptions.resume,
     qat_epochs: Annotated[
         int, typer.Option(help="Epochs of quantization-aware fine-tuning for --recipes qat.")
     ] = CheckOptions.qat_epochs,

@@ -12,6 +12,7 @@ from liteparity.cli.options import (
     BudgetOutputs,
     Engine,
     RayAddress,
+    Resume,
     Shards,
     data_options,
     model_options,
@@ -48,6 +49,7 @@ def fix_options(
     engine: Engine = FixOptions.engine,
     ray_address: RayAddress = None,
     shards: Shards = None,
+    resume: Resume = FixOptions.resume,
 ) -> FixOptions:
     """The options of fix → ``FixOptions``."""
     return FixOptions(
@@ -61,6 +63,7 @@ def fix_options(
         engine=engine,
         ray_address=ray_address,
         shards=shards,
+        resume=resume,
     )
 
 

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from liteparity.cli.groups import uses
-from liteparity.cli.options import data_options, model_options, output_options
+from liteparity.cli.options import Resume, data_options, model_options, output_options
 from liteparity.cli.output import Output, progress_bar, save, wrote
 from liteparity.specs import DataSpec, LocateOptions, ModelSpec
 
@@ -28,9 +28,10 @@ def locate_options(
         str | None,
         typer.Option(help="Rank layers by their effect on this output only (by name)."),
     ] = None,
+    resume: Resume = LocateOptions.resume,
 ) -> LocateOptions:
     """The options of locate → ``LocateOptions``."""
-    return LocateOptions(recipe, candidate, sensitivity, rank_output=rank_output)
+    return LocateOptions(recipe, candidate, sensitivity, rank_output=rank_output, resume=resume)
 
 
 @uses(model=model_options, data=data_options, options=locate_options, output=output_options)

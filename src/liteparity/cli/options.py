@@ -45,6 +45,11 @@ Unsafe = Annotated[
     ),
 ]
 
+Resume = Annotated[
+    bool,
+    typer.Option(help="Reuse converted models and finished results of earlier runs."),
+]
+
 BudgetOutputs = Annotated[
     list[str] | None,
     typer.Option(

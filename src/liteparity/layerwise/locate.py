@@ -10,6 +10,7 @@ running sums. The sensitivity experiment re-quantizes with one layer group in fl
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import time
@@ -19,7 +20,6 @@ from typing import Any
 
 import numpy as np
 
-from liteparity.convert.converter import requantize
 from liteparity.convert.process import Converter
 from liteparity.convert.produce import Producer
 from liteparity.convert.recipes import RECIPES, Recipe, resolve
@@ -29,10 +29,19 @@ from liteparity.errors import UsageError
 from liteparity.layerwise.probe import LayerStats, ProbeLayers, Target
 from liteparity.layerwise.sensitivity import LayerSensitivity, SensitivityRun, layer_sensitivity
 from liteparity.measure.evaluate import input_order
+from liteparity.measure.resume import (
+    Cache,
+    cache_dir,
+    file_fingerprint,
+    fingerprint,
+    keep_conversions,
+    rows_fingerprint,
+    versions,
+)
 from liteparity.measure.stats import ErrorStats
 from liteparity.progress import Progress, no_progress
-from liteparity.reference.base import Source, read_tflite
-from liteparity.reference.keras import KerasSource
+from liteparity.reference.base import Source, SourceFacts, read_tflite
+from liteparity.reference.described import DescribedSource
 from liteparity.reference.loader import load_spec
 from liteparity.reference.names import keras_layer
 from liteparity.reference.tflite import TFLiteSource
@@ -74,11 +83,13 @@ def locate(
     progress = progress or no_progress
     timings: dict[str, float] = {}
     clock = time.perf_counter()
-    # Started first (its TensorFlow import overlaps with loading): a converter crash is then
-    # one error line, not the end of the process.
-    converter = Converter(model, start=options.candidate is None)
+    kept = _Kept.open(model) if options.resume else None
+    # Started first (its TensorFlow import overlaps with this process's work; with
+    # ``resume``, only once something is not in the cache): a converter crash is then one
+    # error line, not the end of the process.
+    converter = Converter(model, start=kept is None)
     try:
-        source = load_spec(model)
+        source = _load(model, converter, kept)
     except BaseException:
         converter.close()
         raise
@@ -88,9 +99,8 @@ def locate(
         for i in range(max(1, min(options.workers or os.cpu_count() or 1, 8))):
             pool.append(Worker(f"locate {i}"))
         prepared, quant, name, twin, calibrated = _models(
-            source, data, options, converter, progress
+            source, data, options, converter, progress, kept
         )
-        converter.close()
         timings["convert"] = time.perf_counter() - clock
         clock = time.perf_counter()
         targets, order = _start_probes(quant, twin, source, pool)
@@ -115,6 +125,7 @@ def locate(
                 progress,
                 pool,
                 stats,
+                converter,
             )
             if calibrated is not None and options.with_sensitivity
             else None
@@ -122,9 +133,12 @@ def locate(
         ranking = list(run.ranking) if run is not None else []
         timings["sensitivity"] = time.perf_counter() - clock
         clock = time.perf_counter()
-        conversion, aliases = conversion_by_layer(
-            source, twin, prepared.binding, picked[:CONVERSION_SAMPLES], pool[0]
-        )
+        rows = picked[:CONVERSION_SAMPLES]
+
+        def compare() -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+            return conversion_by_layer(source, twin, prepared.binding, rows, pool[0])
+
+        conversion, aliases = kept.conversion(twin, prepared, rows, compare) if kept else compare()
         timings["conversion_by_layer"] = time.perf_counter() - clock
     finally:
         converter.close()
@@ -145,16 +159,76 @@ def locate(
     )
 
 
+class _Kept:
+    """What ``resume`` keeps of a locate run for the next one on the same model file: the
+    model's facts and the Keras→TFLite comparison of each layer (its conversions are kept
+    by ``keep_conversions``, as every command's are), so that a repeated run imports
+    TensorFlow nowhere and measures only the quantized model's layers again."""
+
+    def __init__(self, model: ModelSpec, file_key: str) -> None:
+        self.model, self.file_key = model, file_key
+        self.cache = Cache(cache_dir() / "runs")
+        settings = (model.inputs, model.outputs, model.input_shapes, model.unsafe)
+        self.facts_key = fingerprint(file_key, settings, versions(), "facts")
+
+    @classmethod
+    def open(cls, model: ModelSpec) -> _Kept | None:
+        """None for a model with nothing stable to key on (an in-memory ``Source``)."""
+        path = model.model
+        if not isinstance(path, str | os.PathLike) or not Path(path).exists():
+            return None
+        return cls(model, file_fingerprint(Path(path)))
+
+    def facts(self, describe: Callable[[], SourceFacts]) -> SourceFacts:
+        stored = self.cache.result(self.facts_key)
+        if stored is not None:  # where the file is now, whatever its name was then
+            return dataclasses.replace(SourceFacts.from_dict(stored), path=str(self.model.model))
+        facts = describe()
+        self.cache.put_result(self.facts_key, facts.to_dict())
+        return facts
+
+    def conversion(
+        self,
+        twin: bytes | None,
+        prepared: PreparedData,
+        rows: np.ndarray,
+        compare: Callable[[], tuple[dict[str, dict[str, Any]], dict[str, str]]],
+    ) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+        """``compare()`` (``conversion_by_layer``), or its result from an earlier run on
+        the same model, float twin and rows."""
+        data = rows_fingerprint(prepared.binding.columns, rows, None)
+        key = fingerprint(self.facts_key, twin or b"", data, "conversion")
+        stored = self.cache.result(key)
+        if stored is not None:
+            return stored["layers"], stored["aliases"]
+        layers, aliases = compare()
+        self.cache.put_result(key, {"layers": layers, "aliases": aliases})
+        return layers, aliases
+
+
+def _load(model: ModelSpec, converter: Converter, kept: _Kept | None) -> Source:
+    """The model to examine. A TensorFlow model file is loaded in the converter process
+    only (``DescribedSource``): this process needs no TensorFlow of its own. A ``.tflite``
+    (no TensorFlow needed) or an in-memory ``Source`` is loaded here."""
+    path = model.model
+    if not isinstance(path, str | os.PathLike) or str(path).lower().endswith(".tflite"):
+        return load_spec(model)
+    facts = kept.facts(converter.describe) if kept else converter.describe()
+    return DescribedSource(facts, converter.layer_outputs)
+
+
 def _models(
     source: Source,
     data: DataSpec,
     options: LocateOptions,
     converter: Converter,
     progress: Progress,
+    kept: _Kept | None,
 ) -> tuple[PreparedData, bytes, str, bytes | None, bytes | None]:
     """The data, the model to examine (the user's ``--candidate`` or the recipe's, and its
     name), its float twin, and the calibrated model sensitivity re-quantizes (None when there
-    is none)."""
+    is none); with ``kept``, the conversions come from the cache where an earlier run made
+    them."""
     recipe, candidate = options.recipe, options.candidate
     unbuildable = RECIPES.get(recipe)
     if candidate is None and unbuildable and (unbuildable.legacy or unbuildable.needs_training):
@@ -164,11 +238,15 @@ def _models(
         )
     if candidate is not None:
         prepared = prepare_data(source, data, False)
+        if kept:
+            keep_conversions(converter, kept.model, prepared, kept.file_key)
         progress("converting", 0, 1)
         twin = _float_twin(source, converter)
         return prepared, read_tflite(candidate), f"tflite:{Path(candidate).name}", twin, None
     chosen = resolve([recipe], source, None)[0]
     prepared = prepare_data(source, data, chosen.needs_calibration)
+    if kept:
+        keep_conversions(converter, kept.model, prepared, kept.file_key)
     progress("converting", 0, 1)
     quant, twin, calibrated = _build(source, chosen, prepared, progress, converter)
     return prepared, quant, recipe, twin, calibrated
@@ -185,10 +263,11 @@ def _ranking(
     progress: Progress,
     pool: list[Worker],
     stats: dict[str, LayerStats],
+    converter: Converter,
 ) -> SensitivityRun:
     """The sensitivity experiment on the picked rows: each layer group kept in float, on the
     probe workers, against the float32 model (the calibrated one), the groups whose ops
-    added the most noise first."""
+    added the most noise first; each variant re-quantized in the converter process."""
     progress("sensitivity per layer", 0, 0)
     batches = [x for x, _ in prepared.binding.batches(picked, BATCH_ROWS)]
     ordered = [[b[i] for i in order] for b in batches]
@@ -200,6 +279,7 @@ def _ranking(
         progress,
         source.io.output_names,
         options.rank_output,
+        lambda keep: converter.requantize(calibrated, keep),
         pool=pool,
         prior=local_noise(stats),
     )
@@ -229,7 +309,7 @@ def _build(
         return producer.make(recipe), producer.float_twin(), None
     if recipe.activations == "int8":
         calibrated = converter.convert(source, recipe, prepared.calibration, calibrate_only=True)
-        return requantize(calibrated, numeric_verify=True), calibrated, calibrated
+        return converter.requantize(calibrated, numeric_verify=True), calibrated, calibrated
     quant = converter.convert(source, recipe, prepared.calibration)
     return quant, _float_twin(source, converter), None
 
@@ -294,7 +374,7 @@ def conversion_by_layer(
     against the float32 TFLite tensor that layer produced last, keyed by that tensor's name
     (with ``layer`` in each entry). Also returns model-output tensor names
     (``StatefulPartitionedCall:0``) → the Keras layer that produces that output."""
-    if not isinstance(source, KerasSource) or twin is None or not len(rows):
+    if not source.compares_layers or twin is None or not len(rows):
         return {}, {}
     own = worker is None
     worker = Worker("conversion") if worker is None else worker

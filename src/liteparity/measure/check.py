@@ -114,10 +114,13 @@ def _run(
                 source, data, any(r.needs_calibration or r.needs_training for r in chosen)
             )
         binding, eval_rows, calibration = prepared.binding, prepared.eval_rows, prepared.calibration
-        settings = (options.legacy, model.inputs, model.outputs, model.input_shapes)
-        resumed = _Resume.open(source, prepared, settings, measures) if options.resume else None
+        resumed = (
+            _Resume.open(source, prepared, model, options.legacy, measures)
+            if options.resume
+            else None
+        )
         if resumed:
-            converter.keep_calibrated(resumed.cache, resumed.model_key("calibrated"))
+            converter.keep(resumed.cache, resumed.conversion_key)
         trained = _labelled(prepared) if any(r.needs_training for r in chosen) else None
         producer = Producer(
             source,

@@ -23,8 +23,10 @@ from liteparity.files import write_atomic
 from liteparity.measure.outputs import Measures
 from liteparity.reference.base import Source
 from liteparity.results.check import CandidateResult, Metric, ReferenceResult
+from liteparity.specs import ModelSpec
 
 if TYPE_CHECKING:
+    from liteparity.convert.process import Converter
     from liteparity.measure.evaluate import Hook
 
 
@@ -145,15 +147,19 @@ class _Resume:
 
     @classmethod
     def open(
-        cls, source: Source, prepared: PreparedData, settings: Any, measures: Measures
+        cls,
+        source: Source,
+        prepared: PreparedData,
+        spec: ModelSpec,
+        legacy: Any,
+        measures: Measures,
     ) -> _Resume | None:
-        """The cache for ``source`` and ``prepared``; ``settings`` is anything else that
-        changes a conversion (legacy settings, graph inputs and outputs), as one value;
-        ``measures`` (the ``--metric`` kinds chosen per output) is part of a result's key."""
+        """The cache for ``source`` (as ``spec`` loads it) and ``prepared``; ``legacy`` is
+        the TF1 converter's settings; ``measures`` (the ``--metric`` kinds chosen per output)
+        is part of a result's key."""
         if not Path(source.path).exists():
             return None  # an in-memory model has nothing stable to key on
         model = file_fingerprint(source.path)
-        calibration = batches_fingerprint(prepared.calibration()) if prepared.calibration else None
         dataset, rows = prepared.binding.dataset, prepared.eval_rows
         data = rows_fingerprint(prepared.binding.columns, rows, dataset.labels)
         per_output = sorted(dataset.output_labels.items())
@@ -161,12 +167,7 @@ class _Resume:
         kinds = sorted((name, repr(kind)) for name, kind in measures.kinds.items())
         return cls(
             Cache(cache_dir() / "runs"),
-            fingerprint(
-                model,
-                calibration,
-                settings,
-                versions(),
-            ),
+            conversion_key(model, prepared, spec, legacy),
             fingerprint(model, data, labels, kinds, versions()),
             reuse_results=measures.user is None,
         )
@@ -223,6 +224,29 @@ class _Resume:
                 self.cache.put_result(self._evidence_key(c), kept)
         if reference is not None:
             self.cache.put_result(self._result_key(None), reference.to_dict())
+
+
+def conversion_key(model: str, prepared: PreparedData, spec: ModelSpec, legacy: Any = None) -> str:
+    """What a conversion depends on: the model file's fingerprint (``file_fingerprint``), how
+    ``spec`` loads it (graph inputs, outputs and shapes), the calibration samples, the TF1
+    converter's ``legacy`` settings and the versions. Every command keys its conversions so
+    (``Converter.keep``): each reuses what another made."""
+    calibration = batches_fingerprint(prepared.calibration()) if prepared.calibration else None
+    settings = (legacy, spec.inputs, spec.outputs, spec.input_shapes)
+    return fingerprint(model, calibration, settings, versions())
+
+
+def keep_conversions(
+    converter: Converter, spec: ModelSpec, prepared: PreparedData, file_key: str | None = None
+) -> None:
+    """Have ``converter`` keep its models in the cache (``--resume``) for the model file
+    ``spec`` names (fingerprinted here unless ``file_key`` is given); nothing for a model
+    with nothing stable to key on (an in-memory ``Source``)."""
+    path = spec.model
+    if not isinstance(path, str | os.PathLike) or not Path(path).exists():
+        return
+    key = conversion_key(file_key or file_fingerprint(Path(path)), prepared, spec)
+    converter.keep(Cache(cache_dir() / "runs"), key)
 
 
 def cache_dir() -> Path:

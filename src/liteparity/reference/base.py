@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import numpy as np
 
 from liteparity.data.binding import IOSpec
 from liteparity.errors import ModelError, first_line
+from liteparity.reference.names import LayerNames
 
 TFLITE_IDENTIFIER = b"TFL3"
 
@@ -23,6 +25,9 @@ class Source:
     #: Whether the converter's calibrator takes samples by input name (its signature's keys
     #: are ``io.input_names``): it takes a list in the signature's order, not the model's.
     calibrates_by_name: bool = False
+    #: Whether ``layer_outputs`` gives every layer's output (a Keras 3 model): what locate
+    #: compares with the float32 TFLite model, layer by layer.
+    compares_layers: bool = False
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -82,6 +87,14 @@ class Source:
         """Names of the model's Keras layers (empty when it has none), for reports."""
         return frozenset()
 
+    def output_layers(self) -> list[str]:
+        """The layer that produces each model output, in output order (empty: no layers)."""
+        return []
+
+    def layer_outputs(self, inputs: list[np.ndarray]) -> dict[str, np.ndarray]:
+        """Every layer's output for one batch, by layer name (``compares_layers``)."""
+        raise NotImplementedError(f"a {self.format} model has no layer outputs to compare")
+
     def float64_twin(self) -> Any:
         """The model computing in float64, for the noise floor. ``ModelError`` when the graph
         has an op without a float64 kernel (or the source is not a TensorFlow model)."""
@@ -101,6 +114,69 @@ class Source:
         except (tf.errors.OpError, ValueError) as exc:
             raise ModelError(f"the model cannot run in float64: {first_line(exc)}") from exc
         return twin
+
+
+@dataclass(frozen=True)
+class SourceFacts:
+    """What a caller needs of a model that another process loaded (the run's converter, which
+    imports TensorFlow anyway): enough to read the data, choose recipes and name layers, so
+    the caller itself never imports TensorFlow. Plain data: it pickles from that process and
+    keeps as JSON across runs (``--resume``)."""
+
+    path: str
+    format: str
+    io: IOSpec
+    convertible: bool
+    compares_layers: bool
+    layer_names: LayerNames
+    output_layers: tuple[str, ...]
+
+    @classmethod
+    def of(cls, source: Source) -> SourceFacts:
+        names = source.layer_names()
+        return cls(
+            source.path,
+            source.format,
+            source.io,
+            source.convertible,
+            source.compares_layers,
+            names if isinstance(names, LayerNames) else LayerNames(names),
+            tuple(source.output_layers()),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "format": self.format,
+            "io": {
+                "input_names": list(self.io.input_names),
+                "input_shapes": [list(s) for s in self.io.input_shapes],
+                "input_dtypes": list(self.io.input_dtypes),
+                "output_names": list(self.io.output_names),
+            },
+            "convertible": self.convertible,
+            "compares_layers": self.compares_layers,
+            "layer_names": self.layer_names.to_dict(),
+            "output_layers": list(self.output_layers),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SourceFacts:
+        io = d["io"]
+        return cls(
+            d["path"],
+            d["format"],
+            IOSpec(
+                tuple(io["input_names"]),
+                tuple(tuple(s) for s in io["input_shapes"]),
+                tuple(io["input_dtypes"]),
+                tuple(io["output_names"]),
+            ),
+            bool(d["convertible"]),
+            bool(d["compares_layers"]),
+            LayerNames.from_dict(d["layer_names"]),
+            tuple(d["output_layers"]),
+        )
 
 
 #: Written by ``liteparity.reference.keras2`` beside a Keras 2 model's SavedModel: its layer names.

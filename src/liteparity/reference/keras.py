@@ -25,6 +25,7 @@ class KerasSource(Source):
 
     format = "keras"
     calibrates_by_name = True
+    compares_layers = True
 
     def __init__(self, path: str, *, unsafe: bool = False, model: Any = None) -> None:
         super().__init__(path)

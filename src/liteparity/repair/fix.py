@@ -34,6 +34,7 @@ from liteparity.measure.decisions import decision_findings
 from liteparity.measure.evaluate import input_order, output_order
 from liteparity.measure.metrics import TaskAccumulator, task_kind
 from liteparity.measure.outputs import Measures, OutputsAccumulator
+from liteparity.measure.resume import keep_conversions
 from liteparity.plain import number
 from liteparity.progress import Progress, no_progress
 from liteparity.reference.base import Source
@@ -148,7 +149,7 @@ def fix(
     engine = open_engine(options, debug=debugging())  # a missing Ray fails before any work
     # Started first (its TensorFlow import overlaps with loading): a converter crash on one
     # recipe then skips that recipe instead of ending the process.
-    converter = Converter(model)
+    converter = Converter(model, start=not options.resume)
     try:
         source = load_spec(model)
     except BaseException:
@@ -158,6 +159,8 @@ def fix(
     search: _Search | None = None
     try:
         prepared = prepare_data(source, data, True)
+        if options.resume:
+            keep_conversions(converter, model, prepared)
         search_rows, held_rows = _split(prepared.eval_rows, data.seed)
         # A float .tflite's variants are ai-edge-quantizer recipes (repair.variants).
         variants = None if source.convertible else AEQVariants(source, prepared, progress)
