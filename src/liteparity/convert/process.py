@@ -14,25 +14,37 @@ int8-io and uint8-io are the one calibrated model quantized per recipe (``from_c
 and explain, locate and fix get that same calibrated model; with ``--resume`` it is kept in the
 cache for the next run (``keep_calibrated``). A model given as an already loaded ``Source`` (the
 API allows it) cannot be sent to another process and is converted in the caller's.
+
+On an engine with converter workers (Ray: ``Engine.converters``, an actor each), there is no
+local process: ``ahead`` starts the conversions a run's recipes need at once, one per worker
+(the rest wait for a free one), and each recipe's ``convert`` takes its own result, in the
+order asked. The jobs are the same ``ConvertJob``s, so the models are the local ones, byte for
+byte; a worker's crash is its conversion's ``ConversionError``, the others go on.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from liteparity import errors
 from liteparity.convert.converter import calibrates_once, convert, from_calibrated
 from liteparity.convert.recipes import RECIPES, LegacySettings, Recipe
 from liteparity.data.prepare import Calibration
+from liteparity.errors import InternalError, LiteparityError
 from liteparity.reference.base import Source
-from liteparity.runtime.jobs import Job
+from liteparity.runtime.jobs import BaseWorker, Job, Reply
 from liteparity.runtime.worker import Worker
 from liteparity.specs import ModelSpec
 from liteparity.timings import stage
+
+if TYPE_CHECKING:
+    from liteparity.runtime.engine import Engine
 
 #: The model loaded by this converter process (one per run), with the spec it came from.
 _loaded: tuple[ModelSpec, Source] | None = None
@@ -56,6 +68,20 @@ class ConvertJob(Job):
             return f"quantizing {self.recipe}"
         verb = "calibrating" if RECIPES[self.recipe].needs_calibration else "converting"
         return f"{verb} {self.recipe}"
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        """The model file, unless the job quantizes a calibrated model it was given."""
+        path = self.model.model
+        if self.calibrated is not None or not isinstance(path, str | os.PathLike):
+            return ()
+        return (os.fspath(path),)
+
+    def same(self, other: ConvertJob) -> bool:
+        """Whether ``other`` makes the same model (its calibration the same object: arrays
+        do not compare)."""
+        unset = replace(self, calibration=None) == replace(other, calibration=None)
+        return unset and self.calibration is other.calibration
 
     def start(self) -> bytes:
         if self.calibrated is not None:
@@ -99,30 +125,118 @@ class ConverterProcess(Worker):
     log_level = "3"  # the child's stderr is read for a crash's last words: no C++ chatter
 
 
+@dataclass(eq=False)
+class _Ticket:
+    """One conversion in a ``_Pool``: waiting for a worker until ``reply`` is set. Not
+    frozen (it is started later) and compared by identity (its job's arrays do not compare)."""
+
+    job: ConvertJob
+    reply: Reply | None = None
+
+
+class _Pool:
+    """Conversions at once on an engine's converter workers, one job per worker at a time (a
+    crash then costs that conversion alone), the rest started in the order submitted as
+    workers free up; each result taken whenever asked for."""
+
+    def __init__(self, workers: list[BaseWorker]) -> None:
+        self._workers = workers
+        self._free = list(workers)
+        self._waiting: list[_Ticket] = []
+        self._running: dict[_Ticket, BaseWorker] = {}  # in the order started
+
+    def submit(self, job: ConvertJob) -> _Ticket:
+        ticket = _Ticket(job)
+        self._waiting.append(ticket)
+        self._dispatch()
+        return ticket
+
+    def result(self, ticket: _Ticket) -> bytes:
+        """``ticket``'s model, or its ``ConversionError``; while it waits for a worker, the
+        conversions started before it are waited for in turn (their results kept)."""
+        while ticket.reply is None:
+            self._settle(next(iter(self._running)))
+        if ticket in self._running:
+            self._settle(ticket)
+        content: bytes = ticket.reply.get()
+        return content
+
+    def _settle(self, ticket: _Ticket) -> None:
+        """Wait for ``ticket``'s answer; its worker then starts the next waiting job."""
+        if ticket.reply is None:
+            raise InternalError("a conversion was waited for before it started")
+        with contextlib.suppress(LiteparityError):  # kept in the reply, raised when asked for
+            ticket.reply.get()
+        self._free.append(self._running.pop(ticket))
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        while self._waiting and self._free:
+            ticket, worker = self._waiting.pop(0), self._free.pop(0)
+            ticket.reply = worker.start(ticket.job, ticket.job.doing)
+            self._running[ticket] = worker
+
+    def close(self) -> None:
+        """Close every worker: work in flight is dropped (Ray: its actors are killed)."""
+        for worker in self._workers:
+            worker.close()
+        self._free, self._waiting, self._running = list(self._workers), [], {}
+
+
 class Converter:
     """Converts recipes of one model in a converter process: started at construction (so its
     start overlaps the caller's work), reused for every recipe, restarted after a crash.
     Without ``start`` the process starts on the first conversion. Close it (or use it as a
     context manager) when the run ends. For a ``.tflite`` file it starts only when asked to
-    convert."""
+    convert. With an ``engine`` that has converter workers (Ray), conversions run on those
+    instead, several at once (``ahead``), and no local process starts."""
 
-    def __init__(self, model: ModelSpec, *, start: bool = True) -> None:
+    def __init__(
+        self, model: ModelSpec, *, start: bool = True, engine: Engine | None = None
+    ) -> None:
         self._model = model
         self._process: ConverterProcess | None = None
         self._separate = isinstance(model.model, str | os.PathLike)
         #: calibrated models by activation type, with the calibration each was made from
         self._calibrated: dict[str, tuple[Calibration | None, bytes]] = {}
         self._store: tuple[ModelStore, str] | None = None
+        workers = engine.converters() if engine is not None and self._separate else []
+        self._pool = _Pool(workers) if workers else None
+        self._ahead: list[_Ticket] = []  # started by ``ahead``, not yet asked for
         # A .tflite source is quantized by ai-edge-quantizer, never by TF's converter: no
         # process importing TensorFlow (seconds of a core) unless a conversion is asked for.
         tflite = self._separate and str(model.model).lower().endswith(".tflite")
-        if start and self._separate and not tflite:
+        if start and self._separate and not tflite and self._pool is None:
             self._process = ConverterProcess("converter")
 
     def keep_calibrated(self, store: ModelStore, key: str) -> None:
         """Keep the calibrated models in ``store`` under ``key`` (one per calibration set and
         model: ``--resume``), and take them from there when a run already made them."""
         self._store = (store, key)
+
+    def ahead(
+        self,
+        recipes: Sequence[Recipe],
+        calibration: Calibration | None = None,
+        legacy: LegacySettings | None = None,
+    ) -> None:
+        """Start at once, on the engine's converter workers, what ``convert`` will be asked
+        for ``recipes`` (with these settings): a calibration per activation type for the
+        ``calibrates_once`` recipes (unless kept), a conversion for each other recipe. Without
+        converter workers (the local engine, an in-memory model), nothing: each recipe
+        converts when asked, one after another."""
+        if self._pool is None:
+            return
+        calibrating: set[str] = set()
+        for recipe in recipes:
+            if calibrates_once(recipe) and calibration is not None:
+                if recipe.activations in calibrating or self._kept(recipe, calibration):
+                    continue
+                calibrating.add(recipe.activations)
+                job = ConvertJob(self._model, recipe.name, calibration, calibrate_only=True)
+            else:
+                job = self._job(recipe, calibration, legacy)
+            self._ahead.append(self._pool.submit(job))
 
     def convert(
         self,
@@ -147,16 +261,24 @@ class Converter:
         with stage("calibrate" if recipe.needs_calibration else "convert"):
             if not self._separate:  # an in-memory Source: it cannot travel
                 return convert(source, recipe, calibration, legacy)
-            return self._run(ConvertJob(self._model, recipe.name, calibration, legacy))
+            return self._run(self._job(recipe, calibration, legacy))
+
+    def _job(
+        self, recipe: Recipe, calibration: Calibration | None, legacy: LegacySettings | None
+    ) -> ConvertJob:
+        """``recipe``'s conversion with the settings it uses alone: the same conversion asked
+        twice (a float32 recipe, AEQ's float model) is the same job."""
+        return ConvertJob(
+            self._model,
+            recipe.name,
+            calibration if recipe.needs_calibration else None,
+            legacy if recipe.legacy else None,
+        )
 
     def calibrated(self, source: Source, recipe: Recipe, calibration: Calibration | None) -> bytes:
         """The calibrate-only model of ``source`` on ``calibration`` for ``recipe``'s
         activation type: made once per run (and, with ``keep_calibrated``, once per cache)."""
-        kept = self._calibrated.get(recipe.activations)
-        if kept is not None and kept[0] is calibration:
-            return kept[1]
-        key = f"{self._store[1]}/{recipe.activations}" if self._store else ""
-        content = self._store[0].model(key) if self._store else None
+        content = self._kept(recipe, calibration)
         if content is None:
             with stage("calibrate"):
                 if self._separate:
@@ -165,12 +287,32 @@ class Converter:
                 else:
                     content = convert(source, recipe, calibration, calibrate_only=True)
             if self._store:
-                self._store[0].put_model(key, content)
-        self._calibrated[recipe.activations] = (calibration, content)
+                self._store[0].put_model(self._key(recipe), content)
+            self._calibrated[recipe.activations] = (calibration, content)
         return content
 
+    def _kept(self, recipe: Recipe, calibration: Calibration | None) -> bytes | None:
+        """The calibrated model for ``recipe``'s activation type made earlier in this run on
+        ``calibration``, or by an earlier run (``keep_calibrated``); None: none yet."""
+        kept = self._calibrated.get(recipe.activations)
+        if kept is not None and kept[0] is calibration:
+            return kept[1]
+        content = self._store[0].model(self._key(recipe)) if self._store else None
+        if content is not None:
+            self._calibrated[recipe.activations] = (calibration, content)
+        return content
+
+    def _key(self, recipe: Recipe) -> str:
+        return f"{self._store[1]}/{recipe.activations}" if self._store else ""
+
     def _run(self, job: ConvertJob) -> bytes:
-        """``job``'s model from the converter process (restarted after a crash)."""
+        """``job``'s model from the converter workers (the one started ``ahead``, if any),
+        else from the converter process (restarted after a crash)."""
+        if self._pool is not None:
+            started = next((t for t in self._ahead if t.job.same(job)), None)
+            if started is not None:
+                self._ahead.remove(started)
+            return self._pool.result(started or self._pool.submit(job))
         if self._process is None:
             self._process = ConverterProcess("converter")
         try:
@@ -183,10 +325,20 @@ class Converter:
             raise
         return content
 
+    def rest(self) -> None:
+        """The run's planned conversions are done: free the engine's converter workers (Ray:
+        kill their actors, each holding TensorFlow and the model on a node the evaluation's
+        actors now need); a later conversion starts new ones. The local converter process
+        stays: it takes no cluster room, and a restart would import TensorFlow again."""
+        if self._pool is not None:
+            self._pool.close()
+            self._ahead = []
+
     def close(self) -> None:
         if self._process is not None:
             self._process.close()
             self._process = None
+        self.rest()
 
     def __enter__(self) -> Converter:
         return self
