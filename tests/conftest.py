@@ -212,6 +212,25 @@ def keras2_h5(models_dir: Path) -> tuple[Path, np.ndarray]:
     return path, np.load(expected)
 
 
+@pytest.fixture(scope="session")
+def lstm(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A Keras 3 text classifier with a fixed batch of 1: int32 tokens → Embedding → LSTM →
+    Dense. TF 2.21's calibrator segfaults on it."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    tokens = keras.Input((12,), batch_size=1, dtype="int32")
+    x = keras.layers.Embedding(50, 8)(tokens)
+    x = keras.layers.LSTM(8)(x)
+    model = keras.Model(tokens, keras.layers.Dense(3, activation="softmax")(x))
+    folder = tmp_path_factory.mktemp("lstm")
+    model.save(folder / "lstm.keras")
+    rng = np.random.default_rng(0)
+    x_data = rng.integers(0, 50, (40, 12)).astype(np.int32)
+    np.savez(folder / "tokens.npz", x=x_data, y=rng.integers(0, 3, 40))
+    return folder / "lstm.keras", folder / "tokens.npz"
+
+
 def oracle_outputs(path: Path | str, x: np.ndarray) -> np.ndarray:
     """An independent plain loop in the seeds' style: one sample at a time, the input
     quantized and the output dequantized by hand with the tensor's (scale, zero_point)."""

@@ -21,25 +21,6 @@ from liteparity.specs import ModelSpec
 from tests.conftest import Digits, oracle_outputs
 
 
-@pytest.fixture(scope="module")
-def lstm(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A Keras 3 text classifier with a fixed batch of 1: int32 tokens → Embedding → LSTM →
-    Dense. TF 2.21's calibrator segfaults on it."""
-    import keras
-
-    keras.utils.set_random_seed(0)
-    tokens = keras.Input((12,), batch_size=1, dtype="int32")
-    x = keras.layers.Embedding(50, 8)(tokens)
-    x = keras.layers.LSTM(8)(x)
-    model = keras.Model(tokens, keras.layers.Dense(3, activation="softmax")(x))
-    folder = tmp_path_factory.mktemp("lstm")
-    model.save(folder / "lstm.keras")
-    rng = np.random.default_rng(0)
-    x_data = rng.integers(0, 50, (40, 12)).astype(np.int32)
-    np.savez(folder / "tokens.npz", x=x_data, y=rng.integers(0, 3, 40))
-    return folder / "lstm.keras", folder / "tokens.npz"
-
-
 def test_a_real_converter_segfault_is_one_error_row_and_the_json_survives(
     lstm: tuple[Path, Path], tmp_path: Path
 ) -> None:

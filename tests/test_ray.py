@@ -2,11 +2,14 @@
 the same numbers as the local engine whatever the shard count, data files read by the actors
 (never put in the object store by the caller) and a .tflite reference run on the cluster, an
 actor or a node lost mid-run retried elsewhere with the same numbers, closing a busy worker
-cancelling its work, and the sensitivity variants measured on actors with the local errors
-and stopping point (a lost actor's variant measured again, its answered batches fed again)."""
+cancelling its work, the sensitivity variants measured on actors with the local errors
+and stopping point (a lost actor's variant measured again, its answered batches fed again),
+and conversions run on actors several at once with the local bytes, a converter crash
+costing its recipe alone."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import pickle
@@ -427,6 +430,215 @@ def test_fix_on_ray_tries_the_same_models_with_the_same_numbers(
     assert remote.held_out == local.held_out
     assert [f.id for f in remote.after] == [f.id for f in local.after]
     assert remote.engine is not None and remote.engine["nodes"] == 2
+
+
+def test_a_model_file_a_node_cannot_read_is_one_line(cluster: Any, tmp_path: Path) -> None:
+    """A conversion on an actor whose node does not see the model: the line says where
+    model files must be, before any TensorFlow work."""
+    from liteparity.convert.process import ConvertJob
+    from liteparity.runtime.ray_engine import JobActor
+    from liteparity.specs import ModelSpec
+
+    gone = tmp_path / "model.keras"  # as on a node that does not see it
+    status, line = JobActor().call("start", ConvertJob(ModelSpec(gone), "float32"))
+    assert status == "ModelError"
+    assert line.startswith(f"cannot read the model {gone} on node ")
+    assert line.endswith(
+        "--engine ray converts on the actors, so the model file must be on storage every node "
+        "sees, at the same path"
+    )
+
+
+def _ray_converter(model: Path, shards: int) -> Any:
+    from liteparity.convert.process import Converter
+    from liteparity.runtime.engine import open_engine
+    from liteparity.specs import CheckOptions, ModelSpec
+
+    return Converter(
+        ModelSpec(model), engine=open_engine(CheckOptions(engine="ray", shards=shards))
+    )
+
+
+def _no_local_converter(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail the test if a local converter process is started."""
+    from liteparity.convert.process import ConverterProcess
+
+    def refuse(self: Any, name: str) -> None:
+        raise AssertionError("a local converter process was started")
+
+    monkeypatch.setattr(ConverterProcess, "__init__", refuse)
+
+
+def test_closing_the_converter_kills_its_actors_with_conversions_in_flight(
+    cluster: Any, cnn: Path, digits: Digits, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three conversions ahead on 2 shards: two start at once on their own actors, the third
+    waits; closing (what Ctrl-C does on its way out) kills both actors mid-work."""
+    from liteparity.convert.recipes import RECIPES
+    from liteparity.data.prepare import calibration_from
+
+    _no_local_converter(monkeypatch)
+    converter = _ray_converter(cnn, 2)
+    recipes = [RECIPES[n] for n in ("int8", "float32", "float16")]
+    converter.ahead(recipes, calibration_from([[digits.x_cal]]))
+    running = list(converter._pool._running.items())
+    assert [t.job.recipe for t, _ in running] == ["int8", "float32"]
+    assert running[0][0].job.calibrate_only
+    assert [t.job.recipe for t in converter._pool._waiting] == ["float16"]
+    actors = [a for _, worker in running for a in worker._actors]
+    assert len({a._actor_id.hex() for a in actors}) == 2
+    converter.close()
+    for actor in actors:
+        with pytest.raises(ray.exceptions.RayActorError):
+            ray.get(actor.__ray_ready__.remote(), timeout=60)
+
+
+@pytest.fixture(scope="session")
+def local_recipes(check_all: Any, models_dir: Path) -> dict[str, bytes]:
+    """Every recipe of the CNN converted by the local engine (``check_all``'s saved models)."""
+    return {
+        c.name: (models_dir / "recipes" / f"{c.name}.tflite").read_bytes()
+        for c in check_all.candidates
+    }
+
+
+@pytest.mark.slow
+def test_a_converter_actor_killed_mid_calibration_costs_that_recipe_alone(
+    cluster: Any,
+    cnn: Path,
+    digits: Digits,
+    local_recipes: dict[str, bytes],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The calibration's actor killed while it calibrates (20,000 samples): int8 is the local
+    path's one crash line, float32 (converted at once beside it) and float16 (started after
+    the crash, on a new actor) are the local engine's bytes."""
+    from liteparity.convert.recipes import RECIPES
+    from liteparity.data.prepare import calibration_from
+    from liteparity.errors import ConversionError
+    from liteparity.reference.loader import load
+
+    _no_local_converter(monkeypatch)
+    many = np.concatenate([digits.x_cal] * 200)
+    converter = _ray_converter(cnn, 2)
+    source = load(cnn)
+    calibration = calibration_from([[many]])
+    try:
+        converter.ahead([RECIPES["int8"], RECIPES["float32"]], calibration)
+        [calibrating, _] = converter._pool._running.values()
+        doomed = calibrating._actors[0]
+        _kill(doomed)
+        with pytest.raises(ConversionError) as caught:
+            converter.convert(source, RECIPES["int8"], calibration)
+        assert str(caught.value) == "converter crashed (its Ray actor died) while calibrating int8"
+        assert converter.convert(source, RECIPES["float32"]) == local_recipes["float32"]
+        assert converter.convert(source, RECIPES["float16"]) == local_recipes["float16"]
+        assert doomed._actor_id.hex() not in {a._actor_id.hex() for a in calibrating._actors}
+    finally:
+        converter.close()
+        source.close()
+
+
+@pytest.mark.slow
+def test_check_on_ray_converts_every_recipe_on_the_cluster_with_the_local_bytes(
+    cluster: Any,
+    cnn: Path,
+    eval_npz: Path,
+    cal_npz: Path,
+    check_all: Any,
+    local_recipes: dict[str, bytes],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``check_all`` (every recipe and legacy-uint8) on Ray: every model byte for byte the
+    local engine's, in the same order with the same numbers; every conversion ran on an
+    actor, two at once, the int8 recipes from one calibration; no local converter; the
+    converter actors gone before the evaluation starts."""
+    from liteparity.convert.process import _Pool
+    from liteparity.runtime.ray_engine import RayConverter
+
+    _no_local_converter(monkeypatch)
+    started: list[str] = []
+    real_start = RayConverter.start
+
+    actors: dict[str, Any] = {}
+
+    def spy_start(self: RayConverter, job: Any, doing: str | None = None) -> Any:
+        started.append(f"{job.doing}{' (calibrate only)' if job.calibrate_only else ''}")
+        reply = real_start(self, job, doing)
+        actors.update((a._actor_id.hex(), a) for a in self._actors)
+        return reply
+
+    alive: list[str] = []  # converter actors that answer once the evaluation started
+
+    def when_evaluating(stage: str, done: int, total: int) -> None:
+        if stage.startswith("evaluating") and done == 0:
+            for key, actor in actors.items():
+                with contextlib.suppress(ray.exceptions.RayActorError):
+                    ray.get(actor.__ray_ready__.remote(), timeout=60)
+                    alive.append(key)
+
+    in_flight: list[int] = []
+    real_dispatch = _Pool._dispatch
+
+    def spy_dispatch(self: _Pool) -> None:
+        real_dispatch(self)
+        in_flight.append(len(self._running))
+
+    monkeypatch.setattr(RayConverter, "start", spy_start)
+    monkeypatch.setattr(_Pool, "_dispatch", spy_dispatch)
+    remote = liteparity.check(
+        cnn,
+        data=eval_npz,
+        calibration_data=cal_npz,
+        recipes=["all", "legacy-uint8"],
+        legacy=liteparity.LegacySettings(0.0, 255.0, (0.0, 6.0)),
+        save_dir=tmp_path,
+        progress=when_evaluating,
+        **_engine(2),
+    )
+    assert len(actors) == 2 and alive == []
+    assert [c.name for c in remote.candidates] == list(local_recipes)
+    for name, content in local_recipes.items():
+        assert (tmp_path / f"{name}.tflite").read_bytes() == content, name
+    assert remote.reference == check_all.reference
+    for a, b in zip(check_all.candidates, remote.candidates, strict=True):
+        _same({**a.to_dict(), "path": None}, {**b.to_dict(), "path": None})  # saved apart
+    assert sorted(started) == sorted(
+        [
+            "converting float32",
+            "converting float16",
+            "converting dynamic",
+            "calibrating int8 (calibrate only)",
+            "calibrating int16x8",
+            "converting legacy-uint8",
+            "quantizing int8",
+            "quantizing int8-io",
+            "quantizing uint8-io",
+        ]
+    )
+    assert max(in_flight) == 2
+
+
+@pytest.mark.slow
+def test_a_real_converter_segfault_on_an_actor_costs_that_recipe_alone(
+    cluster: Any, lstm: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """TF 2.21's calibrator segfaults on the LSTM (its actor dies): int8 is one crash line;
+    float32, converted on the other actor meanwhile, is the local engine's model, measured
+    alike."""
+    model, data = lstm
+    kwargs: dict[str, Any] = {"data": data, "calibration_data": data}
+    local = liteparity.check(model, recipes=["float32"], save_dir=tmp_path / "local", **kwargs)
+    remote = liteparity.check(
+        model, recipes=["int8", "float32"], save_dir=tmp_path / "ray", **kwargs, **_engine(2)
+    )
+    int8, float32 = remote.candidates
+    assert int8.error == "converter crashed (its Ray actor died) while calibrating int8"
+    assert float32.error is None
+    saved = [(tmp_path / where / "float32.tflite").read_bytes() for where in ("local", "ray")]
+    assert saved[0] == saved[1]
+    _same({**local.candidates[0].to_dict(), "path": None}, {**float32.to_dict(), "path": None})
 
 
 def _no_idle_actors() -> None:

@@ -120,7 +120,8 @@ Shards = Annotated[
     int | None,
     typer.Option(
         rich_help_panel=ENGINE,
-        help="--engine ray: actors sharing each model's rows (default: one per cluster CPU).",
+        help="--engine ray: actors sharing each model's rows, conversions at once "
+        "(default: one per cluster CPU).",
     ),
 ]
 

@@ -5,7 +5,8 @@ is prepared once and calibrated once (from the run's calibration batches) whatev
 of recipes, and every AEQ result is loaded in a worker process before it is kept (a model
 LiteRT refuses, or crashes on, is one ``ConversionError`` line). The float model AEQ starts
 from is the ``.tflite`` source itself, or a TensorFlow source's float32 conversion; a result
-keeps the source's interface (a signature added for AEQ is removed again).
+keeps the source's interface (a signature added for AEQ is removed again). ``ahead`` starts
+every TF conversion the run's recipes need at once where the engine can (Ray).
 """
 
 from __future__ import annotations
@@ -44,6 +45,17 @@ class Producer:
         self._calibration, self._batches, self._legacy = calibration, batches, legacy
         self._progress, self._check = progress, check
         self._quantizer: TFLiteQuantizer | None = None
+
+    def ahead(self, recipes: Sequence[Recipe]) -> None:
+        """Start the TF converter's work for ``recipes`` (AEQ's float model too, for a
+        TensorFlow source) on the run's converter workers at once, where the engine has them
+        (``Converter.ahead``); ``make`` then takes each result."""
+        if self._converter is None:
+            return
+        converted = [r for r in recipes if r.engine == "tf" and not r.needs_training]
+        if any(r.engine == "aeq" for r in recipes) and not isinstance(self.source, TFLiteSource):
+            converted.append(RECIPES["float32"])
+        self._converter.ahead(converted, self._calibration, self._legacy)
 
     def make(self, recipe: Recipe, float_ops: Sequence[str] = ()) -> bytes:
         """``recipe``'s model; ``ConversionError`` (one line) when it cannot be made or run.

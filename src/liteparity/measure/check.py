@@ -93,7 +93,9 @@ def _run(
     candidates = list(options.candidates)
     # Started first: its TensorFlow import overlaps with loading the model and the data (with
     # ``resume``, only when a model is not in the cache).
-    converter = Converter(model, start=_converts(model, options) and not options.resume)
+    converter = Converter(
+        model, start=_converts(model, options) and not options.resume, engine=engine
+    )
     try:
         with stage("load"):
             source = load_spec(model)
@@ -140,6 +142,7 @@ def _run(
             trained,
             options.qat_epochs,
         )
+        converter.rest()  # Ray: the converter actors leave room for the evaluation's
         limit = options.memory_limit  # bytes: ``CheckOptions`` read the text
         batching = Batching(options.batch_size, int(limit) if limit is not None else None)
         run_on = _Measured(
@@ -234,11 +237,15 @@ def _convert_all(
     trained: tuple[np.ndarray, np.ndarray] | None = None,
     epochs: int = 1,
 ) -> list[Candidate]:
+    """Every recipe's candidate, in order (an error or not-applicable row for a recipe that
+    fails); the conversions not in the cache start at once first where the engine can."""
+    keys = {r.name: resumed.model_key(f"{r.name}/{epochs}") if resumed else "" for r in chosen}
+    cached = {r.name: resumed.cache.model(keys[r.name]) for r in chosen} if resumed else {}
+    producer.ahead([r for r in chosen if cached.get(r.name) is None])
     out = []
     for done, recipe in enumerate(chosen):
         progress(f"converting {recipe.name}", done, len(chosen))
-        key = resumed.model_key(f"{recipe.name}/{epochs}") if resumed else ""
-        content = resumed.cache.model(key) if resumed else None
+        key, content = keys[recipe.name], cached.get(recipe.name)
         if content is None:
             try:
                 if recipe.needs_training:

@@ -147,9 +147,10 @@ def fix(
     budget = Budget(options.max_drop, options.min_agreement, options.budget_outputs)
     progress = progress or no_progress
     engine = open_engine(options, debug=debugging())  # a missing Ray fails before any work
-    # Started first (its TensorFlow import overlaps with loading): a converter crash on one
-    # recipe then skips that recipe instead of ending the process.
-    converter = Converter(model, start=not options.resume)
+    # Started first (its TensorFlow import overlaps with loading; with ``resume``, only once a
+    # model is missing from the cache): a converter crash on one recipe then skips that recipe
+    # instead of ending the process. Ray: the conversions run on the cluster instead.
+    converter = Converter(model, start=not options.resume, engine=engine)
     try:
         source = load_spec(model)
     except BaseException:
@@ -165,6 +166,7 @@ def fix(
         # A float .tflite's variants are ai-edge-quantizer recipes (repair.variants).
         variants = None if source.convertible else AEQVariants(source, prepared, progress)
         search = _Search(converter, source, prepared, variants, budget, progress, engine)
+        search.ahead(options.integer_only)
         search.start(worker, search_rows)
         search.plain(options.integer_only)
         converter.close()  # every conversion is done: free its process (it holds the model)
@@ -213,6 +215,14 @@ class _Search:
         self.calibrated: bytes | None = None
         self.order: list[int] = []
         self.bench: _Bench | None = None
+
+    def ahead(self, integer_only: bool) -> None:
+        """Start the conversions ``start`` and ``plain`` ask for at once, where the engine
+        can (Ray: ``Converter.ahead``)."""
+        if self.variants is None:
+            names = INTEGER_RECIPES if integer_only else PLAIN_RECIPES
+            recipes = [RECIPES[n] for n in names if n in RECIPES]  # int8-per-tensor: requantized
+            self.converter.ahead(recipes, self.prepared.calibration)
 
     def start(self, worker: BaseWorker, rows: np.ndarray) -> None:
         """Calibrate once (TF sources), learn the model's input order, cache the references."""

@@ -1,7 +1,8 @@
 """Engines: where the models of an evaluation run. ``local`` (a worker process per model on
 this machine, batches in shared memory) or ``ray`` (``runtime.ray_engine``: actors on a Ray
-cluster, each model's batches spread over several actors). The evaluation loop and ``fix``
-ask an engine for workers and for batches; the numbers do not depend on which one runs them,
+cluster, each model's batches spread over several actors, several conversions at once). The
+evaluation loop and ``fix`` ask an engine for workers and for batches, the converter for
+conversion workers; the numbers do not depend on which one runs them,
 because every batch is the same and the statistics are folded in the caller, in order.
 """
 
@@ -51,6 +52,12 @@ class Engine(Protocol):
         variants: job k goes to worker k mod len(pool))."""
         ...
 
+    def converters(self) -> list[BaseWorker]:
+        """Workers for the run's conversions, run at once (a job each at a time; a lost one
+        is its conversion's ``ConversionError``). Empty: the engine converts in the calling
+        machine's one converter process (``convert.process``), a recipe after another."""
+        ...
+
     def batches(self, binding: Binding | None = None, held: int | None = None) -> Batches:
         """A store for batches; with ``binding``, one whose workers may read its rows where
         the data lives (``put_rows``). ``held``: batches the caller keeps in use at once
@@ -86,6 +93,11 @@ class LocalEngine:
         """A process per core (at most ``POOL_MAX``)."""
         cores = max(1, min(os.cpu_count() or 1, POOL_MAX))
         return [Worker(f"{name} {i}") for i in range(cores)]
+
+    def converters(self) -> list[BaseWorker]:
+        """None: conversions run in the one local converter process (a TensorFlow process
+        takes ~1.5 GB; two at once would only share the same cores)."""
+        return []
 
     def batches(self, binding: Binding | None = None, held: int | None = None) -> Batches:
         """Shared memory on this machine: the caller reads the rows once, every worker maps

@@ -72,6 +72,12 @@ class Job:
     #: copy that got the first batch for the result.
     independent_feeds = False
 
+    @property
+    def files(self) -> tuple[str, ...]:
+        """Files the job reads where it runs (a model it loads by path): an engine that runs
+        it on another machine checks there that it can read them."""
+        return ()
+
     def start(self) -> Any:
         raise NotImplementedError
 

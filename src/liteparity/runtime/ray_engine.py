@@ -25,6 +25,14 @@ and come back to the caller, which folds them with the candidates' in order. A K
 SavedModel or frozen-graph reference runs in the calling process (TensorFlow is there
 already; the actors only need LiteRT).
 
+Conversions: ``converters`` gives workers for the run's TF conversions (``RayConverter``, one
+actor each, which imports TensorFlow itself), so that ``convert.process.Converter`` runs
+several recipes' conversions at once. A model file is read by the actor, from the same path:
+a node that cannot read it says so (``JobActor``). A lost converter actor is its recipe's
+``ConversionError``, not retried (the converter that segfaults on a model does so on every
+node), and converter actors are killed once the run's conversions are done (each holds
+TensorFlow and the model).
+
 Faults: when an actor dies (its node lost, its process killed) its batches in flight go to a
 new actor, scheduled wherever the cluster has room, which starts the same job first (a job
 that adds its batches up on one actor, a sensitivity variant or tensor statistics, is fed
@@ -39,6 +47,7 @@ the engine (``describe``'s ``retried``): the reference's have no candidate to ca
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
@@ -50,9 +59,11 @@ import numpy as np
 from liteparity import errors
 from liteparity.data.binding import Binding
 from liteparity.errors import (
+    ConversionError,
     InternalError,
     InterpreterError,
     LiteparityError,
+    ModelError,
     UnreadableData,
     UsageError,
     first_line,
@@ -121,7 +132,9 @@ class JobActor:
     """What a Ray actor runs: a ``JobHost``; a job's error travels as (class name, line).
     Rows named by a batch are read here with the binding's own ``take`` (the dtype casts,
     reshapes and NaN check the caller would apply), then put in the model's input order
-    and cut to ``head_rows``, as ``SharedInputs.select``/``head`` do for a local worker."""
+    and cut to ``head_rows``, as ``SharedInputs.select``/``head`` do for a local worker. A
+    job that reads files (``Job.files``: a model to convert) starts only if they are readable
+    on this node."""
 
     def __init__(self) -> None:
         self._host = JobHost()
@@ -130,6 +143,10 @@ class JobActor:
         self._data: tuple[str, Binding] | None = None
 
     def call(self, verb: str, payload: Any) -> tuple[str, Any]:
+        if verb == "start":
+            unreadable = [path for path in payload.files if not os.access(path, os.R_OK)]
+            if unreadable:
+                return ModelError.__name__, self._unreadable_model(unreadable[0])
         if isinstance(payload, RayInputs):
             try:
                 payload = self._arrays(payload)
@@ -159,6 +176,14 @@ class JobActor:
             f"cannot read the data on node {node} ({first_line(exc)}): --engine ray reads "
             "data files on the actors, so they must be on storage every node sees, at the "
             "same path"
+        )
+
+    @staticmethod
+    def _unreadable_model(path: str) -> str:
+        node = _ray().util.get_node_ip_address()
+        return (
+            f"cannot read the model {path} on node {node}: --engine ray converts on the "
+            "actors, so the model file must be on storage every node sees, at the same path"
         )
 
 
@@ -220,6 +245,11 @@ class RayEngine:
         """``shards`` workers of one actor each: as many independent jobs at once as one
         model's batches get actors (a job spread over shards would take shards² actors)."""
         return [RayWorker(f"{name} {i}", self, shards=1) for i in range(self.shards)]
+
+    def converters(self) -> list[BaseWorker]:
+        """``shards`` conversion workers: as many conversions at once as the cluster has CPUs
+        (or ``--shards``), each on its own actor, created when it starts a job."""
+        return [RayConverter(f"converter {i}", self) for i in range(self.shards)]
 
     def batches(self, binding: Binding | None = None, held: int | None = None) -> _Batches:
         """With a binding whose columns are files (``Binding.portable``), the actors read
@@ -392,3 +422,32 @@ class RayWorker(BaseWorker):
         self._actors, self._sent, self._job, self._job_ref = [], deque(), None, None
         self._feeds = []
         self._waiting.clear()
+
+
+class RayConverter(RayWorker):
+    """A worker for conversions (``convert.process.ConvertJob``) on one actor, which imports
+    TensorFlow and loads the model itself. A lost actor is its conversion's crash, as a
+    crash of the local converter process is: that recipe's one ``ConversionError`` line, not
+    retried (a converter that segfaults on a model segfaults on every node); the next job
+    gets a new actor. Its actors are killed when it closes, never kept idle: each holds
+    TensorFlow and the model (~1.5 GB), which no interpreter job needs."""
+
+    kind = "converter"
+
+    def __init__(self, name: str, engine: RayEngine) -> None:
+        super().__init__(name, engine, shards=1)
+
+    def _answer(self, sent: _Sent, i: int, doing: str) -> tuple[str, Any]:
+        try:
+            answer: tuple[str, Any] = self._ray.get(sent.refs[i])
+        except self._lost:  # Ray cannot tell a segfault from a kill: the actor died
+            self._engine.release(self._actors.pop(), idle=False)
+            line = f"{self.kind} crashed (its Ray actor died) while {doing}"
+            return ConversionError.__name__, line
+        return answer
+
+    def close(self) -> None:
+        for actor in self._actors:
+            self._engine.release(actor, idle=False)
+        self._actors = []
+        super().close()
