@@ -42,7 +42,8 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # real_models
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.shared_models
 
 
 def _model(name: str, samples: int | None) -> tuple[Path, np.ndarray, Any, np.ndarray]:
