@@ -116,6 +116,7 @@ def test_quantization_aware_route_refuses_keras3(cnn: Path, digits: Digits) -> N
         fix(cnn, data=(digits.x_eval, digits.y_eval), qat_epochs=1)
 
 
+@pytest.mark.slow  # ~45 s (trains QAT): the CI run stays under 25 minutes
 def test_compare_qat_gives_both_distributions(digits: Digits, keras2_h5, models_dir: Path) -> None:
     """Seed 003's comparison on a real tf_keras model, through the CLI."""
     import json
