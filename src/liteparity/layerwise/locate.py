@@ -30,12 +30,12 @@ from liteparity.layerwise.probe import LayerStats, ProbeLayers, Target
 from liteparity.layerwise.sensitivity import LayerSensitivity, SensitivityRun, layer_sensitivity
 from liteparity.measure.evaluate import input_order
 from liteparity.measure.resume import (
-    Cache,
-    cache_dir,
     file_fingerprint,
     fingerprint,
     keep_conversions,
+    model_file,
     rows_fingerprint,
+    runs_cache,
     versions,
 )
 from liteparity.measure.stats import ErrorStats
@@ -167,17 +167,15 @@ class _Kept:
 
     def __init__(self, model: ModelSpec, file_key: str) -> None:
         self.model, self.file_key = model, file_key
-        self.cache = Cache(cache_dir() / "runs")
+        self.cache = runs_cache()
         settings = (model.inputs, model.outputs, model.input_shapes, model.unsafe)
         self.facts_key = fingerprint(file_key, settings, versions(), "facts")
 
     @classmethod
     def open(cls, model: ModelSpec) -> _Kept | None:
         """None for a model with nothing stable to key on (an in-memory ``Source``)."""
-        path = model.model
-        if not isinstance(path, str | os.PathLike) or not Path(path).exists():
-            return None
-        return cls(model, file_fingerprint(Path(path)))
+        path = model_file(model)
+        return cls(model, file_fingerprint(path)) if path is not None else None
 
     def facts(self, describe: Callable[[], SourceFacts]) -> SourceFacts:
         stored = self.cache.result(self.facts_key)
@@ -236,18 +234,15 @@ def _models(
             f"locate cannot build recipe {recipe!r}: give an int8, int8-io, uint8-io, "
             "int16x8, dynamic, float16 or aeq:<name> recipe, or --candidate FILE.tflite"
         )
-    if candidate is not None:
-        prepared = prepare_data(source, data, False)
-        if kept:
-            keep_conversions(converter, kept.model, prepared, kept.file_key)
-        progress("converting", 0, 1)
-        twin = _float_twin(source, converter)
-        return prepared, read_tflite(candidate), f"tflite:{Path(candidate).name}", twin, None
-    chosen = resolve([recipe], source, None)[0]
-    prepared = prepare_data(source, data, chosen.needs_calibration)
+    chosen = resolve([recipe], source, None)[0] if candidate is None else None
+    prepared = prepare_data(source, data, chosen is not None and chosen.needs_calibration)
     if kept:
         keep_conversions(converter, kept.model, prepared, kept.file_key)
     progress("converting", 0, 1)
+    if chosen is None:
+        assert candidate is not None
+        twin = _float_twin(source, converter)
+        return prepared, read_tflite(candidate), f"tflite:{Path(candidate).name}", twin, None
     quant, twin, calibrated = _build(source, chosen, prepared, progress, converter)
     return prepared, quant, recipe, twin, calibrated
 

@@ -166,7 +166,7 @@ class _Resume:
         labels = fingerprint(*(part for name, y in per_output for part in (name, y[rows])))
         kinds = sorted((name, repr(kind)) for name, kind in measures.kinds.items())
         return cls(
-            Cache(cache_dir() / "runs"),
+            runs_cache(),
             conversion_key(model, prepared, spec, legacy),
             fingerprint(model, data, labels, kinds, versions()),
             reuse_results=measures.user is None,
@@ -242,11 +242,25 @@ def keep_conversions(
     """Have ``converter`` keep its models in the cache (``--resume``) for the model file
     ``spec`` names (fingerprinted here unless ``file_key`` is given); nothing for a model
     with nothing stable to key on (an in-memory ``Source``)."""
+    path = model_file(spec)
+    if path is None:
+        return
+    key = conversion_key(file_key or file_fingerprint(path), prepared, spec)
+    converter.keep(runs_cache(), key)
+
+
+def model_file(spec: ModelSpec) -> Path | None:
+    """The model file (or SavedModel directory) ``spec`` names; None for what has nothing
+    stable to key a cache entry on (an in-memory ``Source``, a path that does not exist)."""
     path = spec.model
     if not isinstance(path, str | os.PathLike) or not Path(path).exists():
-        return
-    key = conversion_key(file_key or file_fingerprint(Path(path)), prepared, spec)
-    converter.keep(Cache(cache_dir() / "runs"), key)
+        return None
+    return Path(path)
+
+
+def runs_cache() -> Cache:
+    """The cache every command's ``--resume`` reads and writes."""
+    return Cache(cache_dir() / "runs")
 
 
 def cache_dir() -> Path:
