@@ -78,6 +78,7 @@ def test_qat_converted_directly_keeps_its_learned_ranges(qat_models, digits: Dig
     assert {f.id for f in row.findings} <= {"sensitive-layer"}
 
 
+@pytest.mark.slow  # ~45 s: keeps CI under 25 minutes (QAT stays in CI: the fake-quant tests)
 def test_weights_copied_into_the_float_model_and_recalibrated_is_a_qat_mismatch(
     qat_models, digits: Digits, tmp_path: Path
 ) -> None:

@@ -14,6 +14,7 @@ from liteparity.reference.loader import load
 from tests.conftest import Digits
 
 
+@pytest.mark.slow  # ~50 s (a tf_keras child): keeps the CI run under 25 minutes
 def test_keras2_h5_runs_through_tf_keras_without_switching_our_keras(keras2_h5) -> None:
     from sklearn.datasets import load_digits
 
@@ -264,6 +265,7 @@ def test_graph_with_batch_one_baked_in_runs_sample_by_sample(
     assert int8.agreement > 0.95
 
 
+@pytest.mark.slow  # ~28 s: LSTMs stay in CI through the token-id matrix test
 def test_recurrent_model_with_free_batch(lstm_pair, digits: Digits) -> None:
     """Keras 3 LSTMs with a free batch size convert to float only with a fixed batch (done
     for the user); calibrated recipes fail with a clear reason and a fix, not a crash."""

@@ -141,6 +141,7 @@ def test_cli_groups_build_the_same_specs_as_the_keywords() -> None:
     )
 
 
+@pytest.mark.slow  # two conversions (~30 s): keeps the CI run under 25 minutes
 def test_check_with_specs_equals_check_with_keywords(cnn: Path, eval_npz: Path) -> None:
     by_keywords = liteparity.check(cnn, data=eval_npz, recipes=["float32"], max_samples=64)
     by_specs = liteparity.check(

@@ -134,6 +134,7 @@ def test_demo_trains_once_and_checks_every_recipe(tmp_path: Path, monkeypatch) -
     assert (tmp_path / "demo" / "mnist_cnn.keras").exists()
 
 
+@pytest.mark.slow  # ~30 s: fix stays in CI through tests/test_fix*.py and the held-out CLI test
 def test_fix_writes_the_model_and_exits_by_budget(
     cnn: Path, eval_npz: Path, cal_npz: Path, tmp_path: Path
 ) -> None:

@@ -129,7 +129,14 @@ def _files(root: Path) -> set[Path]:
     return {p for p in root.rglob("*")}
 
 
-@pytest.mark.parametrize(("case", "args", "message"), CASES, ids=[c[0] for c in CASES])
+#: Cases over ~30 s (a conversion before the data fails): run with the slow tests.
+SLOW = {"text file named .png"}
+
+
+@pytest.mark.parametrize(
+    ("case", "args", "message"),
+    [pytest.param(*c, id=c[0], marks=[pytest.mark.slow] if c[0] in SLOW else []) for c in CASES],
+)
 def test_hostile_input_is_one_line_exit_2_nothing_left_no_code_run(
     hostile: dict[str, Path],
     cnn: Path,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -49,8 +50,8 @@ from liteparity.results.check import (
 )
 from liteparity.results.fix import Budget, FixResult, Trial
 from liteparity.runtime.engine import Engine, open_engine
-from liteparity.runtime.jobs import BaseWorker
-from liteparity.runtime.model_jobs import RunModel
+from liteparity.runtime.jobs import BaseWorker, Reply
+from liteparity.runtime.model_jobs import ModelInfo, RunModel
 from liteparity.specs import DataSpec, EngineOptions, FixOptions, ModelSpec, from_keywords
 
 #: Recipes tried as they are, smallest first; ``int8-per-tensor`` is int8 with one weight
@@ -66,9 +67,13 @@ SEARCH_SHARE = 0.5
 
 class _Bench:
     """Measures candidate models on fixed, in-memory batches against cached references, on
-    the run's engine (with Ray, each trial's batches spread over the cluster's actors): every
-    output matched by name and measured on its own (``measure.outputs``), so the budget reads
-    each budgeted output's drop and agreement, as ``check``'s exit code does."""
+    the run's engine: every output matched by name and measured on its own
+    (``measure.outputs``), so the budget reads each budgeted output's drop and agreement, as
+    ``check``'s exit code does. One model (``measure``: a step of the search) runs on the
+    bench's worker, its batches spread over the engine (Ray: ``shards`` actors); independent
+    models (``measure_all``: the plain recipes) run together, a model per worker of the
+    engine's pool. Either way every batch is put in the engine's store once for every model
+    measured with it, and the outputs are folded here in batch order: the same numbers."""
 
     def __init__(
         self,
@@ -91,24 +96,108 @@ class _Bench:
         self.reference_metric = task.baseline
 
     def measure(self, content: bytes) -> dict[str, Any]:
-        try:
-            return self._measure(content)
-        except InterpreterError:  # a crashed worker cannot measure the next model: renew it
+        """One model's numbers; its ``InterpreterError`` if it cannot run (the bench's worker
+        is then renewed: a crashed one cannot measure the next model)."""
+        [measured] = self._together([content], [self.worker])
+        if isinstance(measured, InterpreterError):
             self.worker.close()
             self.worker = self.engine.worker("fix")
-            raise
+            raise measured
+        return measured
 
-    def _measure(self, content: bytes) -> dict[str, Any]:
-        info = self.worker.start(RunModel(content, latency=True)).get()
+    def measure_all(self, contents: Sequence[bytes]) -> list[dict[str, Any] | InterpreterError]:
+        """Each model's numbers (or its ``InterpreterError``), as many measured at once as the
+        engine's pool has workers (a process per core locally, ``shards`` actors on Ray)."""
+        measured: list[dict[str, Any] | InterpreterError] = []
+        pool = self.engine.pool("fix")
+        try:
+            for at in range(0, len(contents), len(pool)):
+                wave = self._together(contents[at : at + len(pool)], pool)
+                measured += wave
+                if any(isinstance(m, InterpreterError) for m in wave):  # a crashed worker
+                    for worker in pool:  # cannot measure the next model: renew them
+                        worker.close()
+                    pool = self.engine.pool("fix")
+        finally:
+            for worker in pool:
+                worker.close()
+        return measured
+
+    def _together(
+        self, contents: Sequence[bytes], workers: Sequence[BaseWorker]
+    ) -> list[dict[str, Any] | InterpreterError]:
+        """``contents[k]`` measured on ``workers[k]``, all at once: each batch is put in the
+        engine's store once and fed to every model, up to ``engine.ahead`` batches beyond
+        the one folded next. Each latency is timed after every batch is done, one model
+        after another (``result``), so that it is one model's alone, not that of models
+        sharing cores."""
+        failed: dict[int, InterpreterError] = {}
+        measured: dict[int, tuple[OutputsAccumulator, list[int]]] = {}
+        workers = workers[: len(contents)]  # a last wave may have fewer models than workers
+        starts = [
+            w.start(RunModel(c, latency=True)) for w, c in zip(workers, contents, strict=True)
+        ]
+        for k, reply in enumerate(starts):
+            try:
+                measured[k] = self._accumulator(reply.get())
+            except InterpreterError as exc:
+                failed[k] = exc
+        pending: deque[tuple[int, dict[int, Reply]]] = deque()
+
+        def fold() -> None:
+            b, replies = pending.popleft()
+            for k, reply in replies.items():
+                try:
+                    out = reply.get()
+                except InterpreterError as exc:
+                    failed.setdefault(k, exc)
+                    continue
+                if k not in failed:
+                    accumulator, outputs_order = measured[k]
+                    y, ref = self.labels[b], self.references[b]
+                    accumulator.update(ref, [out[j] for j in outputs_order], y)
+
+        store = self.engine.batches(held=self.engine.ahead + 1)
+        try:
+            for b, inputs in enumerate(self.batches):
+                batch = store.put([inputs[i] for i in self.order])
+                replies = {}
+                for k in sorted(measured.keys() - failed.keys()):
+                    try:
+                        replies[k] = workers[k].feed(batch)
+                    except InterpreterError as exc:  # its process is gone
+                        failed[k] = exc
+                pending.append((b, replies))
+                if len(pending) > self.engine.ahead:
+                    fold()
+            while pending:
+                fold()
+        finally:
+            store.close()
+        latencies: dict[int, float] = {}
+        for k in sorted(measured.keys() - failed.keys()):
+            try:
+                latencies[k] = workers[k].result().get().latency_ms  # of the first sample
+            except InterpreterError as exc:
+                failed[k] = exc
+        return [
+            failed[k] if k in failed else self._numbers(measured[k][0], latencies[k], content)
+            for k, content in enumerate(contents)
+        ]
+
+    def _accumulator(self, info: ModelInfo) -> tuple[OutputsAccumulator, list[int]]:
+        """What folds a model's outputs (matched to the reference's by name), and the order
+        its outputs are taken in."""
         names = self.io.output_names
         outputs_order, _ = output_order(names, [o.name for o in info.outputs])
         matched = [info.outputs[k].name for k in outputs_order]
         reach = [info.output_ranges[k] for k in outputs_order] if info.output_ranges else []
-        measured = OutputsAccumulator.create(names, matched, Measures(), reach)
-        ordered = ([inputs[i] for i in self.order] for inputs in self.batches)
-        values = self.engine.stream(self.worker, ordered)
-        for out, y, ref in zip(values, self.labels, self.references, strict=True):
-            measured.update(ref, [out[k] for k in outputs_order], y)
+        return OutputsAccumulator.create(names, matched, Measures(), reach), outputs_order
+
+    def _numbers(
+        self, measured: OutputsAccumulator, latency_ms: float, content: bytes
+    ) -> dict[str, Any]:
+        """A model's numbers against the budget."""
         outputs = measured.results()
         budget = self.budget
         chosen = budgeted(outputs, budget.outputs)
@@ -123,7 +212,7 @@ class _Bench:
             "broken": output_breaks(
                 outputs, budget.max_drop, budget.min_agreement, budget.outputs, lost
             ),
-            "latency_ms": self.worker.result().get().latency_ms,  # of the first sample fed
+            "latency_ms": latency_ms,
             "size_bytes": len(content),
         }
 
@@ -263,7 +352,10 @@ class _Search:
         return self.bench
 
     def trial(self, recipe: str, content: bytes, keep: Sequence[str] = ()) -> Trial:
-        m = self._bench().measure(content)
+        """Measure one model (a step of the search) and keep it as a trial."""
+        return self._keep(recipe, content, keep, self._bench().measure(content))
+
+    def _keep(self, recipe: str, content: bytes, keep: Sequence[str], m: dict[str, Any]) -> Trial:
         t = Trial(
             recipe,
             tuple(keep),
@@ -280,26 +372,33 @@ class _Search:
         return t
 
     def plain(self, integer_only: bool) -> None:
-        """Every whole-model recipe the model takes."""
+        """Every whole-model recipe the model takes: made first (Ray: converted several at
+        once), then measured together (``_Bench.measure_all``), kept in the recipes' order."""
         variants = self.variants
         names = INTEGER_RECIPES if integer_only else PLAIN_RECIPES
+        made: dict[str, bytes] = {}
         for name in variants.names(integer_only) if variants else names:
             if name in self.skipped:
                 continue
             try:
                 if variants is not None:
-                    content = variants.plain(name)
+                    made[name] = variants.plain(name)
                 elif name.startswith("int8"):
-                    if self.calibrated is None:
-                        continue
-                    content = requantize(self.calibrated, per_channel=name == "int8")
+                    if self.calibrated is not None:
+                        made[name] = requantize(self.calibrated, per_channel=name == "int8")
                 else:
-                    content = self.converter.convert(
+                    made[name] = self.converter.convert(
                         self.source, RECIPES[name], self.prepared.calibration
                     )
-                self.trial(name, content)
             except (ConversionError, InterpreterError) as exc:  # the model cannot take it
                 self.skipped[name] = str(exc)
+        self.progress(f"measuring {len(made)} recipes together", 0, len(made))
+        measured = self._bench().measure_all(list(made.values()))
+        for (name, content), m in zip(made.items(), measured, strict=True):
+            if isinstance(m, InterpreterError):  # the model cannot run it
+                self.skipped[name] = str(m)
+            else:
+                self._keep(name, content, (), m)
 
     def qat(self, epochs: int, rows: np.ndarray) -> None:
         """Quantization-aware fine-tuning on the labelled search rows, when asked for."""

@@ -131,4 +131,8 @@ def check_table(result: CheckResult) -> Any:
     ]
     below += [Text(f"data: {w}", "yellow") for w in result.data.get("warnings", ())]
     below += [Text(f"{c.name}: {w}", "yellow") for c in result.candidates for w in c.warnings]
+    # a Ray retry no candidate carries: the reference's batches, a conversion
+    told = {w for c in result.candidates for w in c.warnings}
+    retried = (result.engine or {}).get("retried", ())
+    below += [Text(f"engine: {line}", "yellow") for line in retried if line not in told]
     return Group(table, *below) if below else table

@@ -9,7 +9,7 @@ because every batch is the same and the statistics are folded in the caller, in 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -64,10 +64,6 @@ class Engine(Protocol):
         (default ``ahead + 1``); ``put`` fills them in turn."""
         ...
 
-    def stream(self, worker: BaseWorker, batches: Iterable[Sequence[np.ndarray]]) -> Iterator[Any]:
-        """Each batch's value from ``worker``'s running job, in order (batches of arrays)."""
-        ...
-
     def describe(self, rows: int, batch_rows: int) -> dict[str, Any]:
         """What the JSON records about the run's engine: where it ran, whether the workers
         read the data themselves (``data``: ``actors``) or got it from the caller
@@ -103,12 +99,6 @@ class LocalEngine:
         """Shared memory on this machine: the caller reads the rows once, every worker maps
         them in place (cheaper than each worker reading the files)."""
         return SharedSlots(held or self.ahead + 1)
-
-    def stream(self, worker: BaseWorker, batches: Iterable[Sequence[np.ndarray]]) -> Iterator[Any]:
-        """One batch at a time: two large arrays crossing in a process's socket would wait
-        for each other forever."""
-        for batch in batches:
-            yield worker.feed(batch).get()
 
     def describe(self, rows: int, batch_rows: int) -> dict[str, Any]:
         return {

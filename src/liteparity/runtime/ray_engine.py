@@ -28,9 +28,10 @@ already; the actors only need LiteRT).
 Conversions: ``converters`` gives workers for the run's TF conversions (``RayConverter``, one
 actor each, which imports TensorFlow itself), so that ``convert.process.Converter`` runs
 several recipes' conversions at once. A model file is read by the actor, from the same path:
-a node that cannot read it says so (``JobActor``). A lost converter actor is its recipe's
-``ConversionError``, not retried (the converter that segfaults on a model does so on every
-node), and converter actors are killed once the run's conversions are done (each holds
+a node that cannot read it says so (``JobActor``). A lost converter actor has its conversion
+started again on a new actor, once; lost twice, it is its recipe's ``ConversionError`` (Ray
+cannot tell a kill from a segfault, and the converter that segfaults on a model does so on
+every node). Converter actors are killed once the run's conversions are done (each holds
 TensorFlow and the model).
 
 Faults: when an actor dies (its node lost, its process killed) its batches in flight go to a
@@ -50,7 +51,7 @@ import logging
 import os
 import warnings
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -60,7 +61,6 @@ from liteparity import errors
 from liteparity.data.binding import Binding
 from liteparity.errors import (
     ConversionError,
-    InternalError,
     InterpreterError,
     LiteparityError,
     ModelError,
@@ -261,19 +261,6 @@ class RayEngine:
         self.data = "actors"
         return _Batches(self.ray, self.ray.put(portable), len(portable.columns))
 
-    def stream(self, worker: BaseWorker, batches: Iterable[Sequence[np.ndarray]]) -> Iterator[Any]:
-        """Every actor busy: ``ahead`` batches in flight beyond the one read next."""
-        if not isinstance(worker, RayWorker):
-            raise InternalError(f"the Ray engine cannot stream to {type(worker).__name__}")
-        store = self.batches()
-        replies: deque[Any] = deque()
-        for batch in batches:
-            replies.append(worker.feed(store.put(batch)))
-            if len(replies) > self.ahead:
-                yield replies.popleft().get()
-        while replies:
-            yield replies.popleft().get()
-
     def describe(self, rows: int, batch_rows: int) -> dict[str, Any]:
         batches = -(-rows // batch_rows)
         shard0 = -(-batches // self.shards)  # shard 0 gets the most batches
@@ -395,6 +382,10 @@ class RayWorker(BaseWorker):
                 f"{self.kind} lost on Ray {RETRIES + 1} times, last {what}: "
                 f"{errors.first_line(exc)}"
             ) from None
+        self._note(what)
+
+    def _note(self, what: str) -> None:
+        """Keep a retry's line, here and in the engine's (the JSON's ``retried``)."""
         self.retried.append(f"{what}, retried")
         self._engine.retried.append(self.retried[-1])
 
@@ -426,11 +417,13 @@ class RayWorker(BaseWorker):
 
 class RayConverter(RayWorker):
     """A worker for conversions (``convert.process.ConvertJob``) on one actor, which imports
-    TensorFlow and loads the model itself. A lost actor is its conversion's crash, as a
-    crash of the local converter process is: that recipe's one ``ConversionError`` line, not
-    retried (a converter that segfaults on a model segfaults on every node); the next job
-    gets a new actor. Its actors are killed when it closes, never kept idle: each holds
-    TensorFlow and the model (~1.5 GB), which no interpreter job needs."""
+    TensorFlow and loads the model itself. A lost actor (its node gone, its process killed)
+    has its conversion started again on a new one, once; lost again, it is the conversion's
+    crash, as a crash of the local converter process is: that recipe's one
+    ``ConversionError`` line (Ray cannot tell a segfault from a kill, and a converter that
+    segfaults on a model does so on every node). The next job gets a new actor. Its actors
+    are killed when it closes, never kept idle: each holds TensorFlow and the model
+    (~1.5 GB), which no interpreter job needs."""
 
     kind = "converter"
 
@@ -438,13 +431,19 @@ class RayConverter(RayWorker):
         super().__init__(name, engine, shards=1)
 
     def _answer(self, sent: _Sent, i: int, doing: str) -> tuple[str, Any]:
-        try:
-            answer: tuple[str, Any] = self._ray.get(sent.refs[i])
-        except self._lost:  # Ray cannot tell a segfault from a kill: the actor died
-            self._engine.release(self._actors.pop(), idle=False)
-            line = f"{self.kind} crashed (its Ray actor died) while {doing}"
-            return ConversionError.__name__, line
-        return answer
+        for attempt in (1, 2):
+            try:
+                answer: tuple[str, Any] = self._ray.get(sent.refs[i])
+                return answer
+            except self._lost:
+                self._engine.release(self._actors.pop(), idle=False)
+                if attempt == 2:
+                    break
+                self._note(f"{self.name}: actor lost while {doing}")
+                self._actors.append(self._engine.actor())
+                sent.refs[i] = self._call(0, sent.message)
+        line = f"{self.kind} crashed twice (its Ray actor died each time) while {doing}"
+        return ConversionError.__name__, line
 
     def close(self) -> None:
         for actor in self._actors:
