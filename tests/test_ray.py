@@ -417,6 +417,42 @@ def test_explain_on_ray_gives_the_local_findings_and_sensitivity(
 
 
 @pytest.mark.slow
+def test_locate_on_ray_gives_the_local_layers_and_ranking(
+    cluster: Any, outlier_cnn: Path, eval_npz: Path, cal_npz: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """locate's probes, sensitivity variants and conversions on the cluster: every layer's
+    numbers, the ranking and where it stopped are those of a local run with as many probe
+    processes as shards. No local process runs a model; the local converter process does the
+    TensorFlow work that is not a conversion (the model's facts, its Keras layer outputs,
+    the variants' re-quantizations)."""
+    from liteparity.runtime.worker import Worker
+
+    def plain(result: Any) -> dict[str, Any]:
+        d = result.to_dict()
+        for key in ("seconds", "engine"):
+            d.pop(key)
+        d["sensitivity_run"].pop("seconds")
+        return dict(d)
+
+    kwargs: dict[str, Any] = {"calibration_data": cal_npz}
+    local = liteparity.locate(outlier_cnn, data=eval_npz, workers=2, **kwargs)
+    started: list[str] = []
+    real_init = Worker.__init__
+
+    def spy(self: Any, name: str) -> None:
+        started.append(name)
+        real_init(self, name)
+
+    monkeypatch.setattr(Worker, "__init__", spy)
+    remote = liteparity.locate(outlier_cnn, data=eval_npz, **kwargs, **_engine(2))
+    assert local.sensitivity and local.first_jump is not None  # the planted fault is found
+    assert plain(remote) == plain(local)
+    assert started == ["converter"]
+    assert remote.engine is not None and remote.engine["engine"] == "ray"
+    assert remote.engine["nodes"] == 2 and remote.engine["shards"] == 2
+
+
+@pytest.mark.slow
 def test_fix_on_ray_tries_the_same_models_with_the_same_numbers(
     cluster: Any, cnn: Path, eval_npz: Path, cal_npz: Path
 ) -> None:

@@ -158,13 +158,15 @@ class CheckOptions(EngineOptions):
 
 
 @dataclass(frozen=True)
-class LocateOptions:
+class LocateOptions(EngineOptions):
     """What ``locate`` examines: ``recipe`` (converted here) or ``candidate`` (a .tflite you
     have); ``with_sensitivity`` runs the per-layer sensitivity experiment; ``workers`` is the
-    number of probe processes (default: one per core, at most 8); ``rank_output`` ranks the
-    layers by their effect on that one output (default: every output); ``resume`` reuses
-    the model's facts, conversions and Keras→TFLite layer comparison of earlier runs on the
-    same model file and data (check's ``--resume`` cache)."""
+    number of local probe processes (default: one per core, at most 8; on Ray, ``shards``
+    actors); ``rank_output`` ranks the layers by their effect on that one output (default:
+    every output); ``resume`` reuses the model's facts, conversions and Keras→TFLite layer
+    comparison of earlier runs on the same model file and data (check's ``--resume``
+    cache). Where the probes, the sensitivity variants and the conversions run:
+    ``EngineOptions``."""
 
     recipe: str = "int8"
     candidate: PathLike | None = None
@@ -174,9 +176,12 @@ class LocateOptions:
     resume: bool = False
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not isinstance(self.recipe, str) or not self.recipe.strip():
             raise UsageError(f"--recipe must name a recipe, got {self.recipe!r}")
         _count("--workers", self.workers, 1)
+        if self.workers is not None and self.engine == "ray":
+            raise UsageError("workers counts local probe processes: on Ray, set shards")
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,15 @@ from typing import Annotated
 import typer
 
 from liteparity.cli.groups import uses
-from liteparity.cli.options import Resume, data_options, model_options, output_options
+from liteparity.cli.options import (
+    Engine,
+    RayAddress,
+    Resume,
+    Shards,
+    data_options,
+    model_options,
+    output_options,
+)
 from liteparity.cli.output import Output, progress_bar, save, wrote
 from liteparity.specs import DataSpec, LocateOptions, ModelSpec
 
@@ -29,9 +37,21 @@ def locate_options(
         typer.Option(help="Rank layers by their effect on this output only (by name)."),
     ] = None,
     resume: Resume = LocateOptions.resume,
+    engine: Engine = LocateOptions.engine,
+    ray_address: RayAddress = None,
+    shards: Shards = None,
 ) -> LocateOptions:
     """The options of locate → ``LocateOptions``."""
-    return LocateOptions(recipe, candidate, sensitivity, rank_output=rank_output, resume=resume)
+    return LocateOptions(
+        recipe,
+        candidate,
+        sensitivity,
+        rank_output=rank_output,
+        resume=resume,
+        engine=engine,
+        ray_address=ray_address,
+        shards=shards,
+    )
 
 
 @uses(model=model_options, data=data_options, options=locate_options, output=output_options)
@@ -78,6 +98,8 @@ def locate(
             f"({jump.op}, tensor {jump.tensor_name!r}).",
             highlight=False,
         )
+    for line in (result.engine or {}).get("retried", []):  # a lost Ray actor's batches
+        output.console.print(f"engine: {line}", highlight=False)
     note = (result.sensitivity_run or {}).get("note")
     if note:
         output.console.print(f"[dim]{note}[/]", highlight=False)

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from liteparity._tf import debugging
 from liteparity.convert.process import Converter
 from liteparity.convert.produce import Producer
 from liteparity.convert.recipes import RECIPES, Recipe, resolve
@@ -46,10 +47,10 @@ from liteparity.reference.loader import load_spec
 from liteparity.reference.names import keras_layer
 from liteparity.reference.tflite import TFLiteSource
 from liteparity.results.locate import LayerRecord, LocateResult
-from liteparity.runtime.jobs import Reply
+from liteparity.runtime.engine import Engine, open_engine
+from liteparity.runtime.jobs import BaseWorker, Reply
 from liteparity.runtime.memory import rows_within
 from liteparity.runtime.model_jobs import ReadTensors, RunModel
-from liteparity.runtime.shared import SharedSlots
 from liteparity.runtime.worker import Worker
 from liteparity.specs import DataSpec, LocateOptions, ModelSpec, from_keywords
 
@@ -87,17 +88,20 @@ def locate(
     # Started first (its TensorFlow import overlaps with this process's work; with
     # ``resume``, only once something is not in the cache): a converter crash is then one
     # error line, not the end of the process.
-    converter = Converter(model, start=kept is None)
+    engine = open_engine(options, debug=debugging())  # a missing Ray fails before any work
+    converter = Converter(model, start=kept is None, engine=engine)
     try:
         source = _load(model, converter, kept)
     except BaseException:
         converter.close()
         raise
-    pool: list[Worker] = []
+    pool: list[BaseWorker] = []
     try:
-        # Boot the probe processes now: they start while this process converts.
-        for i in range(max(1, min(options.workers or os.cpu_count() or 1, 8))):
-            pool.append(Worker(f"locate {i}"))
+        # Boot the probe workers now: they start while this process converts.
+        if options.workers is None:
+            pool += engine.pool("locate")
+        else:
+            pool += [Worker(f"locate {i}") for i in range(options.workers)]
         prepared, quant, name, twin, calibrated = _models(
             source, data, options, converter, progress, kept
         )
@@ -106,7 +110,7 @@ def locate(
         targets, order = _start_probes(quant, twin, source, pool)
         timings["load"] = time.perf_counter() - clock
         clock = time.perf_counter()
-        stats = _probe(prepared, order, pool, progress)
+        stats = _probe(prepared, order, pool, progress, engine)
         timings["layers"] = time.perf_counter() - clock
         clock = time.perf_counter()
         layer_names = source.layer_names()
@@ -126,6 +130,7 @@ def locate(
                 pool,
                 stats,
                 converter,
+                engine,
             )
             if calibrated is not None and options.with_sensitivity
             else None
@@ -156,6 +161,7 @@ def locate(
         tuple(s.to_dict() for s in ranking),
         timings,
         run.to_dict() if run is not None else None,
+        engine.describe(len(prepared.eval_rows), BATCH_ROWS),
     )
 
 
@@ -256,9 +262,10 @@ def _ranking(
     layer_names: frozenset[str],
     options: LocateOptions,
     progress: Progress,
-    pool: list[Worker],
+    pool: list[BaseWorker],
     stats: dict[str, LayerStats],
     converter: Converter,
+    engine: Engine,
 ) -> SensitivityRun:
     """The sensitivity experiment on the picked rows: each layer group kept in float, on the
     probe workers, against the float32 model (the calibrated one), the groups whose ops
@@ -276,6 +283,7 @@ def _ranking(
         options.rank_output,
         lambda keep: converter.requantize(calibrated, keep),
         pool=pool,
+        engine=engine,
         prior=local_noise(stats),
     )
 
@@ -319,7 +327,7 @@ def _float_twin(source: Source, converter: Converter) -> bytes | None:
 
 
 def _start_probes(
-    quant: bytes, twin: bytes | None, source: Source, pool: list[Worker]
+    quant: bytes, twin: bytes | None, source: Source, pool: list[BaseWorker]
 ) -> tuple[list[Target], list[int]]:
     """Load the quantized model and its float twin into every probe worker at once; the
     targets to report and the order the workers take the inputs in."""
@@ -332,12 +340,14 @@ def _start_probes(
 def _probe(
     prepared: PreparedData,
     order: list[int],
-    pool: list[Worker],
+    pool: list[BaseWorker],
     progress: Callable[[str, int, int], None],
+    engine: Engine,
 ) -> dict[str, LayerStats]:
-    """Stream the evaluation rows through the probe workers (one per core), alternating
-    batches, and merge their statistics."""
-    slots = SharedSlots(len(pool))
+    """Stream the evaluation rows through the probe workers (a process per core locally,
+    ``shards`` actors on Ray), alternating batches, and merge their statistics (in the
+    workers' order: the same sums whatever ran them)."""
+    slots = engine.batches(held=len(pool))  # put in turn: batch k in slot k mod len(pool)
     try:
         busy: list[Reply | None] = [None] * len(pool)
         done, rows = 0, prepared.eval_rows
@@ -346,7 +356,7 @@ def _probe(
             previous = busy[w]
             if previous is not None:
                 previous.get()  # the worker is done reading its slot
-            busy[w] = pool[w].feed(slots.put(batch, w).select(order))
+            busy[w] = pool[w].feed(slots.put(batch).select(order))
             done += len(batch[0])
             progress("comparing layers", done, len(rows))
         merged: dict[str, LayerStats] = {}
@@ -363,7 +373,7 @@ def conversion_by_layer(
     twin: bytes | None,
     binding: Binding,
     rows: np.ndarray,
-    worker: Worker | None = None,
+    worker: BaseWorker | None = None,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
     """Keras fp32 → TFLite fp32, per Keras layer, in execution order: each layer's output
     against the float32 TFLite tensor that layer produced last, keyed by that tensor's name

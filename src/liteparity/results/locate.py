@@ -68,6 +68,9 @@ class LocateResult:
     #: what the sensitivity experiment measured and left out, its stopping reason and cost
     #: (``SensitivityRun.to_dict``); None when it did not run
     sensitivity_run: dict[str, Any] | None = None
+    #: where the probes and variants ran: engine, nodes, shards, shard_rows, data, and what
+    #: a fault retried (``Engine.describe``)
+    engine: dict[str, Any] | None = None
 
     @property
     def first_jump(self) -> LayerRecord | None:
@@ -95,6 +98,7 @@ class LocateResult:
             "sensitivity": list(self.sensitivity),
             "seconds": self.seconds,
             "sensitivity_run": self.sensitivity_run,
+            "engine": self.engine,
         }
 
     def to_json(self, indent: int | None = 2) -> str:
