@@ -1,9 +1,12 @@
-"""``fix``'s bench: the plain recipes measured together (a model per worker of the engine's
-pool) give each model's numbers as an independent plain loop computes them, the same as one
-model measured at a time, and every latency is timed alone, after every batch is done."""
+"""``fix``'s bench: the plain recipes measured together (each on the next free worker of the
+engine's pool) give each model's numbers as an independent plain loop computes them, the same
+as one model measured at a time, and every latency is timed alone, after every model's
+batches are done."""
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +15,7 @@ import pytest
 
 from liteparity.data.binding import IOSpec
 from liteparity.data.prepare import BATCH_ROWS
+from liteparity.errors import InterpreterError
 from liteparity.repair.fix import _Bench
 from liteparity.results.fix import Budget
 from liteparity.runtime.engine import LocalEngine
@@ -56,28 +60,39 @@ def _accuracy(outputs: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(outputs.argmax(1) == y))
 
 
-def test_models_measured_together_get_the_plain_loops_numbers_and_are_timed_alone(
-    check_all: Any, digits: Digits, models_dir: Path
-) -> None:
-    saved = models_dir / "recipes"
-    names = ["int8", "float16", "dynamic"]  # on a pool of two: a wave of two, then one
-    contents = [(saved / f"{n}.tflite").read_bytes() for n in names]
+NAMES = ["int8", "float16", "dynamic"]  # more models than the pool has workers
+
+
+def _bench(engine: LocalEngine, saved: Path, digits: Digits) -> _Bench:
+    """A bench over the digits' evaluation rows against the float32 model's outputs (a plain
+    loop's), on ``engine``."""
     x, y = digits.x_eval, digits.y_eval
     reference = oracle_outputs(saved / "float32.tflite", x)
-    output = LiteModel(contents[0]).outputs[0].name
+    output = LiteModel((saved / "int8.tflite").read_bytes()).outputs[0].name
     cuts = range(0, len(x), BATCH_ROWS)
-    io = IOSpec(("x",), ((-1, *x.shape[1:]),), ("float32",), (output,))
-    engine = _LoggedEngine()
-    bench = _Bench(
+    return _Bench(
         engine,
         engine.worker("fix"),
         [[x[i : i + BATCH_ROWS]] for i in cuts],
         [{output: y[i : i + BATCH_ROWS]} for i in cuts],
         [[reference[i : i + BATCH_ROWS]] for i in cuts],
-        io,
+        IOSpec(("x",), ((-1, *x.shape[1:]),), ("float32",), (output,)),
         [0],
         Budget(max_drop=1.0),
     )
+
+
+def test_models_measured_together_get_the_plain_loops_numbers_and_are_timed_alone(
+    check_all: Any, digits: Digits, models_dir: Path
+) -> None:
+    saved = models_dir / "recipes"
+    names = NAMES
+    contents = [(saved / f"{n}.tflite").read_bytes() for n in names]
+    x, y = digits.x_eval, digits.y_eval
+    reference = oracle_outputs(saved / "float32.tflite", x)
+    cuts = range(0, len(x), BATCH_ROWS)
+    engine = _LoggedEngine()
+    bench = _bench(engine, saved, digits)
     try:
         together = bench.measure_all(contents)
         events = list(engine.events)
@@ -96,15 +111,47 @@ def test_models_measured_together_get_the_plain_loops_numbers_and_are_timed_alon
     unlatched = [{**m, "latency_ms": None} for m in together if isinstance(m, dict)]
     assert unlatched == [{**m, "latency_ms": None} for m in alone]
 
-    # the first wave: both models fed every batch before either is timed, then each timed
-    # while the other waits (its result asked for only once the first one's is back)
-    # (each worker: a start, a feed per batch and a result, each answered)
-    first = events[: 2 * 2 * (2 + len(cuts))]
-    verbs = [verb for _, verb in first]
-    assert verbs.count("feed") == 2 * len(cuts) and {w for w, _ in first} == {"fix 0", "fix 1"}
-    assert first[-4:] == [
-        ("fix 0", "result"),
-        ("fix 0", "answer"),
-        ("fix 1", "result"),
-        ("fix 1", "answer"),
+    # every model run by the pool first, then each timed on the bench's worker, one after
+    # another, nothing else in flight: start and feed (its first sample), answered, result
+    pool = [i for i, (w, _) in enumerate(events) if w != "fix"]
+    timing = [e for e in events if e[0] == "fix"]
+    assert {w for w, _ in events} == {"fix 0", "fix 1", "fix"}
+    assert pool[-1] < events.index(timing[0])
+    one = ["start", "feed", "answer", "answer", "result", "answer"]
+    assert timing == [("fix", verb) for _ in names for verb in one]
+    fed = [w for w, verb in events if verb == "feed" and w != "fix"]
+    assert len(fed) == len(names) * len(cuts)
+
+
+class _Doomed(_Logged):
+    """A worker whose process is killed on its first feed (a model that crashes LiteRT)."""
+
+    def feed(self, batch: Any) -> Any:
+        os.kill(self.pid, signal.SIGKILL)
+        return super().feed(batch)
+
+
+def test_a_model_that_crashes_its_worker_costs_that_model_alone(
+    check_all: Any, digits: Digits, models_dir: Path
+) -> None:
+    """The first model's worker dies: that model is its one crash line, the worker is
+    replaced, and the other models get the numbers they get measured one at a time."""
+
+    class Engine(_LoggedEngine):
+        def pool(self, name: str) -> list[BaseWorker]:
+            return [_Doomed(f"{name} 0", self.events), _Logged(f"{name} 1", self.events)]
+
+    saved = models_dir / "recipes"
+    contents = [(saved / f"{n}.tflite").read_bytes() for n in NAMES]
+    engine = Engine()
+    bench = _bench(engine, saved, digits)
+    try:
+        crashed, *rest = bench.measure_all(contents)
+        alone = [bench.measure(c) for c in contents[1:]]
+    finally:
+        bench.worker.close()
+    assert isinstance(crashed, InterpreterError)
+    assert str(crashed).startswith("interpreter crashed (signal 9, SIGKILL)")
+    assert [{**m, "latency_ms": None} for m in rest if isinstance(m, dict)] == [
+        {**m, "latency_ms": None} for m in alone
     ]

@@ -65,6 +65,20 @@ INTEGER_RECIPES = ("int8", "int8-per-tensor", "int16x8")
 SEARCH_SHARE = 0.5
 
 
+@dataclasses.dataclass
+class _Running:
+    """A model being measured on one worker: which one (``k``), its start's reply, the
+    batches fed and folded, the replies waited for, and what folds its outputs."""
+
+    k: int
+    start: Reply
+    fed: int = 0
+    folded: int = 0
+    pending: deque[Reply] = dataclasses.field(default_factory=deque)
+    accumulator: OutputsAccumulator | None = None
+    outputs_order: list[int] = dataclasses.field(default_factory=list)
+
+
 class _Bench:
     """Measures candidate models on fixed, in-memory batches against cached references, on
     the run's engine: every output matched by name and measured on its own
@@ -96,94 +110,106 @@ class _Bench:
         self.reference_metric = task.baseline
 
     def measure(self, content: bytes) -> dict[str, Any]:
-        """One model's numbers; its ``InterpreterError`` if it cannot run (the bench's worker
-        is then renewed: a crashed one cannot measure the next model)."""
-        [measured] = self._together([content], [self.worker])
+        """One model's numbers, its latency timed at the end (nothing else runs then); its
+        ``InterpreterError`` if it cannot run (the bench's worker is then renewed: a crashed
+        one cannot measure the next model)."""
+        workers = [self.worker]
+        [measured] = self._run([content], workers, timed=True)
+        self.worker = workers[0]
         if isinstance(measured, InterpreterError):
-            self.worker.close()
-            self.worker = self.engine.worker("fix")
             raise measured
         return measured
 
     def measure_all(self, contents: Sequence[bytes]) -> list[dict[str, Any] | InterpreterError]:
-        """Each model's numbers (or its ``InterpreterError``), as many measured at once as the
-        engine's pool has workers (a process per core locally, ``shards`` actors on Ray)."""
-        measured: list[dict[str, Any] | InterpreterError] = []
+        """Each model's numbers (or its ``InterpreterError``), the models measured together:
+        each on the next free worker of the engine's pool (a process per core locally,
+        ``shards`` actors on Ray), so a slow model (int16x8's reference kernels) holds one
+        worker while the others go through the rest. Every latency is timed afterwards, one
+        model after another on the bench's worker: one model's alone, not that of models
+        sharing cores."""
         pool = self.engine.pool("fix")
         try:
-            for at in range(0, len(contents), len(pool)):
-                wave = self._together(contents[at : at + len(pool)], pool)
-                measured += wave
-                if any(isinstance(m, InterpreterError) for m in wave):  # a crashed worker
-                    for worker in pool:  # cannot measure the next model: renew them
-                        worker.close()
-                    pool = self.engine.pool("fix")
+            measured = self._run(contents, pool, timed=False)
         finally:
             for worker in pool:
                 worker.close()
+        for k, m in enumerate(measured):
+            if not isinstance(m, InterpreterError):
+                try:
+                    m["latency_ms"] = self._latency(contents[k])
+                except InterpreterError as exc:
+                    measured[k] = exc
         return measured
 
-    def _together(
-        self, contents: Sequence[bytes], workers: Sequence[BaseWorker]
-    ) -> list[dict[str, Any] | InterpreterError]:
-        """``contents[k]`` measured on ``workers[k]``, all at once: each batch is put in the
-        engine's store once and fed to every model, up to ``engine.ahead`` batches beyond
-        the one folded next. Each latency is timed after every batch is done, one model
-        after another (``result``), so that it is one model's alone, not that of models
-        sharing cores."""
-        failed: dict[int, InterpreterError] = {}
-        measured: dict[int, tuple[OutputsAccumulator, list[int]]] = {}
-        workers = workers[: len(contents)]  # a last wave may have fewer models than workers
-        starts = [
-            w.start(RunModel(c, latency=True)) for w, c in zip(workers, contents, strict=True)
-        ]
-        for k, reply in enumerate(starts):
-            try:
-                measured[k] = self._accumulator(reply.get())
-            except InterpreterError as exc:
-                failed[k] = exc
-        pending: deque[tuple[int, dict[int, Reply]]] = deque()
-
-        def fold() -> None:
-            b, replies = pending.popleft()
-            for k, reply in replies.items():
-                try:
-                    out = reply.get()
-                except InterpreterError as exc:
-                    failed.setdefault(k, exc)
-                    continue
-                if k not in failed:
-                    accumulator, outputs_order = measured[k]
-                    y, ref = self.labels[b], self.references[b]
-                    accumulator.update(ref, [out[j] for j in outputs_order], y)
-
-        store = self.engine.batches(held=self.engine.ahead + 1)
+    def _latency(self, content: bytes) -> float:
+        """Milliseconds one sample (the first) takes through ``content``, alone."""
+        batch = self.engine.batches(held=1)
         try:
-            for b, inputs in enumerate(self.batches):
-                batch = store.put([inputs[i] for i in self.order])
-                replies = {}
-                for k in sorted(measured.keys() - failed.keys()):
+            self.worker.start(RunModel(content, latency=True))
+            self.worker.feed(batch.put([self.batches[0][i][:1] for i in self.order])).get()
+            latency: float = self.worker.result().get().latency_ms
+        except InterpreterError:
+            self.worker = self._fresh(self.worker)
+            raise
+        finally:
+            batch.close()
+        return latency
+
+    def _fresh(self, worker: BaseWorker) -> BaseWorker:
+        """A new worker in place of ``worker``, whose model failed (a crashed process cannot
+        run the next one)."""
+        worker.close()
+        return self.engine.worker(worker.name)
+
+    def _run(
+        self, contents: Sequence[bytes], workers: list[BaseWorker], timed: bool
+    ) -> list[dict[str, Any] | InterpreterError]:
+        """Each of ``contents`` measured on the next free one of ``workers`` (a failed one
+        replaced); every batch is put in the engine's store once for every model, each
+        worker fed up to ``engine.ahead`` batches beyond the one folded next (a few small
+        messages in its socket, whatever the data's size), every worker fed before any is
+        waited for. ``timed``: each model's latency is timed when its batches are done
+        (alone only when one model runs)."""
+        measured: list[dict[str, Any] | InterpreterError | None] = [None] * len(contents)
+        store = self.engine.batches(held=len(self.batches))
+        try:
+            batches = [store.put([inputs[i] for i in self.order]) for inputs in self.batches]
+            running: dict[int, _Running] = {}  # by worker
+            waiting = list(range(len(contents)))
+            while waiting or running:
+                for w in range(len(workers)):
+                    if w not in running and waiting:
+                        k = waiting.pop(0)
+                        job = RunModel(contents[k], latency=timed)
+                        running[w] = _Running(k, workers[w].start(job))
+                for w, run in running.items():  # every worker busy before any wait
+                    while run.fed < len(batches) and len(run.pending) <= self.engine.ahead:
+                        run.pending.append(workers[w].feed(batches[run.fed]))
+                        run.fed += 1
+                for w, run in list(running.items()):
                     try:
-                        replies[k] = workers[k].feed(batch)
-                    except InterpreterError as exc:  # its process is gone
-                        failed[k] = exc
-                pending.append((b, replies))
-                if len(pending) > self.engine.ahead:
-                    fold()
-            while pending:
-                fold()
+                        done = self._fold(run)
+                        if done:
+                            measured[run.k] = self._numbers(run, workers[w], contents[run.k])
+                    except InterpreterError as exc:
+                        measured[run.k], done = exc, True
+                        workers[w] = self._fresh(workers[w])
+                    if done:
+                        del running[w]
         finally:
             store.close()
-        latencies: dict[int, float] = {}
-        for k in sorted(measured.keys() - failed.keys()):
-            try:
-                latencies[k] = workers[k].result().get().latency_ms  # of the first sample
-            except InterpreterError as exc:
-                failed[k] = exc
-        return [
-            failed[k] if k in failed else self._numbers(measured[k][0], latencies[k], content)
-            for k, content in enumerate(contents)
-        ]
+        return [m for m in measured if m is not None]
+
+    def _fold(self, run: _Running) -> bool:
+        """Fold ``run``'s next batch; whether every batch is folded."""
+        if run.accumulator is None:
+            run.accumulator, run.outputs_order = self._accumulator(run.start.get())
+        b = run.folded
+        out = run.pending.popleft().get()
+        y, ref = self.labels[b], self.references[b]
+        run.accumulator.update(ref, [out[j] for j in run.outputs_order], y)
+        run.folded += 1
+        return run.folded == len(self.batches)
 
     def _accumulator(self, info: ModelInfo) -> tuple[OutputsAccumulator, list[int]]:
         """What folds a model's outputs (matched to the reference's by name), and the order
@@ -194,10 +220,12 @@ class _Bench:
         reach = [info.output_ranges[k] for k in outputs_order] if info.output_ranges else []
         return OutputsAccumulator.create(names, matched, Measures(), reach), outputs_order
 
-    def _numbers(
-        self, measured: OutputsAccumulator, latency_ms: float, content: bytes
-    ) -> dict[str, Any]:
-        """A model's numbers against the budget."""
+    def _numbers(self, run: _Running, worker: BaseWorker, content: bytes) -> dict[str, Any]:
+        """A model's numbers against the budget (its latency: its job's, when timed)."""
+        latency_ms = worker.result().get().latency_ms
+        measured = run.accumulator
+        if measured is None:
+            raise InternalError("a model's numbers were asked for before its first batch")
         outputs = measured.results()
         budget = self.budget
         chosen = budgeted(outputs, budget.outputs)
