@@ -52,7 +52,7 @@ class _LoggedEngine(LocalEngine):
     def worker(self, name: str) -> BaseWorker:
         return _Logged(name, self.events)
 
-    def pool(self, name: str) -> list[BaseWorker]:
+    def pool(self, name: str, jobs: int | None = None) -> list[BaseWorker]:
         return [_Logged(f"{name} {i}", self.events) for i in range(2)]
 
 
@@ -138,7 +138,7 @@ def test_a_model_that_crashes_its_worker_costs_that_model_alone(
     replaced, and the other models get the numbers they get measured one at a time."""
 
     class Engine(_LoggedEngine):
-        def pool(self, name: str) -> list[BaseWorker]:
+        def pool(self, name: str, jobs: int | None = None) -> list[BaseWorker]:
             return [_Doomed(f"{name} 0", self.events), _Logged(f"{name} 1", self.events)]
 
     saved = models_dir / "recipes"

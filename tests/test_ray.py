@@ -360,6 +360,18 @@ def test_sensitivity_variants_on_the_actors_stop_where_local_processes_do(
     assert [line.split(": ")[0] for line in pool[1].retried] == ["shard 0 of sensitivity 1"]
 
 
+def test_a_pool_shares_the_actors_among_its_jobs(cluster: Any) -> None:
+    """As many workers as jobs, up to one per shard, the shards dealt among them: 7 actors
+    give 3 models 3, 2 and 2 actors each, 9 models one each on 7 workers."""
+    from liteparity.runtime.engine import open_engine
+    from liteparity.specs import FixOptions
+
+    engine = open_engine(FixOptions(engine="ray", shards=7))
+    assert [w._shards for w in engine.pool("fix", 3)] == [3, 2, 2]  # type: ignore[attr-defined]
+    assert [w._shards for w in engine.pool("fix", 9)] == [1] * 7  # type: ignore[attr-defined]
+    assert [w.name for w in engine.pool("sensitivity")] == [f"sensitivity {i}" for i in range(7)]
+
+
 @pytest.mark.slow
 def test_explain_on_ray_gives_the_local_findings_and_sensitivity(
     cluster: Any, outlier_cnn: Path, eval_npz: Path, cal_npz: Path, monkeypatch: pytest.MonkeyPatch

@@ -122,12 +122,13 @@ class _Bench:
 
     def measure_all(self, contents: Sequence[bytes]) -> list[dict[str, Any] | InterpreterError]:
         """Each model's numbers (or its ``InterpreterError``), the models measured together:
-        each on the next free worker of the engine's pool (a process per core locally,
-        ``shards`` actors on Ray), so a slow model (int16x8's reference kernels) holds one
+        each on the next free worker of the engine's pool (a process per core locally; on
+        Ray the ``shards`` actors shared among the models, each model's batches spread over
+        its worker's), so a slow model (int16x8's reference kernels) holds one
         worker while the others go through the rest. Every latency is timed afterwards, one
         model after another on the bench's worker: one model's alone, not that of models
         sharing cores."""
-        pool = self.engine.pool("fix")
+        pool = self.engine.pool("fix", len(contents))
         try:
             measured = self._run(contents, pool, timed=False)
         finally:

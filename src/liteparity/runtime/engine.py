@@ -47,9 +47,10 @@ class Engine(Protocol):
 
     def worker(self, name: str) -> BaseWorker: ...
 
-    def pool(self, name: str) -> list[BaseWorker]:
-        """Workers for independent jobs run at once, each on one process (the sensitivity
-        variants: job k goes to worker k mod len(pool))."""
+    def pool(self, name: str, jobs: int | None = None) -> list[BaseWorker]:
+        """Workers for independent jobs run at once (the sensitivity variants: job k goes to
+        worker k mod len(pool); ``fix``'s plain recipes), no more than ``jobs``; the
+        engine's cores shared among them."""
         ...
 
     def converters(self) -> list[BaseWorker]:
@@ -85,9 +86,9 @@ class LocalEngine:
     def worker(self, name: str) -> BaseWorker:
         return Worker(name)
 
-    def pool(self, name: str) -> list[BaseWorker]:
-        """A process per core (at most ``POOL_MAX``)."""
-        cores = max(1, min(os.cpu_count() or 1, POOL_MAX))
+    def pool(self, name: str, jobs: int | None = None) -> list[BaseWorker]:
+        """A process per core (at most ``POOL_MAX``, and ``jobs``)."""
+        cores = max(1, min(os.cpu_count() or 1, POOL_MAX, jobs or POOL_MAX))
         return [Worker(f"{name} {i}") for i in range(cores)]
 
     def converters(self) -> list[BaseWorker]:

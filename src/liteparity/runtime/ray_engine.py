@@ -241,10 +241,16 @@ class RayEngine:
     def worker(self, name: str) -> RayWorker:
         return RayWorker(name, self)
 
-    def pool(self, name: str) -> list[BaseWorker]:
-        """``shards`` workers of one actor each: as many independent jobs at once as one
-        model's batches get actors (a job spread over shards would take shards² actors)."""
-        return [RayWorker(f"{name} {i}", self, shards=1) for i in range(self.shards)]
+    def pool(self, name: str, jobs: int | None = None) -> list[BaseWorker]:
+        """The ``shards`` actors shared among min(``jobs``, ``shards``) workers: a job with
+        independent feeds (``RunModel``) spreads its batches over its worker's actors, so
+        8 models on 32 actors run at once on 4 actors each, and 8 on 2 actors two at a
+        time on one each (a job spread over every shard would take shards² actors)."""
+        n = max(1, min(jobs or self.shards, self.shards))
+        return [
+            RayWorker(f"{name} {i}", self, shards=self.shards // n + (i < self.shards % n))
+            for i in range(n)
+        ]
 
     def converters(self) -> list[BaseWorker]:
         """``shards`` conversion workers: as many conversions at once as the cluster has CPUs
