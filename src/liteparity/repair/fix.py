@@ -86,8 +86,7 @@ class _Bench:
     ``check``'s exit code does. One model (``measure``: a step of the search) runs on the
     bench's worker, its batches spread over the engine (Ray: ``shards`` actors); independent
     models (``measure_all``: the plain recipes) run together, a model per worker of the
-    engine's pool. Either way every batch is put in the engine's store once for every model
-    measured with it, and the outputs are folded here in batch order: the same numbers."""
+    engine's pool. Either way the outputs are folded here in batch order: the same numbers."""
 
     def __init__(
         self,
@@ -166,15 +165,17 @@ class _Bench:
         self, contents: Sequence[bytes], workers: list[BaseWorker], timed: bool
     ) -> list[dict[str, Any] | InterpreterError]:
         """Each of ``contents`` measured on the next free one of ``workers`` (a failed one
-        replaced); every batch is put in the engine's store once for every model, each
-        worker fed up to ``engine.ahead`` batches beyond the one folded next (a few small
-        messages in its socket, whatever the data's size), every worker fed before any is
-        waited for. ``timed``: each model's latency is timed when its batches are done
-        (alone only when one model runs)."""
+        replaced); each worker is fed up to ``engine.ahead`` batches beyond the one folded
+        next, through its own store (shared memory locally, the object store on Ray: a few
+        batches each, and a few small messages in a process's socket, whatever the data's
+        size), every worker fed before any is waited for. ``timed``: each model's latency
+        is timed when its batches are done (alone only when one model runs)."""
         measured: list[dict[str, Any] | InterpreterError | None] = [None] * len(contents)
-        store = self.engine.batches(held=len(self.batches))
+        # a store per worker, its batches put in turn: batch f is overwritten by batch
+        # f + ahead + 1, sent only once f is folded (a few batches in memory per worker)
+        stores = [self.engine.batches() for _ in workers]
+        ordered = [[inputs[i] for i in self.order] for inputs in self.batches]
         try:
-            batches = [store.put([inputs[i] for i in self.order]) for inputs in self.batches]
             running: dict[int, _Running] = {}  # by worker
             waiting = list(range(len(contents)))
             while waiting or running:
@@ -184,8 +185,8 @@ class _Bench:
                         job = RunModel(contents[k], latency=timed)
                         running[w] = _Running(k, workers[w].start(job))
                 for w, run in running.items():  # every worker busy before any wait
-                    while run.fed < len(batches) and len(run.pending) <= self.engine.ahead:
-                        run.pending.append(workers[w].feed(batches[run.fed]))
+                    while run.fed < len(ordered) and len(run.pending) <= self.engine.ahead:
+                        run.pending.append(workers[w].feed(stores[w].put(ordered[run.fed])))
                         run.fed += 1
                 for w, run in list(running.items()):
                     try:
@@ -198,7 +199,8 @@ class _Bench:
                     if done:
                         del running[w]
         finally:
-            store.close()
+            for store in stores:
+                store.close()
         return [m for m in measured if m is not None]
 
     def _fold(self, run: _Running) -> bool:
