@@ -42,6 +42,10 @@ class _Logged(Worker):
         self._events.append((self.name, "answer"))
         return answer
 
+    def renewed(self) -> BaseWorker:
+        self.close()
+        return _Logged(self.name, self._events)
+
 
 class _LoggedEngine(LocalEngine):
     """The local engine, with a pool of two processes whose messages are logged."""
@@ -135,7 +139,8 @@ def test_a_model_that_crashes_its_worker_costs_that_model_alone(
     check_all: Any, digits: Digits, models_dir: Path
 ) -> None:
     """The first model's worker dies: that model is its one crash line, the worker is
-    replaced, and the other models get the numbers they get measured one at a time."""
+    replaced (and its replacement measures a model), and the other models get the numbers
+    they get measured one at a time."""
 
     class Engine(_LoggedEngine):
         def pool(self, name: str, jobs: int | None = None) -> list[BaseWorker]:
@@ -151,6 +156,7 @@ def test_a_model_that_crashes_its_worker_costs_that_model_alone(
     finally:
         bench.worker.close()
     assert isinstance(crashed, InterpreterError)
+    assert ("fix 0", "start") in engine.events[engine.events.index(("fix 0", "feed")) + 1 :]
     assert str(crashed).startswith("interpreter crashed (signal 9, SIGKILL)")
     assert [{**m, "latency_ms": None} for m in rest if isinstance(m, dict)] == [
         {**m, "latency_ms": None} for m in alone

@@ -345,8 +345,9 @@ def _probe(
     engine: Engine,
 ) -> dict[str, LayerStats]:
     """Stream the evaluation rows through the probe workers (a process per core locally,
-    ``shards`` actors on Ray), alternating batches, and merge their statistics (in the
-    workers' order: the same sums whatever ran them)."""
+    ``shards`` actors on Ray), alternating batches, and merge their statistics in the
+    workers' order: a Ray run's sums are those of a local run with as many probe processes
+    as shards (float64 merges in another grouping may differ in the last bits)."""
     slots = engine.batches(held=len(pool))  # put in turn: batch k in slot k mod len(pool)
     try:
         busy: list[Reply | None] = [None] * len(pool)

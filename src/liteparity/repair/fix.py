@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
@@ -60,6 +61,9 @@ PLAIN_RECIPES = ("int8", "int8-per-tensor", "int16x8", "dynamic", "float16", "fl
 
 #: The ones that compute in integers (for integer-only hardware: microcontrollers, NPUs).
 INTEGER_RECIPES = ("int8", "int8-per-tensor", "int16x8")
+
+#: Seconds between looks at the workers when none has answered yet.
+_POLL_S = 0.002
 
 #: Share of the evaluation rows used for the search; the rest is held out.
 SEARCH_SHARE = 0.5
@@ -127,6 +131,8 @@ class _Bench:
         worker while the others go through the rest. Every latency is timed afterwards, one
         model after another on the bench's worker: one model's alone, not that of models
         sharing cores."""
+        if not contents:
+            return []
         pool = self.engine.pool("fix", len(contents))
         try:
             measured = self._run(contents, pool, timed=False)
@@ -149,31 +155,26 @@ class _Bench:
             self.worker.feed(batch.put([self.batches[0][i][:1] for i in self.order])).get()
             latency: float = self.worker.result().get().latency_ms
         except InterpreterError:
-            self.worker = self._fresh(self.worker)
+            self.worker = self.worker.renewed()
             raise
         finally:
             batch.close()
         return latency
 
-    def _fresh(self, worker: BaseWorker) -> BaseWorker:
-        """A new worker in place of ``worker``, whose model failed (a crashed process cannot
-        run the next one)."""
-        worker.close()
-        return self.engine.worker(worker.name)
-
     def _run(
         self, contents: Sequence[bytes], workers: list[BaseWorker], timed: bool
     ) -> list[dict[str, Any] | InterpreterError]:
         """Each of ``contents`` measured on the next free one of ``workers`` (a failed one
-        replaced); each worker is fed up to ``engine.ahead`` batches beyond the one folded
+        replaced); each worker is fed up to its ``width`` batches beyond the one folded
         next, through its own store (shared memory locally, the object store on Ray: a few
         batches each, and a few small messages in a process's socket, whatever the data's
-        size), every worker fed before any is waited for. ``timed``: each model's latency
+        size), every worker fed before any is waited for, and the first answers folded
+        first. ``timed``: each model's latency
         is timed when its batches are done (alone only when one model runs)."""
         measured: list[dict[str, Any] | InterpreterError | None] = [None] * len(contents)
         # a store per worker, its batches put in turn: batch f is overwritten by batch
-        # f + ahead + 1, sent only once f is folded (a few batches in memory per worker)
-        stores = [self.engine.batches() for _ in workers]
+        # f + width + 1, sent only once f is folded (a few batches in memory per worker)
+        stores = [self.engine.batches(held=w.width + 1) for w in workers]
         ordered = [[inputs[i] for i in self.order] for inputs in self.batches]
         try:
             running: dict[int, _Running] = {}  # by worker
@@ -185,22 +186,28 @@ class _Bench:
                         job = RunModel(contents[k], latency=timed)
                         running[w] = _Running(k, workers[w].start(job))
                 for w, run in running.items():  # every worker busy before any wait
-                    while run.fed < len(ordered) and len(run.pending) <= self.engine.ahead:
+                    while run.fed < len(ordered) and len(run.pending) <= workers[w].width:
                         run.pending.append(workers[w].feed(stores[w].put(ordered[run.fed])))
                         run.fed += 1
-                for w, run in list(running.items()):
+                ready = [w for w in running if workers[w].answered()]
+                if not ready:  # fold whichever answers first: a fast model is not held
+                    time.sleep(_POLL_S)  # back by a slow one
+                for w in ready:
+                    run = running[w]
                     try:
                         done = self._fold(run)
                         if done:
                             measured[run.k] = self._numbers(run, workers[w], contents[run.k])
                     except InterpreterError as exc:
                         measured[run.k], done = exc, True
-                        workers[w] = self._fresh(workers[w])
+                        workers[w] = workers[w].renewed()
                     if done:
                         del running[w]
         finally:
             for store in stores:
                 store.close()
+        if any(m is None for m in measured):
+            raise InternalError("a model of the fix bench was never measured")
         return [m for m in measured if m is not None]
 
     def _fold(self, run: _Running) -> bool:
@@ -482,12 +489,16 @@ class _Search:
         """The winner, confirmed on the held-out rows, written where ``out`` says, with
         explain's findings for plain int8 and for it."""
         held_bench = self.bench_for(held_rows)
-        winner, reason, met, held, broke = _confirm(
-            self.trials,
-            self.budget,
-            options.prefer,
-            lambda t: _held_out(held_bench, self.contents[t.name]),
-        )
+        try:
+            winner, reason, met, held, broke = _confirm(
+                self.trials,
+                self.budget,
+                options.prefer,
+                lambda t: _held_out(held_bench, self.contents[t.name]),
+            )
+        finally:  # a crash there gave the held-out bench a worker of its own
+            if held_bench.worker is not self._bench().worker:
+                held_bench.worker.close()
         trials = _mark_pareto(self.trials, options.prefer)
         winner = next(t for t in trials if t.name == winner.name)
         content = self.contents[winner.name]

@@ -200,6 +200,23 @@ class BaseWorker:
         """Ask for the running job's result, which ends it."""
         return self._ask(("result", None), f"{self._doing} (finishing)")
 
+    @property
+    def width(self) -> int:
+        """Feeds the worker runs at once: a caller keeps as many in flight beyond the one it
+        reads next (a process: one; a Ray worker: its actors)."""
+        return 1
+
+    def answered(self) -> bool:
+        """Whether the next answer is here: reading it would not wait (an answer that is an
+        error, a crash, counts)."""
+        return True
+
+    def renewed(self) -> BaseWorker:
+        """A new worker like this one, in its place once its job failed (a crashed process
+        cannot run the next job); this one is closed."""
+        self.close()
+        return type(self)(self.name)
+
     def run(
         self, job: Job, batches: Iterable[Sequence[np.ndarray] | SharedInputs] = ()
     ) -> tuple[Any, list[Any], Any]:

@@ -37,6 +37,8 @@ def _bytes_per_sample(model: LiteModel) -> int:
     except InterpreterError:
         ends = [*model.inputs, *model.outputs]
         return sum(sample_bytes(t.dtype, t.sample_shape) for t in ends)
+
+
 def _sample_ms(model: LiteModel) -> float | None:
     """Milliseconds one sample of zeros costs (the better of two runs: the first allocates).
     Kernels cost the same on any values, so this is known before any data is read. None for

@@ -321,6 +321,21 @@ class RayWorker(BaseWorker):
         self._turn, self._feeds = 0, []
         return super().start(job, doing)
 
+    @property
+    def width(self) -> int:
+        return self._shards
+
+    def answered(self) -> bool:
+        if not self._sent:
+            return True
+        refs = self._sent[0].refs
+        ready, _ = self._ray.wait(refs, num_returns=len(refs), timeout=0)
+        return len(ready) == len(refs)
+
+    def renewed(self) -> BaseWorker:
+        self.close()
+        return RayWorker(self.name, self._engine, self._shards)
+
     def _send(self, message: tuple[str, Any], doing: str) -> None:
         verb = message[0]
         if verb == "feed":

@@ -108,6 +108,9 @@ class Worker(BaseWorker):
         except (BrokenPipeError, OSError):
             raise self._crash(doing) from None
 
+    def answered(self) -> bool:
+        return self._conn.closed or self._conn.poll(0) or not self.alive
+
     def _receive(self, doing: str) -> tuple[Any, errors.LiteparityError | None]:
         """The next answer, or the error it carries, or the crash."""
         while not self._conn.poll(_POLL_S):
