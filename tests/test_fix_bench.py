@@ -161,3 +161,25 @@ def test_a_model_that_crashes_its_worker_costs_that_model_alone(
     assert [{**m, "latency_ms": None} for m in rest if isinstance(m, dict)] == [
         {**m, "latency_ms": None} for m in alone
     ]
+
+
+def test_a_free_worker_shares_the_model_still_running_with_the_same_numbers(
+    check_all: Any, digits: Digits, models_dir: Path
+) -> None:
+    """One model, two workers: the second joins the first (no model waits), the batches are
+    dealt to both and folded in batch order, giving the numbers of one worker alone."""
+    saved = models_dir / "recipes"
+    content = (saved / "int8.tflite").read_bytes()
+    engine = _LoggedEngine()
+    bench = _bench(engine, saved, digits)
+    workers = engine.pool("fix")
+    try:
+        [shared] = bench._run([content], workers, timed=False)
+        alone = bench.measure(content)
+    finally:
+        for worker in [*workers, bench.worker]:
+            worker.close()
+    fed = {w for w, verb in engine.events if verb == "feed" and w != "fix"}
+    assert fed == {"fix 0", "fix 1"}
+    assert isinstance(shared, dict)
+    assert {**shared, "latency_ms": None} == {**alone, "latency_ms": None}

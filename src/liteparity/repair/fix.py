@@ -71,16 +71,21 @@ SEARCH_SHARE = 0.5
 
 @dataclasses.dataclass
 class _Running:
-    """A model being measured on one worker: which one (``k``), its start's reply, the
-    batches fed and folded, the replies waited for, and what folds its outputs."""
+    """A model being measured: which one (``k``), the workers running it with their start's
+    reply (in the order they joined: the first one's info sets up the folding), the batches
+    fed and folded, the replies waited for in batch order with the worker each went to,
+    and what folds its outputs."""
 
     k: int
-    start: Reply
+    starts: dict[int, Reply] = dataclasses.field(default_factory=dict)
     fed: int = 0
     folded: int = 0
-    pending: deque[Reply] = dataclasses.field(default_factory=deque)
+    pending: deque[tuple[int, Reply]] = dataclasses.field(default_factory=deque)
     accumulator: OutputsAccumulator | None = None
     outputs_order: list[int] = dataclasses.field(default_factory=list)
+
+    def in_flight(self, w: int) -> int:
+        return sum(1 for v, _ in self.pending if v == w)
 
 
 class _Bench:
@@ -164,45 +169,51 @@ class _Bench:
     def _run(
         self, contents: Sequence[bytes], workers: list[BaseWorker], timed: bool
     ) -> list[dict[str, Any] | InterpreterError]:
-        """Each of ``contents`` measured on the next free one of ``workers`` (a failed one
-        replaced); each worker is fed up to its ``width`` batches beyond the one folded
-        next, through its own store (shared memory locally, the object store on Ray: a few
-        batches each, and a few small messages in a process's socket, whatever the data's
-        size), every worker fed before any is waited for, and the first answers folded
-        first. ``timed``: each model's latency
-        is timed when its batches are done (alone only when one model runs)."""
+        """Each of ``contents`` measured on the next free one of ``workers``; once no model
+        waits, a free worker joins the model with the most batches still to send (a slow
+        int16x8 then runs on every worker the others left), its batches dealt to the
+        model's workers and folded in batch order: the same numbers whoever ran them. A
+        worker is fed up to its ``width`` batches beyond the one folded next, through its
+        own store (shared memory locally, the object store on Ray: a few batches each, a
+        few small messages in a process's socket, whatever the data's size); every worker
+        is fed before any is waited for, and the first answers are folded first. A model
+        that fails renews its workers. ``timed``: each model's latency is timed when its
+        batches are done (alone only when one model runs on one worker)."""
+        if not self.batches:
+            raise InternalError("the fix bench has no batches")
         measured: list[dict[str, Any] | InterpreterError | None] = [None] * len(contents)
         # a store per worker, its batches put in turn: batch f is overwritten by batch
         # f + width + 1, sent only once f is folded (a few batches in memory per worker)
         stores = [self.engine.batches(held=w.width + 1) for w in workers]
         ordered = [[inputs[i] for i in self.order] for inputs in self.batches]
+        owner: dict[int, _Running] = {}  # by worker
+        running: dict[int, _Running] = {}  # by model
+        waiting = list(range(len(contents)))
         try:
-            running: dict[int, _Running] = {}  # by worker
-            waiting = list(range(len(contents)))
             while waiting or running:
                 for w in range(len(workers)):
-                    if w not in running and waiting:
-                        k = waiting.pop(0)
-                        job = RunModel(contents[k], latency=timed)
-                        running[w] = _Running(k, workers[w].start(job))
-                for w, run in running.items():  # every worker busy before any wait
-                    while run.fed < len(ordered) and len(run.pending) <= workers[w].width:
-                        run.pending.append(workers[w].feed(stores[w].put(ordered[run.fed])))
-                        run.fed += 1
-                ready = [w for w in running if workers[w].answered()]
+                    run = self._next_for(w, owner, running, waiting)
+                    if run is not None:
+                        job = RunModel(contents[run.k], latency=timed)
+                        run.starts[w], owner[w] = workers[w].start(job), run
+                for run in running.values():  # every worker busy before any wait
+                    self._feed(run, workers, stores, ordered)
+                ready = [r for r in running.values() if workers[r.pending[0][0]].answered()]
                 if not ready:  # fold whichever answers first: a fast model is not held
                     time.sleep(_POLL_S)  # back by a slow one
-                for w in ready:
-                    run = running[w]
+                for run in ready:
                     try:
                         done = self._fold(run)
                         if done:
-                            measured[run.k] = self._numbers(run, workers[w], contents[run.k])
+                            measured[run.k] = self._numbers(run, workers, contents[run.k])
                     except InterpreterError as exc:
                         measured[run.k], done = exc, True
-                        workers[w] = workers[w].renewed()
+                        for v in run.starts:  # its replies in flight go with them
+                            workers[v] = workers[v].renewed()
                     if done:
-                        del running[w]
+                        for v in run.starts:
+                            del owner[v]
+                        del running[run.k]
         finally:
             for store in stores:
                 store.close()
@@ -210,12 +221,46 @@ class _Bench:
             raise InternalError("a model of the fix bench was never measured")
         return [m for m in measured if m is not None]
 
+    def _next_for(
+        self,
+        w: int,
+        owner: dict[int, _Running],
+        running: dict[int, _Running],
+        waiting: list[int],
+    ) -> _Running | None:
+        """What free worker ``w`` runs next: the next waiting model, else a share of the
+        running one with the most batches still to send (at least two); None: nothing."""
+        if w in owner:
+            return None
+        if waiting:
+            k = waiting.pop(0)
+            running[k] = _Running(k)
+            return running[k]
+        left = len(self.batches)
+        busiest = max(running.values(), key=lambda r: left - r.fed, default=None)
+        return busiest if busiest is not None and left - busiest.fed >= 2 else None
+
+    @staticmethod
+    def _feed(
+        run: _Running, workers: list[BaseWorker], stores: list[Any], ordered: list[Any]
+    ) -> None:
+        """Send ``run``'s next batches to its workers with room (each up to its ``width``
+        beyond the one it answers next), the most room first."""
+        while run.fed < len(ordered):
+            w = max(run.starts, key=lambda v: workers[v].width - run.in_flight(v))
+            if run.in_flight(w) > workers[w].width:
+                return
+            run.pending.append((w, workers[w].feed(stores[w].put(ordered[run.fed]))))
+            run.fed += 1
+
     def _fold(self, run: _Running) -> bool:
         """Fold ``run``'s next batch; whether every batch is folded."""
         if run.accumulator is None:
-            run.accumulator, run.outputs_order = self._accumulator(run.start.get())
+            info = next(iter(run.starts.values())).get()
+            run.accumulator, run.outputs_order = self._accumulator(info)
         b = run.folded
-        out = run.pending.popleft().get()
+        _, reply = run.pending.popleft()
+        out = reply.get()
         y, ref = self.labels[b], self.references[b]
         run.accumulator.update(ref, [out[j] for j in run.outputs_order], y)
         run.folded += 1
@@ -230,9 +275,10 @@ class _Bench:
         reach = [info.output_ranges[k] for k in outputs_order] if info.output_ranges else []
         return OutputsAccumulator.create(names, matched, Measures(), reach), outputs_order
 
-    def _numbers(self, run: _Running, worker: BaseWorker, content: bytes) -> dict[str, Any]:
-        """A model's numbers against the budget (its latency: its job's, when timed)."""
-        latency_ms = worker.result().get().latency_ms
+    def _numbers(self, run: _Running, workers: list[BaseWorker], content: bytes) -> dict[str, Any]:
+        """A model's numbers against the budget (its latency: its first worker's job's, when
+        timed)."""
+        latency_ms = workers[next(iter(run.starts))].result().get().latency_ms
         measured = run.accumulator
         if measured is None:
             raise InternalError("a model's numbers were asked for before its first batch")
