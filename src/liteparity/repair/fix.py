@@ -173,12 +173,12 @@ class _Bench:
         waits, a free worker joins the model with the most batches still to send (a slow
         int16x8 then runs on every worker the others left), its batches dealt to the
         model's workers and folded in batch order: the same numbers whoever ran them. A
-        worker is fed up to its ``width`` batches beyond the one folded next, through its
-        own store (shared memory locally, the object store on Ray: a few batches each, a
-        few small messages in a process's socket, whatever the data's size); every worker
-        is fed before any is waited for, and the first answers are folded first. A model
-        that fails renews its workers. ``timed``: each model's latency is timed when its
-        batches are done (alone only when one model runs on one worker)."""
+        worker is fed up to its ``width`` batches at once, through its own store (shared
+        memory locally, the object store on Ray: a few batches each, a few small messages
+        in a process's socket, whatever the data's size); every worker is fed before any is
+        waited for, and the first answers are folded first. A model that fails renews its
+        workers. ``timed``: each model's latency is timed when its batches are done (alone
+        only when one model runs on one worker)."""
         if not self.batches:
             raise InternalError("the fix bench has no batches")
         measured: list[dict[str, Any] | InterpreterError | None] = [None] * len(contents)
@@ -229,7 +229,7 @@ class _Bench:
         waiting: list[int],
     ) -> _Running | None:
         """What free worker ``w`` runs next: the next waiting model, else a share of the
-        running one with the most batches still to send (at least two); None: nothing."""
+        running one with the most batches still to send; None: nothing."""
         if w in owner:
             return None
         if waiting:
@@ -238,17 +238,18 @@ class _Bench:
             return running[k]
         left = len(self.batches)
         busiest = max(running.values(), key=lambda r: left - r.fed, default=None)
-        return busiest if busiest is not None and left - busiest.fed >= 2 else None
+        return busiest if busiest is not None and left > busiest.fed else None
 
     @staticmethod
     def _feed(
         run: _Running, workers: list[BaseWorker], stores: list[Any], ordered: list[Any]
     ) -> None:
         """Send ``run``'s next batches to its workers with room (each up to its ``width``
-        beyond the one it answers next), the most room first."""
+        at once: no batch waits on a busy worker that a free one could take), the most room
+        first."""
         while run.fed < len(ordered):
             w = max(run.starts, key=lambda v: workers[v].width - run.in_flight(v))
-            if run.in_flight(w) > workers[w].width:
+            if run.in_flight(w) >= workers[w].width:
                 return
             run.pending.append((w, workers[w].feed(stores[w].put(ordered[run.fed]))))
             run.fed += 1
