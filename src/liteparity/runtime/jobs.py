@@ -202,8 +202,8 @@ class BaseWorker:
 
     @property
     def width(self) -> int:
-        """Feeds the worker runs at once: a caller keeps as many in flight beyond the one it
-        reads next (a process: one; a Ray worker: its actors)."""
+        """Feeds the worker runs at once (a process: one; a Ray worker: its actors): what a
+        caller keeps in flight to keep it busy."""
         return 1
 
     def answered(self) -> bool:
