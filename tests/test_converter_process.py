@@ -75,6 +75,7 @@ def _converter_children() -> list[int]:
     return pids
 
 
+@pytest.mark.slow  # ~24 s: crashes stay in CI through the real segfault test
 def test_a_planted_converter_crash_mid_calibration_is_named_and_the_process_restarts(
     cnn: Path, digits: Digits
 ) -> None:
