@@ -54,3 +54,15 @@ def test_ray_missing_is_one_line_with_the_install_command(
     assert str(caught.value) == (
         "--engine ray needs Ray, which is not installed: pip install 'liteparity[ray]'"
     )
+
+
+def test_engine_retries_are_told_once() -> None:
+    """A retry a candidate's warnings already carry is not said again under the table; the
+    others (the reference's batches, a conversion) are, a line each; none without Ray."""
+    from liteparity.report.table import engine_retries
+
+    engine = {"retried": ["shard 1 of int8: lost, retried", "converter 0: lost, retried"]}
+    told = {"shard 1 of int8: lost, retried"}
+    assert engine_retries(engine, told) == ["engine: converter 0: lost, retried"]
+    assert engine_retries(engine) == [f"engine: {line}" for line in engine["retried"]]
+    assert engine_retries(None) == []

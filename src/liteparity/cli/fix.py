@@ -84,6 +84,7 @@ def fix(model: ModelSpec, data: DataSpec, options: FixOptions, output: Output) -
       liteparity fix model.keras --data eval.npz --max-drop 0.5 --prefer latency
     """
     from liteparity.repair.fix import fix as run_fix
+    from liteparity.report.table import engine_retries
     from liteparity.timings import recording
 
     with progress_bar() as progress, recording() as timings:
@@ -102,8 +103,8 @@ def fix(model: ModelSpec, data: DataSpec, options: FixOptions, output: Output) -
         top = findings[0] if findings else None
         words = f"{top.verdict} — {top.summary}" if top else "no issues found"
         output.console.print(f"{label}: {words}", highlight=False)
-    for line in (result.engine or {}).get("retried", []):  # a lost Ray actor's batches
-        output.console.print(f"engine: {line}", highlight=False)
+    for line in engine_retries(result.engine):  # a lost Ray actor's batches, retried
+        output.console.print(line, highlight=False)
     if result.out:
         wrote(result.out)
     output.save_json(result.to_json)

@@ -85,6 +85,7 @@ def locate(
       liteparity locate model.keras --candidate my_quant.tflite --data eval.npz --json -
     """
     from liteparity.layerwise.locate import locate as run_locate
+    from liteparity.report.table import engine_retries
     from liteparity.timings import recording
 
     with progress_bar() as progress, recording() as timings:
@@ -98,8 +99,8 @@ def locate(
             f"({jump.op}, tensor {jump.tensor_name!r}).",
             highlight=False,
         )
-    for line in (result.engine or {}).get("retried", []):  # a lost Ray actor's batches
-        output.console.print(f"engine: {line}", highlight=False)
+    for line in engine_retries(result.engine):  # a lost Ray actor's batches, retried
+        output.console.print(line, highlight=False)
     note = (result.sensitivity_run or {}).get("note")
     if note:
         output.console.print(f"[dim]{note}[/]", highlight=False)

@@ -205,7 +205,9 @@ class _Bench:
                     try:
                         done = self._fold(run)
                         if done:
-                            measured[run.k] = self._numbers(run, workers, contents[run.k])
+                            first = workers[next(iter(run.starts))]  # its latency, if timed
+                            latency = first.result().get().latency_ms if timed else None
+                            measured[run.k] = self._numbers(run, latency, contents[run.k])
                     except InterpreterError as exc:
                         measured[run.k], done = exc, True
                         for v in run.starts:  # its replies in flight go with them
@@ -276,10 +278,8 @@ class _Bench:
         reach = [info.output_ranges[k] for k in outputs_order] if info.output_ranges else []
         return OutputsAccumulator.create(names, matched, Measures(), reach), outputs_order
 
-    def _numbers(self, run: _Running, workers: list[BaseWorker], content: bytes) -> dict[str, Any]:
-        """A model's numbers against the budget (its latency: its first worker's job's, when
-        timed)."""
-        latency_ms = workers[next(iter(run.starts))].result().get().latency_ms
+    def _numbers(self, run: _Running, latency_ms: float | None, content: bytes) -> dict[str, Any]:
+        """A model's numbers against the budget."""
         measured = run.accumulator
         if measured is None:
             raise InternalError("a model's numbers were asked for before its first batch")

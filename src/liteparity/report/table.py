@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from liteparity.results.check import ACCURACY, CandidateResult, CheckResult
@@ -95,6 +96,12 @@ def reference_cells(result: CheckResult) -> list[str]:
     ]
 
 
+def engine_retries(engine: Mapping[str, Any] | None, told: Collection[str] = ()) -> list[str]:
+    """A line for each retry of a run on Ray (``Engine.describe``'s ``retried``) not already
+    told (a candidate's warnings carry its own): the reference's batches, a conversion."""
+    return [f"engine: {line}" for line in (engine or {}).get("retried", ()) if line not in told]
+
+
 def check_table(result: CheckResult) -> Any:
     """The table, then one line per row that was not measured, saying why, and one per
     warning (the data's, then each row's): under the table, where a long converter or LiteRT
@@ -131,8 +138,6 @@ def check_table(result: CheckResult) -> Any:
     ]
     below += [Text(f"data: {w}", "yellow") for w in result.data.get("warnings", ())]
     below += [Text(f"{c.name}: {w}", "yellow") for c in result.candidates for w in c.warnings]
-    # a Ray retry no candidate carries: the reference's batches, a conversion
     told = {w for c in result.candidates for w in c.warnings}
-    retried = (result.engine or {}).get("retried", ())
-    below += [Text(f"engine: {line}", "yellow") for line in retried if line not in told]
+    below += [Text(line, "yellow") for line in engine_retries(result.engine, told)]
     return Group(table, *below) if below else table
